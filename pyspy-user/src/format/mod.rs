@@ -1,0 +1,2 @@
+//! Output formats. Every format reads symbolized [`crate::model::Dump`]s.
+pub mod faulthandler;

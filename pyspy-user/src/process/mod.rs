@@ -1,0 +1,1 @@
+//! From a PID to a CPython process description: which interpreter, where its runtime is.
