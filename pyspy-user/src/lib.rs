@@ -1,9 +1,17 @@
 //! pytrace: CPython stacks read from eBPF, printed as faulthandler would.
 //!
 //! Data flows one way: trigger → eBPF walker (`pyspy-ebpf`) → ring buffer → [`decode`] →
-//! [`symbolize`] → [`format`]. [`process`] and [`python`] turn a PID into the per-process
-//! table the walker needs.
-pub mod model;
-pub mod python;
-pub mod process;
+//! [`symbolize`] → [`format`]. [`process`], [`python`] and [`tracker`] turn a PID into the
+//! per-process table the walker needs.
+pub mod bpf;
+pub mod cli;
+pub mod decode;
+pub mod error;
 pub mod format;
+pub mod model;
+pub mod process;
+pub mod python;
+pub mod run;
+pub mod signals;
+pub mod symbolize;
+pub mod tracker;

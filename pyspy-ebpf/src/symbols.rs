@@ -1,0 +1,147 @@
+//! Copies what printing a code object needs (file name, name, first line, line table) into a
+//! code record, once per code object and process: a process killed by the signal is gone
+//! before user space could read it.
+
+use pytrace_common::{
+    code_flags, kind, Counter, ProcInfo, PyStr, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
+    STR_MAX_CODEPOINTS, UNICODE_ASCII_BIT, UNICODE_COMPACT_BIT, UNICODE_KIND_MASK,
+    UNICODE_KIND_SHIFT,
+};
+
+use crate::{
+    counters::bump,
+    emit,
+    maps::{CodeKey, CODE_SCRATCH, SENT_CODES},
+    read::{field_u64, user_bytes, user_u32},
+};
+
+/// Sends the code record for `code` unless this process's copy was already sent.
+#[inline(always)]
+pub fn send_code(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) {
+    let off = &proc.offsets;
+    let (Some(filename), Some(name), Some(linetable)) = (
+        field_u64(code, off.code_filename),
+        field_u64(code, off.code_name),
+        field_u64(code, off.code_linetable),
+    ) else {
+        bump(Counter::CodeReadFailed);
+        return;
+    };
+    let key = CodeKey {
+        pid,
+        _pad: 0,
+        code,
+        filename,
+        name,
+        linetable,
+    };
+    if SENT_CODES.get_ptr(&key).is_some() {
+        return;
+    }
+    let Some(rec) = CODE_SCRATCH.get_ptr_mut(0) else {
+        bump(Counter::NoScratch);
+        return;
+    };
+    // SAFETY: per-CPU scratch owned by this walk.
+    let rec = unsafe { &mut *rec };
+    rec.kind = kind::CODE;
+    rec.pid = pid;
+    rec.code = code;
+    rec.flags = 0;
+    rec.firstlineno = match user_u32(code.wrapping_add(off.code_firstlineno as u64)) {
+        Some(v) => v as i32,
+        None => {
+            bump(Counter::CodeReadFailed);
+            return;
+        }
+    };
+    if !copy_str(&mut rec.filename, filename, proc) {
+        rec.flags |= code_flags::FILENAME_UNREADABLE;
+    }
+    if !copy_str(&mut rec.name, name, proc) {
+        rec.flags |= code_flags::NAME_UNREADABLE;
+    }
+    let copied = copy_linetable(rec, linetable, proc);
+    let len = CODE_RECORD_FIXED + copied as usize;
+    if emit::prefix(rec, len) {
+        bump(Counter::CodesSent);
+        let _ = SENT_CODES.insert(&key, &1, 0);
+    } else {
+        *lost += 1;
+    }
+}
+
+/// Copies a compact `str`: its length, character size and up to 501 code points.
+#[inline(always)]
+fn copy_str(dst: &mut PyStr, obj: u64, proc: &ProcInfo) -> bool {
+    let off = &proc.offsets;
+    dst.char_size = 0;
+    dst.copied = 0;
+    dst.length = 0;
+    let (Some(length), Some(state)) = (
+        field_u64(obj, off.unicode_length),
+        user_u32(obj.wrapping_add(off.unicode_state as u64)),
+    ) else {
+        bump(Counter::StringReadFailed);
+        return false;
+    };
+    if state & UNICODE_COMPACT_BIT == 0 {
+        bump(Counter::StringReadFailed);
+        return false;
+    }
+    let char_size = (state >> UNICODE_KIND_SHIFT) & UNICODE_KIND_MASK;
+    if char_size != 1 && char_size != 2 && char_size != 4 {
+        bump(Counter::StringReadFailed);
+        return false;
+    }
+    let data = if state & UNICODE_ASCII_BIT != 0 {
+        off.unicode_ascii_data
+    } else {
+        off.unicode_compact_data
+    };
+    let chars = if length > STR_MAX_CODEPOINTS + 1 {
+        STR_MAX_CODEPOINTS + 1
+    } else {
+        length
+    };
+    let mut n = (chars as u32) * char_size;
+    if n > STR_MAX_BYTES as u32 {
+        n = STR_MAX_BYTES as u32;
+    }
+    if !user_bytes(dst.data.as_mut_ptr(), n, obj.wrapping_add(data as u64)) {
+        bump(Counter::StringReadFailed);
+        return false;
+    }
+    dst.length = length;
+    dst.char_size = char_size;
+    dst.copied = n;
+    true
+}
+
+/// Copies the start of the line table (a `bytes` object); returns the bytes copied.
+#[inline(always)]
+fn copy_linetable(rec: &mut pytrace_common::CodeRecord, obj: u64, proc: &ProcInfo) -> u32 {
+    let off = &proc.offsets;
+    rec.linetable_len = 0;
+    rec.linetable_copied = 0;
+    let Some(size) = field_u64(obj, off.bytes_size) else {
+        bump(Counter::LineTableReadFailed);
+        rec.flags |= code_flags::LINETABLE_UNREADABLE;
+        return 0;
+    };
+    let mut n = size;
+    if n > LINETABLE_MAX as u64 {
+        bump(Counter::LineTableTruncated);
+        rec.flags |= code_flags::LINETABLE_TRUNCATED;
+        n = LINETABLE_MAX as u64;
+    }
+    let n = n as u32;
+    if !user_bytes(rec.linetable.as_mut_ptr(), n, obj.wrapping_add(off.bytes_data as u64)) {
+        bump(Counter::LineTableReadFailed);
+        rec.flags |= code_flags::LINETABLE_UNREADABLE;
+        return 0;
+    }
+    rec.linetable_len = size;
+    rec.linetable_copied = n;
+    n
+}

@@ -1,0 +1,175 @@
+//! Loading and attaching the eBPF programs, and the maps user space shares with them.
+
+mod btf;
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::BtfTracePoint,
+    Btf, Ebpf, EbpfLoader,
+};
+use pytrace_common::{Counter, ProcInfo, COUNTER_COUNT};
+
+use crate::error::Error;
+
+/// The compiled eBPF object, built from `pyspy-ebpf` by this crate's build script.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pyspy"));
+
+/// What the programs are told at load time.
+pub struct ProbeConfig {
+    /// Signals that trigger a dump.
+    pub signals: Vec<u32>,
+    /// Only processes user space registers are walked; others are counted, not reported.
+    pub pid_filter: bool,
+    /// Ring-buffer size in bytes (a power of two, multiple of the page size).
+    pub ringbuf_bytes: u32,
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+    procs: HashMap<MapData, u32, ProcInfo>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+impl Probes {
+    /// Checks privileges and kernel support, then loads (but does not attach) the programs.
+    pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
+        check_privileges()?;
+        let fsbase = btf::fsbase_offset()?;
+        let mask = config
+            .signals
+            .iter()
+            .filter(|&&s| s < 64)
+            .fold(0u64, |m, &s| m | (1u64 << s));
+        let pid_filter = u32::from(config.pid_filter);
+        raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("FSBASE_OFFSET", &fsbase, true)
+            .override_global("SIGNAL_MASK", &mask, true)
+            .override_global("PID_FILTER", &pid_filter, true)
+            .map_max_entries("EVENTS", config.ringbuf_bytes)
+            .load(OBJECT)
+            .map_err(|e| Error::KernelSupport(format!("loading the eBPF object failed: {e}")))?;
+        let procs = HashMap::try_from(take_map(&mut ebpf, "PROCS")?)
+            .map_err(|e| Error::Runtime(format!("map PROCS: {e}")))?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
+            .map_err(|e| Error::Runtime(format!("map COUNTERS: {e}")))?;
+        Ok(Probes {
+            ebpf,
+            procs,
+            counters,
+        })
+    }
+
+    /// Attaches the signal-delivery program (`tp_btf/signal_deliver`: needs no tracefs).
+    pub fn attach_signal(&mut self) -> Result<(), Error> {
+        const PROBE: &str = "tp_btf/signal_deliver";
+        let attach_err = |reason: String| Error::Attach {
+            probe: PROBE.into(),
+            reason,
+        };
+        let btf = Btf::from_sys_fs().map_err(|e| attach_err(format!("kernel BTF: {e}")))?;
+        let program: &mut BtfTracePoint = self
+            .ebpf
+            .program_mut("signal_deliver")
+            .ok_or_else(|| attach_err("program missing from the object".into()))?
+            .try_into()
+            .map_err(|e| attach_err(format!("{e}")))?;
+        program
+            .load("signal_deliver", &btf)
+            .map_err(|e| attach_err(verifier_summary(&e)))?;
+        program.attach().map_err(|e| attach_err(format!("{e}")))?;
+        Ok(())
+    }
+
+    /// Makes a process walkable.
+    pub fn add_process(&mut self, pid: u32, info: &ProcInfo) -> Result<(), Error> {
+        self.procs
+            .insert(pid, info, 0)
+            .map_err(|e| Error::Runtime(format!("registering process {pid}: {e}")))
+    }
+
+    pub fn remove_process(&mut self, pid: u32) {
+        let _ = self.procs.remove(&pid);
+    }
+
+    /// The ring buffer the walker writes records to.
+    pub fn events(&mut self) -> Result<RingBuf<MapData>, Error> {
+        RingBuf::try_from(take_map(&mut self.ebpf, "EVENTS")?)
+            .map_err(|e| Error::Runtime(format!("map EVENTS: {e}")))
+    }
+
+    /// Counter totals over all CPUs, in `Counter::ALL` order.
+    pub fn counters(&self) -> Vec<(Counter, u64)> {
+        Counter::ALL
+            .iter()
+            .map(|&c| {
+                let total = self
+                    .counters
+                    .get(&(c as u32), 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .unwrap_or(0);
+                (c, total)
+            })
+            .collect()
+    }
+
+    /// (runs, total nanoseconds) of each attached program, when run-time stats are enabled.
+    pub fn run_stats(&self) -> Vec<(String, u64, u64)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some((
+                    name.to_string(),
+                    info.run_count(),
+                    info.run_time().as_nanos() as u64,
+                ))
+            })
+            .collect()
+    }
+}
+
+const _: () = assert!(COUNTER_COUNT as usize == Counter::ALL.len());
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
+    ebpf.take_map(name)
+        .ok_or_else(|| Error::Runtime(format!("map {name} missing from the eBPF object")))
+}
+
+/// The verifier log is long; its last lines say why.
+fn verifier_summary(e: &aya::programs::ProgramError) -> String {
+    let text = format!("{e:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines.len().saturating_sub(3);
+    lines[tail..].join(" | ")
+}
+
+/// Root, or CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN) in the effective set.
+fn check_privileges() -> Result<(), Error> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| Error::Privileges(format!("cannot read /proc/self/status: {e}")))?;
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        Ok(())
+    } else {
+        Err(Error::Privileges(format!("effective capabilities {cap_eff:#x}")))
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid pointer to an initialised struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}

@@ -1,0 +1,330 @@
+//! Ring-buffer bytes → typed records, and records → whole dumps.
+//!
+//! The bytes come from the kernel, but are checked as if untrusted: every length is verified
+//! and decoding returns an error, never panics.
+
+use std::{collections::BTreeMap, mem::size_of};
+
+use pytrace_common::{
+    code_flags, kind, CodeRecord, DumpBegin, DumpEnd, FrameEntry, PyStr, Skipped, ThreadHeader,
+    CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
+};
+
+use crate::model::PyText;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is too short")]
+    Short(usize),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    #[error("thread record claims {claimed} frames but holds {held}")]
+    FrameCount { claimed: u32, held: usize },
+    #[error("code record claims {0} line-table bytes")]
+    LineTableLength(u32),
+}
+
+/// A code object as the kernel copied it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeInfo {
+    pub pid: u32,
+    pub code: u64,
+    pub firstlineno: i32,
+    pub filename: Option<PyText>,
+    pub name: Option<PyText>,
+    pub linetable: Vec<u8>,
+    /// The copy holds only the start of a longer table.
+    pub linetable_truncated: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Record {
+    Begin(DumpBegin),
+    Thread(ThreadHeader, Vec<FrameEntry>),
+    Code(CodeInfo),
+    End(DumpEnd),
+    Skipped(Skipped),
+}
+
+/// Reads a plain-data `T` from the start of `bytes`.
+fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    // SAFETY: length checked; `T` is one of the `#[repr(C)]` integer-only record types, valid
+    // for any bit pattern; `read_unaligned` copes with the buffer's alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    match read::<u32>(bytes)? {
+        kind::DUMP_BEGIN => Ok(Record::Begin(read(bytes)?)),
+        kind::DUMP_END => Ok(Record::End(read(bytes)?)),
+        kind::SKIPPED => Ok(Record::Skipped(read(bytes)?)),
+        kind::THREAD => decode_thread(bytes),
+        kind::CODE => decode_code(bytes),
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+fn decode_thread(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let hdr: ThreadHeader = read(bytes)?;
+    let body = &bytes[size_of::<ThreadHeader>()..];
+    let held = body.len() / size_of::<FrameEntry>();
+    if hdr.nframes as usize > held {
+        return Err(DecodeError::FrameCount {
+            claimed: hdr.nframes,
+            held,
+        });
+    }
+    let frames = body
+        .chunks_exact(size_of::<FrameEntry>())
+        .take(hdr.nframes as usize)
+        .map(read::<FrameEntry>)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Record::Thread(hdr, frames))
+}
+
+fn decode_code(bytes: &[u8]) -> Result<Record, DecodeError> {
+    if bytes.len() < CODE_RECORD_FIXED {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    // The fixed part is the record minus its line table; read it through a zeroed full-size
+    // copy so the typed fields line up.
+    let mut fixed = vec![0u8; size_of::<CodeRecord>()];
+    fixed[..CODE_RECORD_FIXED].copy_from_slice(&bytes[..CODE_RECORD_FIXED]);
+    let rec: Box<CodeRecord> = Box::new(read(&fixed)?);
+    let copied = rec.linetable_copied as usize;
+    if copied > LINETABLE_MAX || bytes.len() < CODE_RECORD_FIXED + copied {
+        return Err(DecodeError::LineTableLength(rec.linetable_copied));
+    }
+    let linetable = bytes[CODE_RECORD_FIXED..CODE_RECORD_FIXED + copied].to_vec();
+    Ok(Record::Code(CodeInfo {
+        pid: rec.pid,
+        code: rec.code,
+        firstlineno: rec.firstlineno,
+        filename: (rec.flags & code_flags::FILENAME_UNREADABLE == 0)
+            .then(|| pystr(&rec.filename))
+            .flatten(),
+        name: (rec.flags & code_flags::NAME_UNREADABLE == 0)
+            .then(|| pystr(&rec.name))
+            .flatten(),
+        linetable,
+        linetable_truncated: rec.flags & code_flags::LINETABLE_TRUNCATED != 0,
+    }))
+}
+
+/// Code points of a copied `str` (little-endian units of 1, 2 or 4 bytes).
+fn pystr(s: &PyStr) -> Option<PyText> {
+    let size = s.char_size as usize;
+    if !matches!(size, 1 | 2 | 4) {
+        return None;
+    }
+    let copied = (s.copied as usize).min(STR_MAX_BYTES);
+    let codepoints = s.data[..copied]
+        .chunks_exact(size)
+        .map(|c| match size {
+            1 => c[0] as u32,
+            2 => u16::from_le_bytes([c[0], c[1]]) as u32,
+            _ => u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+        })
+        .collect();
+    Some(PyText {
+        codepoints,
+        length: s.length,
+    })
+}
+
+/// A dump whose records have all arrived, still in kernel terms.
+#[derive(Clone, Debug)]
+pub struct RawDump {
+    pub begin: DumpBegin,
+    pub threads: Vec<(ThreadHeader, Vec<FrameEntry>)>,
+    pub end: DumpEnd,
+}
+
+/// Groups thread records under their dump until its end record arrives.
+#[derive(Default)]
+pub struct Assembler {
+    open: BTreeMap<u64, (DumpBegin, Vec<(ThreadHeader, Vec<FrameEntry>)>)>,
+    /// Dumps abandoned because their end record never came (lost in a full ring buffer).
+    pub torn: u64,
+    /// Thread or end records that matched no open dump.
+    pub orphans: u64,
+}
+
+/// Open dumps kept waiting for their end record; older ones are counted as torn.
+const MAX_OPEN_DUMPS: usize = 256;
+
+impl Assembler {
+    pub fn begin(&mut self, begin: DumpBegin) {
+        if self.open.len() >= MAX_OPEN_DUMPS {
+            if let Some((&oldest, _)) = self.open.iter().next() {
+                self.open.remove(&oldest);
+                self.torn += 1;
+            }
+        }
+        self.open.insert(begin.dump_id, (begin, Vec::new()));
+    }
+
+    pub fn thread(&mut self, hdr: ThreadHeader, frames: Vec<FrameEntry>) {
+        match self.open.get_mut(&hdr.dump_id) {
+            Some((_, threads)) => threads.push((hdr, frames)),
+            None => self.orphans += 1,
+        }
+    }
+
+    pub fn end(&mut self, end: DumpEnd) -> Option<RawDump> {
+        match self.open.remove(&end.dump_id) {
+            Some((begin, threads)) => Some(RawDump {
+                begin,
+                threads,
+                end,
+            }),
+            None => {
+                self.orphans += 1;
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: test-only view of a plain-data record.
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn thread_record_round_trip_and_bad_counts() {
+        let hdr = ThreadHeader {
+            kind: kind::THREAD,
+            dump_id: 7,
+            thread_id: 0x7f00,
+            nframes: 2,
+            ..Default::default()
+        };
+        let mut bytes = bytes_of(&hdr);
+        for i in 0..2u64 {
+            bytes.extend(bytes_of(&FrameEntry {
+                code: 0x1000 + i,
+                instr: i,
+                owner: 0,
+                flags: 0,
+            }));
+        }
+        match decode(&bytes).unwrap() {
+            Record::Thread(h, f) => {
+                assert_eq!(h.thread_id, 0x7f00);
+                assert_eq!(f.len(), 2);
+                assert_eq!(f[1].code, 0x1001);
+            }
+            other => panic!("{other:?}"),
+        }
+        let short = &bytes[..bytes.len() - 1];
+        assert!(matches!(
+            decode(short),
+            Err(DecodeError::FrameCount { claimed: 2, held: 1 })
+        ));
+    }
+
+    #[test]
+    fn code_record_strings_and_linetable() {
+        let mut rec: Box<CodeRecord> = Box::new(unsafe { std::mem::zeroed() });
+        rec.kind = kind::CODE;
+        rec.pid = 42;
+        rec.code = 0xdead;
+        rec.firstlineno = 10;
+        rec.filename.char_size = 1;
+        rec.filename.length = 4;
+        rec.filename.copied = 4;
+        rec.filename.data[..4].copy_from_slice(b"a.py");
+        rec.name.char_size = 2;
+        rec.name.length = 1;
+        rec.name.copied = 2;
+        rec.name.data[..2].copy_from_slice(&0x65e5u16.to_le_bytes());
+        rec.linetable_copied = 3;
+        rec.linetable[..3].copy_from_slice(&[1, 2, 3]);
+        let all = bytes_of(&*rec);
+        let bytes = &all[..CODE_RECORD_FIXED + 3];
+        match decode(bytes).unwrap() {
+            Record::Code(c) => {
+                assert_eq!(c.filename.unwrap().to_string_lossy(), "a.py");
+                assert_eq!(c.name.unwrap().codepoints, vec![0x65e5]);
+                assert_eq!(c.linetable, vec![1, 2, 3]);
+                assert_eq!(c.firstlineno, 10);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A record cut inside its line table is rejected, not misread.
+        assert!(decode(&all[..CODE_RECORD_FIXED + 2]).is_err());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 0x1234_5678u64;
+        for len in 0..600 {
+            let mut buf = Vec::with_capacity(len);
+            for _ in 0..len {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                buf.push((seed >> 33) as u8);
+            }
+            if len >= 4 {
+                buf[..4].copy_from_slice(&((len as u32 % 6) + 1).to_le_bytes());
+            }
+            let _ = decode(&buf);
+        }
+        assert_eq!(decode(&[]).unwrap_err(), DecodeError::Short(0));
+    }
+
+    #[test]
+    fn assembler_groups_and_counts_torn() {
+        let mut a = Assembler::default();
+        let begin = DumpBegin {
+            kind: kind::DUMP_BEGIN,
+            trigger: 1,
+            dump_id: 5,
+            boot_ns: 0,
+            pid: 1,
+            tid: 1,
+            signal: 4,
+            si_code: 0,
+            sender_pid: 0,
+            sender_uid: 0,
+            gc_collecting: 0,
+            version_hex: 0,
+            fsbase: 0,
+            comm: [0; 16],
+        };
+        a.begin(begin);
+        a.thread(
+            ThreadHeader {
+                dump_id: 5,
+                ..Default::default()
+            },
+            vec![],
+        );
+        a.thread(
+            ThreadHeader {
+                dump_id: 6,
+                ..Default::default()
+            },
+            vec![],
+        );
+        let done = a
+            .end(DumpEnd {
+                dump_id: 5,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(done.threads.len(), 1);
+        assert_eq!(a.orphans, 1);
+        for id in 0..(MAX_OPEN_DUMPS as u64 + 3) {
+            a.begin(DumpBegin { dump_id: 100 + id, ..begin });
+        }
+        assert_eq!(a.torn, 3);
+    }
+}

@@ -1,0 +1,50 @@
+//! The text format: a header line, then exactly what faulthandler would print, then an empty
+//! line.
+
+use std::io::{self, Write};
+
+use super::{faulthandler, timestamp, version_string, DumpFormat};
+use crate::{model::Dump, signals};
+
+pub struct Text;
+
+impl DumpFormat for Text {
+    fn write_dump(&mut self, dump: &Dump, out: &mut dyn Write) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(4096);
+        header(&mut buf, dump);
+        let (major, minor, _) = dump.python_version;
+        faulthandler::write_threads(&mut buf, dump, &faulthandler::style_for(major, minor));
+        buf.push(b'\n');
+        out.write_all(&buf)
+    }
+}
+
+/// `Process 1234 (python3) Python 3.11.7, SIGILL from PID 99, 2026-11-25T10:00:00.000000Z`.
+fn header(buf: &mut Vec<u8>, d: &Dump) {
+    let _ = write!(buf, "Process {} ", d.pid);
+    if let Some(ns) = d.ns_pid {
+        let _ = write!(buf, "[{ns} in its PID namespace] ");
+    }
+    let _ = write!(
+        buf,
+        "({}) Python {}, {}",
+        d.comm,
+        version_string(d.python_version),
+        signals::name(d.signal)
+    );
+    if d.tid != d.pid {
+        let _ = write!(buf, " to thread {}", d.tid);
+    }
+    if let Some(sender) = d.sender_pid {
+        let _ = write!(buf, " from PID {sender}");
+    }
+    let _ = write!(buf, ", {}", timestamp(d.time_ns));
+    if d.lost_records > 0 || d.unsymbolized_frames > 0 {
+        let _ = write!(
+            buf,
+            " (incomplete: {} records lost, {} frames unsymbolized)",
+            d.lost_records, d.unsymbolized_frames
+        );
+    }
+    buf.push(b'\n');
+}

@@ -1,0 +1,109 @@
+//! The set of traced CPython processes: inspects a PID, builds the walker's table for it and
+//! registers it with the kernel side and the symbolizer.
+
+use pytrace_common::ProcInfo;
+
+use crate::{
+    bpf::Probes,
+    error::Error,
+    process::{self, InspectError, PythonProcess},
+    python::{
+        debug_offsets::{self, DebugOffsetsError},
+        layout::{builtin_layout, VersionLayout},
+    },
+    symbolize::{ProcessMeta, Symbolizer},
+};
+
+/// Inspects `pid` and, if it is a supported CPython, makes it walkable.
+pub fn register(pid: u32, probes: &mut Probes, sym: &mut Symbolizer) -> Result<(), Error> {
+    let p = process::inspect(pid).map_err(inspect_error)?;
+    let layout = layout_for(&p)?;
+    let info = proc_info(&p, &layout)?;
+    probes.add_process(pid, &info)?;
+    sym.add_process(
+        pid,
+        ProcessMeta {
+            version: p.version,
+            layout,
+            ns_pid: p.ns_pid,
+        },
+    );
+    Ok(())
+}
+
+pub fn unregister(pid: u32, probes: &mut Probes, sym: &mut Symbolizer) {
+    probes.remove_process(pid);
+    sym.remove_process(pid);
+}
+
+fn version_text(v: (u8, u8, u8)) -> String {
+    format!("{}.{}.{}", v.0, v.1, v.2)
+}
+
+/// 3.13+: the target's own `_Py_DebugOffsets`; older versions: the built-in table.
+fn layout_for(p: &PythonProcess) -> Result<VersionLayout, Error> {
+    let unsupported = || Error::UnsupportedPython {
+        pid: p.pid,
+        version: version_text(p.version),
+    };
+    if (p.version.0, p.version.1) >= (3, 13) {
+        let runtime = p.runtime_addr.ok_or_else(unsupported)?;
+        let mut buf = vec![0u8; debug_offsets::DEBUG_OFFSETS_MAX_SIZE];
+        process::read_memory(p.pid, runtime, &mut buf).map_err(|e| Error::Inspect {
+            pid: p.pid,
+            reason: format!("cannot read _PyRuntime debug offsets: {e}"),
+        })?;
+        return match debug_offsets::parse(&buf) {
+            Ok(d) => Ok(d.layout),
+            Err(DebugOffsetsError::UnknownVersion { version_hex }) => {
+                Err(Error::UnsupportedPython {
+                    pid: p.pid,
+                    version: debug_offsets::version_string(version_hex),
+                })
+            }
+            Err(e) => Err(Error::Inspect {
+                pid: p.pid,
+                reason: format!("bad _Py_DebugOffsets: {e}"),
+            }),
+        };
+    }
+    builtin_layout(p.version.0, p.version.1)
+        .copied()
+        .ok_or_else(unsupported)
+}
+
+fn proc_info(p: &PythonProcess, layout: &VersionLayout) -> Result<ProcInfo, Error> {
+    let interp_head_addr = match (layout.runtime_interp_head, p.runtime_addr, p.interp_head_addr) {
+        (Some(off), Some(runtime), _) => runtime + off as u64,
+        (None, _, Some(head)) => head,
+        _ => {
+            return Err(Error::Inspect {
+                pid: p.pid,
+                reason: format!(
+                    "cannot find the interpreter list in {}",
+                    p.binary.display()
+                ),
+            })
+        }
+    };
+    Ok(ProcInfo {
+        interp_head_addr,
+        version_hex: p.version_hex,
+        _pad: 0,
+        offsets: layout.offsets,
+    })
+}
+
+fn inspect_error(e: InspectError) -> Error {
+    match e {
+        InspectError::NoSuchProcess(pid) => Error::NoSuchProcess(pid),
+        InspectError::NotPython { pid, comm } => Error::NotPython { pid, comm },
+        InspectError::UnsupportedVersion { pid, version } => {
+            Error::UnsupportedPython { pid, version }
+        }
+        InspectError::PermissionDenied(pid) => {
+            Error::Privileges(format!("cannot inspect process {pid}"))
+        }
+        other => Error::Runtime(other.to_string()),
+    }
+}

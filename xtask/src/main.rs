@@ -1,0 +1,137 @@
+//! Project tasks that a build script should not do: installing the eBPF toolchain, building,
+//! running the root-only test suite and the benchmarks.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+/// The bpf-linker release that links with the nightly toolchain's LLVM here.
+const BPF_LINKER_VERSION: &str = "0.10.3";
+const NIGHTLY: &str = "nightly";
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Args {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the eBPF build needs (idempotent): rust-src for nightly, bpf-linker.
+    Setup,
+    /// Set up, then build everything; the binary lands in target/release/pytrace.
+    Build,
+    /// Build, then run target/release/pytrace with the given arguments.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then run every test: unit tests and the end-to-end suite against real CPython
+    /// (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then run the benchmarks against py-spy, pystack and austin (needs root).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let root = workspace_root();
+    match args.command {
+        Task::Setup => setup(),
+        Task::Build => build(&root),
+        Task::Run { args } => {
+            build(&root)?;
+            run(Command::new(root.join("target/release/pytrace")).args(args))
+        }
+        Task::Test { args } => {
+            build(&root)?;
+            run(cargo(&root)
+                .args(["test", "--workspace", "--release", "--no-fail-fast"])
+                .args(args)
+                .env("PYTRACE_BIN", root.join("target/release/pytrace")))
+        }
+        Task::Bench { args } => {
+            build(&root)?;
+            run(Command::new("bash")
+                .arg(root.join("bench/run.sh"))
+                .args(args)
+                .env("PYTRACE_BIN", root.join("target/release/pytrace")))
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root);
+    c
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn setup() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup is needed to build the eBPF programs")?;
+    if !toolchains.lines().any(|l| l.starts_with(NIGHTLY)) {
+        run(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))?;
+    }
+    let components = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ]))
+    .unwrap_or_default();
+    if !components.lines().any(|l| l.starts_with("rust-src")) {
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
+    }
+    let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if !linker.contains(BPF_LINKER_VERSION) {
+        run(Command::new("cargo").args([
+            &format!("+{NIGHTLY}"),
+            "install",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            "--locked",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn build(root: &Path) -> Result<()> {
+    setup()?;
+    run(cargo(root).args(["build", "--release", "--package", "pyspy-user"]))
+}
