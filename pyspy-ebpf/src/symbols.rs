@@ -29,7 +29,7 @@ pub fn send_code(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) {
     };
     let key = CodeKey {
         pid,
-        _pad: 0,
+        generation: proc.generation,
         code,
         filename,
         name,

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
     code_flags, kind, CodeRecord, DumpBegin, DumpEnd, FrameEntry, PyStr, Skipped, ThreadHeader,
-    CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
+    CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES, ProcessEvent,
 };
 
 use crate::model::PyText;
@@ -44,6 +44,10 @@ pub enum Record {
     Code(CodeInfo),
     End(DumpEnd),
     Skipped(Skipped),
+    /// A process mapped a python/libpython executable file.
+    Mapped(u32),
+    /// A traced process exited.
+    Exited(u32),
 }
 
 /// Reads a plain-data `T` from the start of `bytes`.
@@ -63,6 +67,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::SKIPPED => Ok(Record::Skipped(read(bytes)?)),
         kind::THREAD => decode_thread(bytes),
         kind::CODE => decode_code(bytes),
+        kind::MAPPED => Ok(Record::Mapped(read::<ProcessEvent>(bytes)?.pid)),
+        kind::EXITED => Ok(Record::Exited(read::<ProcessEvent>(bytes)?.pid)),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -273,7 +279,7 @@ mod tests {
                 buf.push((seed >> 33) as u8);
             }
             if len >= 4 {
-                buf[..4].copy_from_slice(&((len as u32 % 6) + 1).to_le_bytes());
+                buf[..4].copy_from_slice(&((len as u32 % 8) + 1).to_le_bytes());
             }
             let _ = decode(&buf);
         }

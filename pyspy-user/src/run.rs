@@ -2,13 +2,14 @@
 //! printed dumps until told to stop.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
     io::{self, Write},
     time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
-use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
+use tokio::{io::unix::AsyncFd, signal::unix::SignalKind, time::Instant};
 
 use crate::{
     bpf::{ProbeConfig, Probes},
@@ -18,8 +19,13 @@ use crate::{
     format::{self, DumpFormat},
     process, signals,
     symbolize::Symbolizer,
-    tracker,
+    tracker::{self, Tracker},
 };
+
+/// A process that mapped a CPython file is inspected after these delays (the mapping is
+/// reported before it is complete, and the dynamic loader maps segments in several steps);
+/// each failure moves to the next delay, and the last failure gives up.
+const INSPECT_DELAYS_MS: [u64; 6] = [1, 4, 16, 64, 256, 1024];
 
 pub fn main(cli: Cli) -> Result<(), Error> {
     let signal = signals::parse(&cli.signal)?;
@@ -34,6 +40,9 @@ struct Session {
     cli: Cli,
     probes: Probes,
     sym: Symbolizer,
+    tracker: Tracker,
+    /// Processes waiting to be inspected: pid → (attempt, when).
+    pending: BTreeMap<u32, (usize, Instant)>,
     asm: Assembler,
     format: Box<dyn DumpFormat>,
     out: Box<dyn Write>,
@@ -45,17 +54,22 @@ struct Session {
 async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
     // Check the requested PIDs before touching the kernel: a typo is the commonest error.
     for &pid in &cli.pid {
-        process::inspect(pid).map_err(tracker_error)?;
+        process::inspect(pid).map_err(tracker::inspect_error)?;
     }
     let mut probes = Probes::load(&ProbeConfig {
         signals: vec![signal],
         pid_filter: !cli.pid.is_empty(),
         ringbuf_bytes: cli.ringbuf_mib.max(1).next_power_of_two() * 1024 * 1024,
+        run_time_stats: cli.verbose > 0,
     })?;
     let mut sym = Symbolizer::default();
+    let mut tracker = Tracker::default();
+    let ring = probes.events()?;
     if cli.pid.is_empty() {
+        // Attach the lifecycle probes first, so a process started during the scan is not missed.
+        probes.attach_lifecycle()?;
         for pid in process::candidate_pids() {
-            if let Err(e) = tracker::register(pid, &mut probes, &mut sym) {
+            if let Err(e) = tracker.register(pid, &mut probes, &mut sym) {
                 if cli.verbose > 0 {
                     eprintln!("pytrace: skipping {e}");
                 }
@@ -63,10 +77,9 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         }
     } else {
         for &pid in &cli.pid {
-            tracker::register(pid, &mut probes, &mut sym)?;
+            tracker.register(pid, &mut probes, &mut sym)?;
         }
     }
-    let ring = probes.events()?;
     probes.attach_signal()?;
     let out: Box<dyn Write> = match &cli.output {
         Some(path) => Box::new(File::create(path).map_err(|e| {
@@ -84,6 +97,8 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         cli,
         probes,
         sym,
+        tracker,
+        pending: BTreeMap::new(),
         asm: Assembler::default(),
         out,
         dumps: 0,
@@ -97,7 +112,10 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
 
 impl Session {
     async fn pump(&mut self, ring: RingBuf<MapData>) -> Result<(), Error> {
-        let mut fd = AsyncFd::new(ring).map_err(|e| Error::Runtime(format!("ring buffer: {e}")))?;
+        // SAFETY: the ring buffer owns its file descriptor, which stays open (and is not closed
+        // or reused behind tokio's back) for as long as the AsyncFd owns the ring buffer.
+        let mut fd = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| Error::Runtime(format!("ring buffer: {e}")))?;
         let mut term = tokio::signal::unix::signal(SignalKind::terminate())
             .map_err(|e| Error::Runtime(format!("SIGTERM handler: {e}")))?;
         let deadline = self
@@ -111,6 +129,13 @@ impl Session {
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let next_inspect = self.pending.values().map(|&(_, at)| at).min();
+            let inspect = async {
+                match next_inspect {
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
@@ -131,6 +156,45 @@ impl Session {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
                 _ = term.recv() => return Ok(()),
                 _ = sleep => return Ok(()),
+                _ = inspect => self.inspect_due(),
+            }
+        }
+    }
+
+    fn schedule(&mut self, pid: u32, attempt: usize) {
+        if let Some(&ms) = INSPECT_DELAYS_MS.get(attempt) {
+            self.pending
+                .insert(pid, (attempt, Instant::now() + Duration::from_millis(ms)));
+        } else {
+            self.pending.remove(&pid);
+        }
+    }
+
+    /// Inspects the processes whose delay has passed; reschedules those not ready yet.
+    fn inspect_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(u32, usize)> = self
+            .pending
+            .iter()
+            .filter(|(_, &(_, at))| at <= now)
+            .map(|(&pid, &(attempt, _))| (pid, attempt))
+            .collect();
+        for (pid, attempt) in due {
+            self.pending.remove(&pid);
+            match self.tracker.register(pid, &mut self.probes, &mut self.sym) {
+                Ok(()) => {
+                    if self.cli.verbose > 0 {
+                        eprintln!("pytrace: now tracing new process {pid}");
+                    }
+                }
+                Err(Error::NoSuchProcess(_)) => {}
+                Err(e) => {
+                    if attempt + 1 < INSPECT_DELAYS_MS.len() {
+                        self.schedule(pid, attempt + 1);
+                    } else if self.cli.verbose > 0 {
+                        eprintln!("pytrace: not tracing new process {pid}: {e}");
+                    }
+                }
             }
         }
     }
@@ -153,6 +217,16 @@ impl Session {
                         .map_err(|e| Error::Output(format!("writing a dump: {e}")))?;
                     self.dumps += 1;
                 }
+            }
+            Ok(Record::Mapped(pid)) => {
+                if self.cli.pid.is_empty() {
+                    self.schedule(pid, 0);
+                }
+            }
+            Ok(Record::Exited(pid)) => {
+                self.pending.remove(&pid);
+                self.tracker
+                    .unregister(pid, &mut self.probes, &mut self.sym);
             }
             Ok(Record::Skipped(s)) => {
                 if self.cli.verbose > 0 {
@@ -197,17 +271,11 @@ impl Session {
             self.asm.torn, self.asm.orphans, self.decode_errors, self.sym.stray_codes
         ));
         eprintln!("{line}");
-    }
-}
-
-fn tracker_error(e: process::InspectError) -> Error {
-    use process::InspectError as I;
-    match e {
-        I::NoSuchProcess(pid) => Error::NoSuchProcess(pid),
-        I::NotPython { pid, comm } => Error::NotPython { pid, comm },
-        I::UnsupportedVersion { pid, version } => Error::UnsupportedPython { pid, version },
-        I::PermissionDenied(pid) => Error::Privileges(format!("cannot inspect process {pid}")),
-        other => Error::Runtime(other.to_string()),
+        if self.cli.verbose > 0 {
+            for (name, runs, ns) in self.probes.run_stats() {
+                eprintln!("pytrace: bpf: {name} runs={runs} ns={ns}");
+            }
+        }
     }
 }
 

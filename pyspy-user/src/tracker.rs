@@ -14,26 +14,42 @@ use crate::{
     symbolize::{ProcessMeta, Symbolizer},
 };
 
-/// Inspects `pid` and, if it is a supported CPython, makes it walkable.
-pub fn register(pid: u32, probes: &mut Probes, sym: &mut Symbolizer) -> Result<(), Error> {
-    let p = process::inspect(pid).map_err(inspect_error)?;
-    let layout = layout_for(&p)?;
-    let info = proc_info(&p, &layout)?;
-    probes.add_process(pid, &info)?;
-    sym.add_process(
-        pid,
-        ProcessMeta {
-            version: p.version,
-            layout,
-            ns_pid: p.ns_pid,
-        },
-    );
-    Ok(())
+/// Registers processes; each registration gets a new generation number.
+#[derive(Default)]
+pub struct Tracker {
+    generation: u32,
 }
 
-pub fn unregister(pid: u32, probes: &mut Probes, sym: &mut Symbolizer) {
-    probes.remove_process(pid);
-    sym.remove_process(pid);
+impl Tracker {
+    /// Inspects `pid` and, if it is a supported CPython, makes it walkable (again, after an
+    /// exec).
+    pub fn register(
+        &mut self,
+        pid: u32,
+        probes: &mut Probes,
+        sym: &mut Symbolizer,
+    ) -> Result<(), Error> {
+        let p = process::inspect(pid).map_err(inspect_error)?;
+        let layout = layout_for(&p)?;
+        self.generation = self.generation.wrapping_add(1);
+        let info = proc_info(&p, &layout, self.generation)?;
+        probes.add_process(pid, &info)?;
+        sym.add_process(
+            pid,
+            ProcessMeta {
+                version: p.version,
+                layout,
+                ns_pid: p.ns_pid,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets a process (the kernel side has already dropped it on exit).
+    pub fn unregister(&mut self, pid: u32, probes: &mut Probes, sym: &mut Symbolizer) {
+        probes.remove_process(pid);
+        sym.remove_process(pid);
+    }
 }
 
 fn version_text(v: (u8, u8, u8)) -> String {
@@ -72,7 +88,7 @@ fn layout_for(p: &PythonProcess) -> Result<VersionLayout, Error> {
         .ok_or_else(unsupported)
 }
 
-fn proc_info(p: &PythonProcess, layout: &VersionLayout) -> Result<ProcInfo, Error> {
+fn proc_info(p: &PythonProcess, layout: &VersionLayout, generation: u32) -> Result<ProcInfo, Error> {
     let interp_head_addr = match (layout.runtime_interp_head, p.runtime_addr, p.interp_head_addr) {
         (Some(off), Some(runtime), _) => runtime + off as u64,
         (None, _, Some(head)) => head,
@@ -89,12 +105,13 @@ fn proc_info(p: &PythonProcess, layout: &VersionLayout) -> Result<ProcInfo, Erro
     Ok(ProcInfo {
         interp_head_addr,
         version_hex: p.version_hex,
-        _pad: 0,
+        generation,
         offsets: layout.offsets,
     })
 }
 
-fn inspect_error(e: InspectError) -> Error {
+/// The user-facing error for a failed inspection.
+pub fn inspect_error(e: InspectError) -> Error {
     match e {
         InspectError::NoSuchProcess(pid) => Error::NoSuchProcess(pid),
         InspectError::NotPython { pid, comm } => Error::NotPython { pid, comm },

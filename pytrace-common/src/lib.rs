@@ -40,7 +40,7 @@ pub struct PyOffsets {
     pub tstate_next: u32,
     /// `PyThreadState` → `thread_id` (`pthread_self()`).
     pub tstate_thread_id: u32,
-    /// `PyThreadState` → `native_thread_id` (3.8+); `NO_OFFSET` before.
+    /// `PyThreadState` → `native_thread_id` (3.11+); `NO_OFFSET` before.
     pub tstate_native_thread_id: u32,
     /// `PyThreadState` → `frame` (≤3.10), `cframe` (3.11, 3.12) or `current_frame` (3.13+).
     pub tstate_frame: u32,
@@ -94,7 +94,9 @@ pub struct ProcInfo {
     pub interp_head_addr: u64,
     /// `PY_VERSION_HEX` of the target.
     pub version_hex: u32,
-    pub _pad: u32,
+    /// Distinguishes this registration from an earlier process that had the same PID, so code
+    /// objects sent for that one are not taken as sent for this one.
+    pub generation: u32,
     pub offsets: PyOffsets,
 }
 
@@ -113,7 +115,21 @@ pub mod kind {
     pub const CODE: u32 = 3;
     pub const DUMP_END: u32 = 4;
     pub const SKIPPED: u32 = 5;
+    pub const MAPPED: u32 = 6;
+    pub const EXITED: u32 = 7;
 }
+
+/// A process mapped an executable file whose name starts with `python` or `libpython`
+/// (`MAPPED`), or a traced process's main thread exited (`EXITED`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessEvent {
+    pub kind: u32,
+    pub pid: u32,
+}
+
+/// Bytes of a mapped file's name the kernel compares against the prefixes.
+pub const MAPPED_NAME_LEN: usize = 16;
 
 /// First record of a dump.
 #[repr(C)]
@@ -302,9 +318,13 @@ pub enum Counter {
     NoScratch,
     /// Walks that found another walk in progress on this CPU (nesting).
     Nested,
+    /// Executable mappings of python/libpython files reported.
+    Mapped,
+    /// Traced processes whose exit was reported.
+    Exited,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::Nested as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::Exited as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -325,6 +345,8 @@ impl Counter {
         Counter::RingbufFull,
         Counter::NoScratch,
         Counter::Nested,
+        Counter::Mapped,
+        Counter::Exited,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -346,6 +368,8 @@ impl Counter {
             Counter::RingbufFull => "ringbuf_full",
             Counter::NoScratch => "no_scratch",
             Counter::Nested => "nested",
+            Counter::Mapped => "mapped",
+            Counter::Exited => "exited",
         }
     }
 }

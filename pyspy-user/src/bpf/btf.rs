@@ -1,21 +1,40 @@
 //! Kernel structure offsets read from the running kernel's BTF (Rust eBPF has no CO-RE).
 
-use btf_rs::{Btf, BtfType, Type};
+use btf_rs::{Btf, Type};
 
 use crate::error::Error;
 
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// Byte offset of `task_struct.thread.fsbase`: the user thread pointer, which glibc's
-/// `pthread_self()` returns on x86_64.
-pub fn fsbase_offset() -> Result<u64, Error> {
-    let btf = Btf::from_file(VMLINUX_BTF)
-        .map_err(|e| Error::KernelSupport(format!("cannot read {VMLINUX_BTF}: {e}")))?;
-    member_offset(&btf, "task_struct", &["thread", "fsbase"])
-        .ok_or_else(|| Error::KernelSupport("task_struct.thread.fsbase not found in BTF".into()))
+/// The kernel structure offsets the eBPF programs need.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelOffsets {
+    /// `task_struct.thread.fsbase`: the user thread pointer, which glibc's `pthread_self()`
+    /// returns on x86_64.
+    pub fsbase: u64,
+    /// `file.f_path.dentry`.
+    pub file_dentry: u64,
+    /// `dentry.d_name.name`.
+    pub dentry_name: u64,
 }
 
-/// Offset in bytes of a nested member path, following struct-typed members.
+pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
+    let btf = Btf::from_file(VMLINUX_BTF)
+        .map_err(|e| Error::KernelSupport(format!("cannot read {VMLINUX_BTF}: {e}")))?;
+    let find = |root: &str, path: &[&str]| {
+        member_offset(&btf, root, path).ok_or_else(|| {
+            Error::KernelSupport(format!("{root}.{} not found in BTF", path.join(".")))
+        })
+    };
+    Ok(KernelOffsets {
+        fsbase: find("task_struct", &["thread", "fsbase"])?,
+        file_dentry: find("file", &["f_path", "dentry"])?,
+        dentry_name: find("dentry", &["d_name", "name"])?,
+    })
+}
+
+/// Offset in bytes of a nested member path, following struct-typed members and looking
+/// through anonymous structs and unions.
 fn member_offset(btf: &Btf, root: &str, path: &[&str]) -> Option<u64> {
     let mut ty = btf
         .resolve_types_by_name(root)
@@ -24,15 +43,34 @@ fn member_offset(btf: &Btf, root: &str, path: &[&str]) -> Option<u64> {
         .find(|t| matches!(t, Type::Struct(_)))?;
     let mut bits = 0u64;
     for name in path {
-        let Type::Struct(s) = &ty else { return None };
-        let member = s
-            .members
-            .iter()
-            .find(|m| btf.resolve_name(*m).ok().as_deref() == Some(name))?;
-        bits += member.bit_offset() as u64;
-        ty = resolve_concrete(btf, btf.resolve_chained_type(member).ok()?)?;
+        let (offset, member_ty) = find_member(btf, &ty, name, 0)?;
+        bits += offset;
+        ty = member_ty;
     }
     Some(bits / 8)
+}
+
+/// Bit offset and concrete type of member `name` of `ty`, searching anonymous members too.
+fn find_member(btf: &Btf, ty: &Type, name: &str, depth: u32) -> Option<(u64, Type)> {
+    let (Type::Struct(s) | Type::Union(s)) = ty else {
+        return None;
+    };
+    if depth > 8 {
+        return None;
+    }
+    for m in &s.members {
+        let member_name = btf.resolve_name(m).unwrap_or_default();
+        let member_ty = resolve_concrete(btf, btf.resolve_chained_type(m).ok()?)?;
+        if member_name == name {
+            return Some((m.bit_offset() as u64, member_ty));
+        }
+        if member_name.is_empty() {
+            if let Some((inner, t)) = find_member(btf, &member_ty, name, depth + 1) {
+                return Some((m.bit_offset() as u64 + inner, t));
+            }
+        }
+    }
+    None
 }
 
 /// Strips typedefs and qualifiers.
@@ -51,13 +89,15 @@ fn resolve_concrete(btf: &Btf, mut ty: Type) -> Option<Type> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn fsbase_offset_is_inside_task_struct() {
+    fn offsets_are_plausible() {
         if !std::path::Path::new(super::VMLINUX_BTF).exists() {
             eprintln!("no kernel BTF here; skipped");
             return;
         }
-        let off = super::fsbase_offset().unwrap();
-        assert!(off > 0 && off < 16384, "implausible offset {off}");
-        assert_eq!(off % 8, 0);
+        let off = super::kernel_offsets().unwrap();
+        assert!(off.fsbase > 0 && off.fsbase < 16384, "{off:?}");
+        assert_eq!(off.fsbase % 8, 0);
+        assert!(off.file_dentry > 0 && off.file_dentry < 1024, "{off:?}");
+        assert!(off.dentry_name > 0 && off.dentry_name < 256, "{off:?}");
     }
 }

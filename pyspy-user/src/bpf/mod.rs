@@ -4,7 +4,7 @@ mod btf;
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::BtfTracePoint,
+    programs::{BtfTracePoint, FEntry},
     Btf, Ebpf, EbpfLoader,
 };
 use pytrace_common::{Counter, ProcInfo, COUNTER_COUNT};
@@ -22,10 +22,14 @@ pub struct ProbeConfig {
     pub pid_filter: bool,
     /// Ring-buffer size in bytes (a power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
+    /// Ask the kernel to account each program's run time (small cost per run).
+    pub run_time_stats: bool,
 }
 
 pub struct Probes {
     ebpf: Ebpf,
+    /// Keeps the kernel's per-program run-time statistics on while held.
+    _stats: Option<std::os::fd::OwnedFd>,
     procs: HashMap<MapData, u32, ProcInfo>,
     counters: PerCpuArray<MapData, u64>,
 }
@@ -34,7 +38,7 @@ impl Probes {
     /// Checks privileges and kernel support, then loads (but does not attach) the programs.
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
         check_privileges()?;
-        let fsbase = btf::fsbase_offset()?;
+        let k = btf::kernel_offsets()?;
         let mask = config
             .signals
             .iter()
@@ -43,7 +47,9 @@ impl Probes {
         let pid_filter = u32::from(config.pid_filter);
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
-            .override_global("FSBASE_OFFSET", &fsbase, true)
+            .override_global("FSBASE_OFFSET", &k.fsbase, true)
+            .override_global("FILE_DENTRY_OFFSET", &k.file_dentry, true)
+            .override_global("DENTRY_NAME_OFFSET", &k.dentry_name, true)
             .override_global("SIGNAL_MASK", &mask, true)
             .override_global("PID_FILTER", &pid_filter, true)
             .map_max_entries("EVENTS", config.ringbuf_bytes)
@@ -53,29 +59,61 @@ impl Probes {
             .map_err(|e| Error::Runtime(format!("map PROCS: {e}")))?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
             .map_err(|e| Error::Runtime(format!("map COUNTERS: {e}")))?;
+        let stats = config
+            .run_time_stats
+            .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok())
+            .flatten();
         Ok(Probes {
             ebpf,
+            _stats: stats,
             procs,
             counters,
         })
     }
 
-    /// Attaches the signal-delivery program (`tp_btf/signal_deliver`: needs no tracefs).
+    /// Attaches the signal-delivery program (`tp_btf/signal_deliver`: BTF tracepoints need no
+    /// tracefs).
     pub fn attach_signal(&mut self) -> Result<(), Error> {
-        const PROBE: &str = "tp_btf/signal_deliver";
+        self.attach_btf_tracepoint("signal_deliver", "signal_deliver")
+    }
+
+    /// Attaches the process-lifecycle programs: executable mappings of python/libpython files
+    /// (`fentry/security_mmap_file`) and process exits (`tp_btf/sched_process_exit`).
+    pub fn attach_lifecycle(&mut self) -> Result<(), Error> {
+        self.attach_btf_tracepoint("process_exit", "sched_process_exit")?;
+        let probe = "fentry/security_mmap_file";
         let attach_err = |reason: String| Error::Attach {
-            probe: PROBE.into(),
+            probe: probe.into(),
+            reason,
+        };
+        let btf = Btf::from_sys_fs().map_err(|e| attach_err(format!("kernel BTF: {e}")))?;
+        let program: &mut FEntry = self
+            .ebpf
+            .program_mut("mmap_file")
+            .ok_or_else(|| attach_err("program missing from the object".into()))?
+            .try_into()
+            .map_err(|e| attach_err(format!("{e}")))?;
+        program
+            .load("security_mmap_file", &btf)
+            .map_err(|e| attach_err(verifier_summary(&e)))?;
+        program.attach().map_err(|e| attach_err(format!("{e}")))?;
+        Ok(())
+    }
+
+    fn attach_btf_tracepoint(&mut self, program: &str, tracepoint: &str) -> Result<(), Error> {
+        let attach_err = |reason: String| Error::Attach {
+            probe: format!("tp_btf/{tracepoint}"),
             reason,
         };
         let btf = Btf::from_sys_fs().map_err(|e| attach_err(format!("kernel BTF: {e}")))?;
         let program: &mut BtfTracePoint = self
             .ebpf
-            .program_mut("signal_deliver")
+            .program_mut(program)
             .ok_or_else(|| attach_err("program missing from the object".into()))?
             .try_into()
             .map_err(|e| attach_err(format!("{e}")))?;
         program
-            .load("signal_deliver", &btf)
+            .load(tracepoint, &btf)
             .map_err(|e| attach_err(verifier_summary(&e)))?;
         program.attach().map_err(|e| attach_err(format!("{e}")))?;
         Ok(())
