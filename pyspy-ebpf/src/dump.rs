@@ -36,7 +36,15 @@ pub fn on_signal(sig: u32, info: u64) {
     } else {
         (0, 0, 0)
     };
-    run(Trigger::Signal, pid, tid, sig, si_code, sender_pid, sender_uid);
+    run(
+        Trigger::Signal,
+        pid,
+        tid,
+        sig,
+        si_code,
+        sender_pid,
+        sender_uid,
+    );
 }
 
 #[inline(always)]

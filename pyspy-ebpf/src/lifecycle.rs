@@ -1,55 +1,59 @@
-//! Process comings and goings: tells user space when a process maps a CPython binary or
-//! library (exec of python, or libpython loaded by an embedding program), and forgets a traced
-//! process when it exits.
+//! Process comings and goings: tells user space when a process may have become a CPython
+//! process (it exec'd a `python*` binary, or its dynamic loader changed its library list, as
+//! when libpython is loaded by an embedding program), and forgets a traced process when it
+//! exits or execs.
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_buf};
-use pytrace_common::{kind, Counter, ProcessEvent, MAPPED_NAME_LEN};
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
+use pytrace_common::{kind, Counter, ProcessEvent};
 
-use crate::{
-    counters::bump,
-    emit,
-    maps::{DENTRY_NAME_OFFSET, FILE_DENTRY_OFFSET, PROCS},
-    read::kernel_u64,
-};
-
-/// `PROT_EXEC`: only code mappings matter (one per file and process).
-const PROT_EXEC: u64 = 4;
+use crate::{counters::bump, emit, maps::PROCS};
 
 #[inline(always)]
-pub fn on_mmap(file: u64, prot: u64) {
-    if file == 0 || prot & PROT_EXEC == 0 {
-        return;
+pub fn on_exec() {
+    let pid = current_pid();
+    forget(pid);
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    if comm.starts_with(b"python") {
+        report(pid);
     }
-    let Some(dentry) = kernel_u64(file + FILE_DENTRY_OFFSET.load()) else {
-        return;
-    };
-    let Some(name) = kernel_u64(dentry + DENTRY_NAME_OFFSET.load()) else {
-        return;
-    };
-    let mut buf = [0u8; MAPPED_NAME_LEN];
-    // SAFETY: reads kernel memory through the checked helper into a local buffer; a short name
-    // is NUL-terminated, and a failed read leaves zeros.
-    if unsafe { bpf_probe_read_kernel_buf(name as *const u8, &mut buf) }.is_err() {
-        return;
+}
+
+/// Already-traced processes load extension modules all the time: only others are reported.
+#[inline(always)]
+pub fn on_libraries_changed() {
+    let pid = current_pid();
+    // SAFETY: lookup only; the value is not used.
+    if unsafe { PROCS.get(&pid) }.is_none() {
+        report(pid);
     }
-    if !(buf.starts_with(b"python") || buf.starts_with(b"libpython")) {
-        return;
-    }
-    bump(Counter::Mapped);
-    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    emit::record(&ProcessEvent {
-        kind: kind::MAPPED,
-        pid,
-    });
 }
 
 #[inline(always)]
 pub fn on_exit() {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    if pid != tid {
-        return;
+    if pid == tid {
+        forget(pid);
     }
+}
+
+#[inline(always)]
+fn current_pid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+#[inline(always)]
+fn report(pid: u32) {
+    bump(Counter::Mapped);
+    emit::record(&ProcessEvent {
+        kind: kind::MAPPED,
+        pid,
+    });
+}
+
+/// Drops a traced process (its image is gone) and tells user space.
+#[inline(always)]
+fn forget(pid: u32) {
     // SAFETY: lookup only; the value is not used.
     if unsafe { PROCS.get(&pid) }.is_none() {
         return;

@@ -12,8 +12,8 @@ mod symbols;
 mod walker;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fentry},
-    programs::{BtfTracePointContext, FEntryContext},
+    macros::{btf_tracepoint, uprobe},
+    programs::{BtfTracePointContext, ProbeContext},
 };
 
 /// `signal_deliver(int sig, struct kernel_siginfo *info, struct k_sigaction *ka)`: runs in the
@@ -26,13 +26,19 @@ pub fn signal_deliver(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// `security_mmap_file(struct file *file, unsigned long prot, unsigned long flags)`: every
-/// mmap of a file, in the mapping process, including the executable's own at exec.
-#[fentry(function = "security_mmap_file")]
-pub fn mmap_file(ctx: FEntryContext) -> u32 {
-    let file: u64 = ctx.arg(0);
-    let prot: u64 = ctx.arg(1);
-    lifecycle::on_mmap(file, prot);
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`: the
+/// process has its new image (and its new comm).
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn process_exec(_ctx: BtfTracePointContext) -> i32 {
+    lifecycle::on_exec();
+    0
+}
+
+/// The dynamic loader's debugger hook `_dl_debug_state()`, called after it has added or removed
+/// libraries: at start-up and at every `dlopen`/`dlclose`.
+#[uprobe]
+pub fn libraries_changed(_ctx: ProbeContext) -> u32 {
+    lifecycle::on_libraries_changed();
     0
 }
 

@@ -16,11 +16,6 @@ pub static FSBASE_OFFSET: Global<u64> = Global::new(0);
 /// Bit `n` set: signal `n` triggers a dump.
 #[no_mangle]
 pub static SIGNAL_MASK: Global<u64> = Global::new(0);
-/// `struct file` → `f_path.dentry`, and `struct dentry` → `d_name.name` (from BTF).
-#[no_mangle]
-pub static FILE_DENTRY_OFFSET: Global<u64> = Global::new(0);
-#[no_mangle]
-pub static DENTRY_NAME_OFFSET: Global<u64> = Global::new(0);
 /// 1: processes missing from `PROCS` were filtered out by the user (`--pid`), not unknown.
 #[no_mangle]
 pub static PID_FILTER: Global<u32> = Global::new(0);

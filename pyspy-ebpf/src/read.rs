@@ -1,7 +1,9 @@
 //! Bounded reads of the target's memory. Every read may fail (unmapped or non-resident page:
 //! in `signal_deliver` no page fault can be taken) and returns `None` then.
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_probe_read_user as raw_read_user};
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_probe_read_user as raw_read_user,
+};
 use core::ffi::c_void;
 
 #[inline(always)]

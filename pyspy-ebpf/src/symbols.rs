@@ -136,7 +136,11 @@ fn copy_linetable(rec: &mut pytrace_common::CodeRecord, obj: u64, proc: &ProcInf
         n = LINETABLE_MAX as u64;
     }
     let n = n as u32;
-    if !user_bytes(rec.linetable.as_mut_ptr(), n, obj.wrapping_add(off.bytes_data as u64)) {
+    if !user_bytes(
+        rec.linetable.as_mut_ptr(),
+        n,
+        obj.wrapping_add(off.bytes_data as u64),
+    ) {
         bump(Counter::LineTableReadFailed);
         rec.flags |= code_flags::LINETABLE_UNREADABLE;
         return 0;

@@ -11,8 +11,8 @@ use core::{ffi::c_void, mem::size_of};
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use pytrace_common::{
-    end_flags, kind, thread_flags, Counter, DumpEnd, FrameEntry, ProcInfo, ThreadHeader,
-    MAX_CHAIN, MAX_FRAMES, MAX_THREADS, NO_OFFSET, WALK_STEPS,
+    end_flags, kind, thread_flags, Counter, DumpEnd, FrameEntry, ProcInfo, ThreadHeader, MAX_CHAIN,
+    MAX_FRAMES, MAX_THREADS, NO_OFFSET, WALK_STEPS,
 };
 
 use crate::{
@@ -125,10 +125,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
     }
     if state.thread_open == 0 {
         open_thread(state);
-    } else if state.frame != 0
-        && state.nreal <= MAX_FRAMES
-        && (state.nchain as usize) < MAX_CHAIN
-    {
+    } else if state.frame != 0 && state.nreal <= MAX_FRAMES && (state.nchain as usize) < MAX_CHAIN {
         read_entry(state);
     } else {
         close_thread(state);

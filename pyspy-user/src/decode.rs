@@ -6,8 +6,8 @@
 use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
-    code_flags, kind, CodeRecord, DumpBegin, DumpEnd, FrameEntry, PyStr, Skipped, ThreadHeader,
-    CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES, ProcessEvent,
+    code_flags, kind, CodeRecord, DumpBegin, DumpEnd, FrameEntry, ProcessEvent, PyStr, Skipped,
+    ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
 };
 
 use crate::model::PyText;
@@ -233,7 +233,10 @@ mod tests {
         let short = &bytes[..bytes.len() - 1];
         assert!(matches!(
             decode(short),
-            Err(DecodeError::FrameCount { claimed: 2, held: 1 })
+            Err(DecodeError::FrameCount {
+                claimed: 2,
+                held: 1
+            })
         ));
     }
 
@@ -275,7 +278,9 @@ mod tests {
         for len in 0..600 {
             let mut buf = Vec::with_capacity(len);
             for _ in 0..len {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 buf.push((seed >> 33) as u8);
             }
             if len >= 4 {
@@ -329,7 +334,10 @@ mod tests {
         assert_eq!(done.threads.len(), 1);
         assert_eq!(a.orphans, 1);
         for id in 0..(MAX_OPEN_DUMPS as u64 + 3) {
-            a.begin(DumpBegin { dump_id: 100 + id, ..begin });
+            a.begin(DumpBegin {
+                dump_id: 100 + id,
+                ..begin
+            });
         }
         assert_eq!(a.torn, 3);
     }

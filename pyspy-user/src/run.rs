@@ -22,10 +22,10 @@ use crate::{
     tracker::{self, Tracker},
 };
 
-/// A process that mapped a CPython file is inspected after these delays (the mapping is
-/// reported before it is complete, and the dynamic loader maps segments in several steps);
-/// each failure moves to the next delay, and the last failure gives up.
-const INSPECT_DELAYS_MS: [u64; 6] = [1, 4, 16, 64, 256, 1024];
+/// A process that mapped a CPython file is inspected after these delays (the dynamic loader
+/// maps a library's segments in several steps); each failure moves to the next delay, and the
+/// last failure gives up.
+const INSPECT_DELAYS_MS: [u64; 7] = [0, 1, 4, 16, 64, 256, 1024];
 
 pub fn main(cli: Cli) -> Result<(), Error> {
     let signal = signals::parse(&cli.signal)?;
@@ -67,7 +67,11 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
     let ring = probes.events()?;
     if cli.pid.is_empty() {
         // Attach the lifecycle probes first, so a process started during the scan is not missed.
-        probes.attach_lifecycle()?;
+        for failure in probes.attach_lifecycle(&dynamic_loaders())? {
+            eprintln!(
+                "pytrace: warning: {failure}; processes loading libpython later may be missed"
+            );
+        }
         for pid in process::candidate_pids() {
             if let Err(e) = tracker.register(pid, &mut probes, &mut sym) {
                 if cli.verbose > 0 {
@@ -82,9 +86,10 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
     }
     probes.attach_signal()?;
     let out: Box<dyn Write> = match &cli.output {
-        Some(path) => Box::new(File::create(path).map_err(|e| {
-            Error::Output(format!("cannot create {}: {e}", path.display()))
-        })?),
+        Some(path) => Box::new(
+            File::create(path)
+                .map_err(|e| Error::Output(format!("cannot create {}: {e}", path.display())))?,
+        ),
         None => Box::new(io::stdout()),
     };
     eprintln!(
@@ -219,7 +224,11 @@ impl Session {
                 }
             }
             Ok(Record::Mapped(pid)) => {
-                if self.cli.pid.is_empty() {
+                if self.cli.pid.is_empty()
+                    && !self.sym.has_process(pid)
+                    && !self.pending.contains_key(&pid)
+                    && process::is_candidate(pid)
+                {
                     self.schedule(pid, 0);
                 }
             }
@@ -277,6 +286,23 @@ impl Session {
             }
         }
     }
+}
+
+/// The dynamic loaders present on the host (their `_dl_debug_state` runs in every process
+/// that uses them).
+fn dynamic_loaders() -> Vec<std::path::PathBuf> {
+    const KNOWN: [&str; 3] = [
+        "/lib64/ld-linux-x86-64.so.2",
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "/lib/ld-musl-x86_64.so.1",
+    ];
+    let mut found: Vec<std::path::PathBuf> = KNOWN
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// CLOCK_REALTIME − CLOCK_BOOTTIME, in nanoseconds.

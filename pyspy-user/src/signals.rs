@@ -61,7 +61,13 @@ pub fn parse(text: &str) -> Result<u32, Error> {
         }
         let (sign, digits) = rest.split_at(1);
         let k: i32 = digits.parse().ok()?;
-        Some(if sign == "+" { base + k } else if sign == "-" { base - k } else { return None })
+        Some(if sign == "+" {
+            base + k
+        } else if sign == "-" {
+            base - k
+        } else {
+            return None;
+        })
     };
     let n = if let Some(rest) = bare.strip_prefix("RTMIN") {
         rt(libc::SIGRTMIN(), rest)

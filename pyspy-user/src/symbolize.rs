@@ -53,6 +53,10 @@ impl Symbolizer {
         self.procs.remove(&pid);
     }
 
+    pub fn has_process(&self, pid: u32) -> bool {
+        self.procs.contains_key(&pid)
+    }
+
     pub fn process_count(&self) -> usize {
         self.procs.len()
     }

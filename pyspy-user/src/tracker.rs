@@ -88,17 +88,22 @@ fn layout_for(p: &PythonProcess) -> Result<VersionLayout, Error> {
         .ok_or_else(unsupported)
 }
 
-fn proc_info(p: &PythonProcess, layout: &VersionLayout, generation: u32) -> Result<ProcInfo, Error> {
-    let interp_head_addr = match (layout.runtime_interp_head, p.runtime_addr, p.interp_head_addr) {
+fn proc_info(
+    p: &PythonProcess,
+    layout: &VersionLayout,
+    generation: u32,
+) -> Result<ProcInfo, Error> {
+    let interp_head_addr = match (
+        layout.runtime_interp_head,
+        p.runtime_addr,
+        p.interp_head_addr,
+    ) {
         (Some(off), Some(runtime), _) => runtime + off as u64,
         (None, _, Some(head)) => head,
         _ => {
             return Err(Error::Inspect {
                 pid: p.pid,
-                reason: format!(
-                    "cannot find the interpreter list in {}",
-                    p.binary.display()
-                ),
+                reason: format!("cannot find the interpreter list in {}", p.binary.display()),
             })
         }
     };

@@ -119,17 +119,15 @@ pub mod kind {
     pub const EXITED: u32 = 7;
 }
 
-/// A process mapped an executable file whose name starts with `python` or `libpython`
-/// (`MAPPED`), or a traced process's main thread exited (`EXITED`).
+/// A process may have become a CPython process: it exec'd a `python*` binary or its dynamic
+/// loader changed its library list (`MAPPED`); or a traced process exited or exec'd
+/// (`EXITED`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcessEvent {
     pub kind: u32,
     pub pid: u32,
 }
-
-/// Bytes of a mapped file's name the kernel compares against the prefixes.
-pub const MAPPED_NAME_LEN: usize = 16;
 
 /// First record of a dump.
 #[repr(C)]
@@ -318,9 +316,9 @@ pub enum Counter {
     NoScratch,
     /// Walks that found another walk in progress on this CPU (nesting).
     Nested,
-    /// Executable mappings of python/libpython files reported.
+    /// Possible new CPython processes reported (exec of python*, library-list changes).
     Mapped,
-    /// Traced processes whose exit was reported.
+    /// Traced processes whose exit or exec was reported.
     Exited,
 }
 

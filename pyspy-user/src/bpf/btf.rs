@@ -12,10 +12,6 @@ pub struct KernelOffsets {
     /// `task_struct.thread.fsbase`: the user thread pointer, which glibc's `pthread_self()`
     /// returns on x86_64.
     pub fsbase: u64,
-    /// `file.f_path.dentry`.
-    pub file_dentry: u64,
-    /// `dentry.d_name.name`.
-    pub dentry_name: u64,
 }
 
 pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
@@ -28,8 +24,6 @@ pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
     };
     Ok(KernelOffsets {
         fsbase: find("task_struct", &["thread", "fsbase"])?,
-        file_dentry: find("file", &["f_path", "dentry"])?,
-        dentry_name: find("dentry", &["d_name", "name"])?,
     })
 }
 
@@ -97,7 +91,5 @@ mod tests {
         let off = super::kernel_offsets().unwrap();
         assert!(off.fsbase > 0 && off.fsbase < 16384, "{off:?}");
         assert_eq!(off.fsbase % 8, 0);
-        assert!(off.file_dentry > 0 && off.file_dentry < 1024, "{off:?}");
-        assert!(off.dentry_name > 0 && off.dentry_name < 256, "{off:?}");
     }
 }

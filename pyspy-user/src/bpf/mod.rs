@@ -4,9 +4,11 @@ mod btf;
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FEntry},
+    programs::{uprobe::UProbeScope, BtfTracePoint, UProbe},
     Btf, Ebpf, EbpfLoader,
 };
+use std::path::PathBuf;
+
 use pytrace_common::{Counter, ProcInfo, COUNTER_COUNT};
 
 use crate::error::Error;
@@ -48,8 +50,6 @@ impl Probes {
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
-            .override_global("FILE_DENTRY_OFFSET", &k.file_dentry, true)
-            .override_global("DENTRY_NAME_OFFSET", &k.dentry_name, true)
             .override_global("SIGNAL_MASK", &mask, true)
             .override_global("PID_FILTER", &pid_filter, true)
             .map_max_entries("EVENTS", config.ringbuf_bytes)
@@ -77,27 +77,36 @@ impl Probes {
         self.attach_btf_tracepoint("signal_deliver", "signal_deliver")
     }
 
-    /// Attaches the process-lifecycle programs: executable mappings of python/libpython files
-    /// (`fentry/security_mmap_file`) and process exits (`tp_btf/sched_process_exit`).
-    pub fn attach_lifecycle(&mut self) -> Result<(), Error> {
+    /// Attaches the process-lifecycle programs: exec (`tp_btf/sched_process_exec`), exit
+    /// (`tp_btf/sched_process_exit`) and the dynamic loader's `_dl_debug_state` hook (uprobe
+    /// on every `loaders`), which runs after libraries are loaded at start-up or by `dlopen`.
+    /// Returns the loaders that could not be probed, with why.
+    pub fn attach_lifecycle(&mut self, loaders: &[PathBuf]) -> Result<Vec<String>, Error> {
+        self.attach_btf_tracepoint("process_exec", "sched_process_exec")?;
         self.attach_btf_tracepoint("process_exit", "sched_process_exit")?;
-        let probe = "fentry/security_mmap_file";
-        let attach_err = |reason: String| Error::Attach {
-            probe: probe.into(),
-            reason,
-        };
-        let btf = Btf::from_sys_fs().map_err(|e| attach_err(format!("kernel BTF: {e}")))?;
-        let program: &mut FEntry = self
+        let program: &mut UProbe = self
             .ebpf
-            .program_mut("mmap_file")
-            .ok_or_else(|| attach_err("program missing from the object".into()))?
+            .program_mut("libraries_changed")
+            .ok_or_else(|| Error::Attach {
+                probe: "uprobe/_dl_debug_state".into(),
+                reason: "program missing from the object".into(),
+            })?
             .try_into()
-            .map_err(|e| attach_err(format!("{e}")))?;
-        program
-            .load("security_mmap_file", &btf)
-            .map_err(|e| attach_err(verifier_summary(&e)))?;
-        program.attach().map_err(|e| attach_err(format!("{e}")))?;
-        Ok(())
+            .map_err(|e| Error::Attach {
+                probe: "uprobe/_dl_debug_state".into(),
+                reason: format!("{e}"),
+            })?;
+        program.load().map_err(|e| Error::Attach {
+            probe: "uprobe/_dl_debug_state".into(),
+            reason: verifier_summary(&e),
+        })?;
+        let mut failed = Vec::new();
+        for loader in loaders {
+            if let Err(e) = program.attach("_dl_debug_state", loader, UProbeScope::AllProcesses) {
+                failed.push(format!("uprobe {}:_dl_debug_state: {e}", loader.display()));
+            }
+        }
+        Ok(failed)
     }
 
     fn attach_btf_tracepoint(&mut self, program: &str, tracepoint: &str) -> Result<(), Error> {
@@ -198,7 +207,9 @@ fn check_privileges() -> Result<(), Error> {
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
         Ok(())
     } else {
-        Err(Error::Privileges(format!("effective capabilities {cap_eff:#x}")))
+        Err(Error::Privileges(format!(
+            "effective capabilities {cap_eff:#x}"
+        )))
     }
 }
 

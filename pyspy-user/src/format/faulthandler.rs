@@ -153,7 +153,9 @@ fn write_thread(out: &mut Vec<u8>, thread: &ThreadStack, gc_collecting: bool, st
     } else {
         b"Thread 0x".as_slice()
     });
-    out.extend_from_slice(format!("{:0width$x}", thread.thread_id, width = THREAD_ID_DIGITS).as_bytes());
+    out.extend_from_slice(
+        format!("{:0width$x}", thread.thread_id, width = THREAD_ID_DIGITS).as_bytes(),
+    );
     // 3.14's ` [name]` would go here; the model carries no thread name, and an empty name
     // writes nothing.
     out.extend_from_slice(b" (most recent call first):\n");
@@ -341,7 +343,9 @@ mod tests {
 
     /// `n` frames `f0` (innermost) … `f{n-1}`, file `m.py`, line = index + 1.
     fn frames(n: usize) -> Vec<ChainEntry> {
-        (0..n).map(|i| frame("m.py", &format!("f{i}"), i as i32 + 1)).collect()
+        (0..n)
+            .map(|i| frame("m.py", &format!("f{i}"), i as i32 + 1))
+            .collect()
     }
 
     fn thread(id: u64, current: bool, chain: Vec<ChainEntry>) -> ThreadStack {
@@ -406,19 +410,27 @@ mod tests {
     #[test]
     fn frameless_thread_per_style() {
         let d = dump_of(vec![thread(0xab, true, vec![])]);
-        let expect = |s: &Style| -> &'static str {
-            match s.no_frame_line {
-                None => "",
-                Some(l) => l,
-            }
-        };
+        let expect = |s: &Style| s.no_frame_line.unwrap_or_default();
         for (release, style) in all_styles() {
-            assert_eq!(render(&d, &style), format!("{HEAD}{}", expect(&style)), "{release:?}");
+            assert_eq!(
+                render(&d, &style),
+                format!("{HEAD}{}", expect(&style)),
+                "{release:?}"
+            );
         }
         assert_eq!(render(&d, &style_for(3, 7)), HEAD);
-        assert_eq!(render(&d, &style_for(3, 9)), format!("{HEAD}<no Python frame>\n"));
-        assert_eq!(render(&d, &style_for(3, 10)), format!("{HEAD}  <no Python frame>\n"));
-        assert_eq!(render(&d, &style_for(3, 13)), format!("{HEAD}  <no Python frame>\n"));
+        assert_eq!(
+            render(&d, &style_for(3, 9)),
+            format!("{HEAD}<no Python frame>\n")
+        );
+        assert_eq!(
+            render(&d, &style_for(3, 10)),
+            format!("{HEAD}  <no Python frame>\n")
+        );
+        assert_eq!(
+            render(&d, &style_for(3, 13)),
+            format!("{HEAD}  <no Python frame>\n")
+        );
     }
 
     #[test]
@@ -450,11 +462,14 @@ mod tests {
 
     #[test]
     fn hundred_threads_and_more() {
-        let threads: Vec<_> = (0..MAX_THREADS as u64).map(|i| thread(i + 1, false, vec![])).collect();
+        let threads: Vec<_> = (0..MAX_THREADS as u64)
+            .map(|i| thread(i + 1, false, vec![]))
+            .collect();
         let mut d = dump_of(threads);
         d.more_threads = true;
         let out = render(&d, &style_for(3, 12));
-        let block = |i: u64| format!("Thread 0x{i:016x} (most recent call first):\n  <no Python frame>\n");
+        let block =
+            |i: u64| format!("Thread 0x{i:016x} (most recent call first):\n  <no Python frame>\n");
         let mut expect = (1..=100).map(block).collect::<Vec<_>>().join("\n");
         expect.push_str("\n...\n");
         assert_eq!(out, expect);
@@ -467,14 +482,24 @@ mod tests {
 
     #[test]
     fn gc_line() {
-        let mut d = dump_of(vec![thread(1, false, frames(1)), thread(0xab, true, frames(1))]);
+        let mut d = dump_of(vec![
+            thread(1, false, frames(1)),
+            thread(0xab, true, frames(1)),
+        ]);
         d.gc_collecting = true;
         for (release, style) in all_styles() {
             let out = render(&d, &style);
             let gc = "  Garbage-collecting\n";
             let current = format!("{HEAD}{}", if style.gc_line { gc } else { "" });
-            assert!(out.contains(&(current + &frame_lines(0..1))), "{release:?}: {out}");
-            assert_eq!(out.matches(gc).count(), usize::from(style.gc_line), "{release:?}");
+            assert!(
+                out.contains(&(current + &frame_lines(0..1))),
+                "{release:?}: {out}"
+            );
+            assert_eq!(
+                out.matches(gc).count(),
+                usize::from(style.gc_line),
+                "{release:?}"
+            );
         }
         assert!(!render(&d, &style_for(3, 9)).contains("Garbage"));
         assert!(render(&d, &style_for(3, 10)).contains("Garbage"));
@@ -490,7 +515,11 @@ mod tests {
     #[test]
     fn missing_parts_print_question_marks() {
         let chain = vec![
-            ChainEntry::Frame(Frame { filename: None, name: None, line: None }),
+            ChainEntry::Frame(Frame {
+                filename: None,
+                name: None,
+                line: None,
+            }),
             ChainEntry::Frame(Frame {
                 filename: Some(text("")),
                 name: Some(text("")),
@@ -531,11 +560,27 @@ mod tests {
                 );
             }
             let expect = format!("{HEAD}{}{marker}", frame_lines(0..100));
-            assert_eq!(depth_out(&style, frames(101), false), expect, "{release:?} 101");
-            assert_eq!(depth_out(&style, frames(101), true), expect, "{release:?} 101+");
-            assert_eq!(depth_out(&style, frames(MAX_CHAIN), false), expect, "{release:?} many");
+            assert_eq!(
+                depth_out(&style, frames(101), false),
+                expect,
+                "{release:?} 101"
+            );
+            assert_eq!(
+                depth_out(&style, frames(101), true),
+                expect,
+                "{release:?} 101+"
+            );
+            assert_eq!(
+                depth_out(&style, frames(MAX_CHAIN), false),
+                expect,
+                "{release:?} many"
+            );
             // Exactly 100 captured and the chain goes on: the rest is taken to be a frame.
-            assert_eq!(depth_out(&style, frames(100), true), expect, "{release:?} 100+");
+            assert_eq!(
+                depth_out(&style, frames(100), true),
+                expect,
+                "{release:?} 100+"
+            );
             // Fewer than 100 captured and the chain goes on: print what is known.
             assert_eq!(
                 depth_out(&style, frames(50), true),
@@ -551,7 +596,13 @@ mod tests {
     fn trailing_shim_after_100_frames() {
         // 3.12: `frame = frame->previous` reaches the shim, steps over it, finds NULL and
         // breaks before the depth check: no marker. Same in the 3.12.8 loop.
-        for style in [STYLE_3_12_0, STYLE_3_12_8, STYLE_3_13_0, STYLE_3_13_1, STYLE_3_14] {
+        for style in [
+            STYLE_3_12_0,
+            STYLE_3_12_8,
+            STYLE_3_13_0,
+            STYLE_3_13_1,
+            STYLE_3_14,
+        ] {
             let mut chain = frames(100);
             chain.push(ChainEntry::Shim);
             let plain = format!("{HEAD}{}", frame_lines(0..100));
@@ -578,13 +629,21 @@ mod tests {
         chain.push(ChainEntry::Shim);
         let plain = format!("{HEAD}{}", frame_lines(0..100));
         for (release, style) in all_styles() {
-            assert_eq!(depth_out(&style, chain.clone(), false), plain, "{release:?}");
+            assert_eq!(
+                depth_out(&style, chain.clone(), false),
+                plain,
+                "{release:?}"
+            );
         }
         // Then one more frame: the marker where the style has one.
         chain.extend(frames(1));
         for (release, style) in all_styles() {
             let marked = format!("{plain}{}", style.truncation_line.unwrap_or(""));
-            assert_eq!(depth_out(&style, chain.clone(), false), marked, "{release:?}");
+            assert_eq!(
+                depth_out(&style, chain.clone(), false),
+                marked,
+                "{release:?}"
+            );
         }
     }
 
@@ -611,7 +670,10 @@ mod tests {
             depth_out(&STYLE_3_12_0, vec![ChainEntry::Shim], false),
             format!("{HEAD}{TRAMPOLINE_3_12}")
         );
-        assert_eq!(depth_out(&STYLE_3_12_8, vec![ChainEntry::Shim], false), HEAD);
+        assert_eq!(
+            depth_out(&STYLE_3_12_8, vec![ChainEntry::Shim], false),
+            HEAD
+        );
     }
 
     #[test]
@@ -637,7 +699,10 @@ mod tests {
             );
         }
         for style in [STYLE_3_13_0, STYLE_3_13_1, STYLE_3_14] {
-            assert_eq!(depth_out(&style, chain.clone(), false), format!("{HEAD}{del}{tail}"));
+            assert_eq!(
+                depth_out(&style, chain.clone(), false),
+                format!("{HEAD}{del}{tail}")
+            );
         }
         // The printed trampoline counts towards the 100.
         let mut chain = frames(50);
@@ -661,7 +726,10 @@ mod tests {
         assert_eq!(escaped(&text(&"a".repeat(499))), "a".repeat(499));
         assert_eq!(escaped(&text(&"a".repeat(500))), "a".repeat(500));
         assert_eq!(escaped(&text(&"a".repeat(501))), "a".repeat(500) + "...");
-        assert_eq!(escaped(&text(&"\u{e9}".repeat(501))), "\\xe9".repeat(500) + "...");
+        assert_eq!(
+            escaped(&text(&"\u{e9}".repeat(501))),
+            "\\xe9".repeat(500) + "..."
+        );
         assert_eq!(
             escaped(&text(&"\u{1f600}".repeat(600))),
             "\\U0001f600".repeat(500) + "..."
@@ -717,9 +785,10 @@ mod tests {
     fn json_text(v: &serde_json::Value) -> PyText {
         match v {
             serde_json::Value::String(s) => text(s),
-            serde_json::Value::Array(a) => {
-                cps(&a.iter().map(|c| c.as_u64().unwrap() as u32).collect::<Vec<_>>())
-            }
+            serde_json::Value::Array(a) => cps(&a
+                .iter()
+                .map(|c| c.as_u64().unwrap() as u32)
+                .collect::<Vec<_>>()),
             other => panic!("not a text: {other}"),
         }
     }
@@ -787,8 +856,12 @@ mod tests {
                     .unwrap()
                     .iter()
                     .map(|t| {
-                        let full: Vec<ChainEntry> =
-                            t["chain"].as_array().unwrap().iter().map(json_entry).collect();
+                        let full: Vec<ChainEntry> = t["chain"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(json_entry)
+                            .collect();
                         let (chain, chain_continues) =
                             if whole { (full, false) } else { captured(full) };
                         ThreadStack {
@@ -882,12 +955,12 @@ mod tests {
         assert_eq!(lines.next(), Some("Stack (most recent call first):"));
         let chain = &case["threads"][0]["chain"];
         let mut checked = 0;
-        for (entry, line) in chain.as_array().unwrap().iter().zip(lines) {
-            let ChainEntry::Frame(f) = json_entry(entry) else { continue };
-            if f.filename == Some(text("rd.py")) {
-                // The dumping frames: `dump`/`dump_one` and their caller, at other lines.
+        // The first two frames, the dumping function and its caller, differ between the two
+        // dumps; the rest are the same frames.
+        for (entry, line) in chain.as_array().unwrap().iter().zip(lines).skip(2) {
+            let ChainEntry::Frame(f) = json_entry(entry) else {
                 continue;
-            }
+            };
             let mut want = Vec::new();
             want.extend_from_slice(b"  File \"");
             escape_into(&mut want, f.filename.as_ref().unwrap());

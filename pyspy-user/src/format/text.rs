@@ -12,8 +12,9 @@ impl DumpFormat for Text {
     fn write_dump(&mut self, dump: &Dump, out: &mut dyn Write) -> io::Result<()> {
         let mut buf = Vec::with_capacity(4096);
         header(&mut buf, dump);
-        let (major, minor, _) = dump.python_version;
-        faulthandler::write_threads(&mut buf, dump, &faulthandler::style_for(major, minor));
+        let (major, minor, micro) = dump.python_version;
+        let style = faulthandler::style_for_release(major, minor, micro);
+        faulthandler::write_threads(&mut buf, dump, &style);
         buf.push(b'\n');
         out.write_all(&buf)
     }

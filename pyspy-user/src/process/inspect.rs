@@ -70,7 +70,8 @@ pub fn candidate_pids() -> Vec<u32> {
         .collect()
 }
 
-fn is_candidate(pid: u32) -> bool {
+/// Whether `pid` looks like a CPython process by file names alone (cheap: no ELF parsing).
+pub fn is_candidate(pid: u32) -> bool {
     if let Ok(exe) = procfs::exe_path(pid) {
         if exe
             .file_name()

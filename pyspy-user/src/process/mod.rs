@@ -16,7 +16,7 @@ pub mod memory;
 pub mod procfs;
 pub mod version;
 
-pub use inspect::{candidate_pids, inspect};
+pub use inspect::{candidate_pids, inspect, is_candidate};
 pub use memory::read_memory;
 
 /// A running CPython interpreter and where its runtime state lives.

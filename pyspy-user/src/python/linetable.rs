@@ -220,7 +220,11 @@ impl<'a> Ranges311<'a> {
         let delta = self.line_delta(self.r.next);
         let r = &mut self.r;
         r.computed = r.computed.wrapping_add(delta);
-        r.line = if head >> 3 == NO_LINE_MARKER { -1 } else { r.computed };
+        r.line = if head >> 3 == NO_LINE_MARKER {
+            -1
+        } else {
+            r.computed
+        };
         r.start = r.end;
         r.end = r.end.wrapping_add((i32::from(head & 7) + 1) * 2);
         loop {
@@ -338,7 +342,13 @@ mod tests {
             }
             for &(lasti, lineno) in &c.frames {
                 let got = addr2line(kind, &c.table, c.firstlineno, lasti);
-                assert_eq!(got, expect(lineno), "{minor} {}/{} f_lasti {lasti}", c.unit, c.name);
+                assert_eq!(
+                    got,
+                    expect(lineno),
+                    "{minor} {}/{} f_lasti {lasti}",
+                    c.unit,
+                    c.name
+                );
             }
         }
         assert!(checked > 1000, "{minor}: only {checked} offsets");
@@ -406,8 +416,14 @@ mod tests {
     fn addr_is_a_c_int() {
         let t = [0x80 | (13 << 3), 2];
         // 2^32 converts to 0, 2^32 - 2 to -2.
-        assert_eq!(addr2line(LineTableKind::Locations311, &t, 5, 1 << 32), Some(6));
-        assert_eq!(addr2line(LineTableKind::Locations311, &t, 5, (1 << 32) - 2), Some(5));
+        assert_eq!(
+            addr2line(LineTableKind::Locations311, &t, 5, 1 << 32),
+            Some(6)
+        );
+        assert_eq!(
+            addr2line(LineTableKind::Locations311, &t, 5, (1 << 32) - 2),
+            Some(5)
+        );
     }
 
     /// xorshift64*: deterministic bytes without a dependency.
