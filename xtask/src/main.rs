@@ -106,7 +106,13 @@ fn setup() -> Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup is needed to build the eBPF programs")?;
     if !toolchains.lines().any(|l| l.starts_with(NIGHTLY)) {
-        run(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+        ]))?;
     }
     let components = output(Command::new("rustup").args([
         "component",
