@@ -58,7 +58,7 @@ fn main() -> Result<()> {
         Task::Test { args } => {
             build(&root)?;
             run(cargo(&root)
-                .args(["test", "--workspace", "--release", "--no-fail-fast"])
+                .args(["test", "--release", "--no-fail-fast"])
                 .args(args)
                 .env("PYTRACE_BIN", root.join("target/release/pytrace")))
         }
