@@ -145,3 +145,155 @@ fn comm_string(comm: &[u8; 16]) -> String {
     let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
     String::from_utf8_lossy(&comm[..end]).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    //! Replays kernel records, as bytes, through decode → assemble → symbolize → text.
+    use std::mem::size_of;
+
+    use pytrace_common::{
+        kind, thread_flags, CodeRecord, DumpBegin, DumpEnd, FrameEntry, ThreadHeader,
+        CODE_RECORD_FIXED,
+    };
+
+    use super::*;
+    use crate::{
+        decode::{decode, Assembler, Record},
+        format::{self, FormatKind},
+        python::layout::builtin_layout,
+    };
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: test-only byte view of a plain-data record.
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }.to_vec()
+    }
+
+    fn code_record(pid: u32, code: u64, file: &str, name: &str, lnotab: &[u8]) -> Vec<u8> {
+        // SAFETY: all-zero is a valid CodeRecord (integers and arrays only).
+        let mut rec: Box<CodeRecord> = Box::new(unsafe { std::mem::zeroed() });
+        rec.kind = kind::CODE;
+        rec.pid = pid;
+        rec.code = code;
+        rec.firstlineno = 10;
+        for (s, text) in [(&mut rec.filename, file), (&mut rec.name, name)] {
+            s.char_size = 1;
+            s.length = text.len() as u64;
+            s.copied = text.len() as u32;
+            s.data[..text.len()].copy_from_slice(text.as_bytes());
+        }
+        rec.linetable_len = lnotab.len() as u64;
+        rec.linetable_copied = lnotab.len() as u32;
+        rec.linetable[..lnotab.len()].copy_from_slice(lnotab);
+        bytes_of(&*rec)[..CODE_RECORD_FIXED + lnotab.len()].to_vec()
+    }
+
+    #[test]
+    fn recorded_3_8_dump_prints_like_faulthandler() {
+        let pid = 42;
+        let mut sym = Symbolizer::default();
+        sym.add_process(
+            pid,
+            ProcessMeta {
+                version: (3, 8, 18),
+                layout: *builtin_layout(3, 8).unwrap(),
+                ns_pid: None,
+            },
+        );
+        let begin = DumpBegin {
+            kind: kind::DUMP_BEGIN,
+            trigger: 1,
+            dump_id: 9,
+            boot_ns: 0,
+            pid,
+            tid: pid,
+            signal: 10,
+            si_code: 0,
+            sender_pid: 7,
+            sender_uid: 0,
+            gc_collecting: 0,
+            version_hex: 0x030812f0,
+            fsbase: 0x7f00_0000_0001,
+            comm: *b"python3.8\0\0\0\0\0\0\0",
+        };
+        let mut records = vec![bytes_of(&begin)];
+        // lnotab (addr += 0, line += 1), (addr += 6, line += 2): f_lasti 8 is line 13, 0 is 11.
+        records.push(code_record(pid, 0x1000, "/srv/a.py", "f", &[0, 1, 6, 2]));
+        records.push(code_record(pid, 0x2000, "/srv/b.py", "<module>", &[]));
+        for (index, (tid, frames)) in [
+            (0x7f00_0000_0002u64, vec![]),
+            (
+                0x7f00_0000_0001,
+                vec![(0x1000u64, 8u64), (0x1000, 0), (0x2000, 4)],
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let hdr = ThreadHeader {
+                kind: kind::THREAD,
+                flags: if tid == begin.fsbase {
+                    thread_flags::CURRENT
+                } else {
+                    0
+                },
+                dump_id: 9,
+                thread_id: tid,
+                index: index as u32,
+                nframes: frames.len() as u32,
+                ..Default::default()
+            };
+            let mut rec = bytes_of(&hdr);
+            for (code, instr) in frames {
+                rec.extend(bytes_of(&FrameEntry {
+                    code,
+                    instr,
+                    owner: 0,
+                    flags: 0,
+                }));
+            }
+            records.push(rec);
+        }
+        records.push(bytes_of(&DumpEnd {
+            kind: kind::DUMP_END,
+            dump_id: 9,
+            nthreads: 2,
+            ..Default::default()
+        }));
+
+        let mut asm = Assembler::default();
+        let mut dumps = Vec::new();
+        for r in &records {
+            match decode(r).unwrap() {
+                Record::Begin(b) => asm.begin(b),
+                Record::Thread(h, f) => asm.thread(h, f),
+                Record::Code(c) => sym.add_code(c),
+                Record::End(e) => dumps.extend(asm.end(e)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(dumps.len(), 1);
+        let dump = sym.symbolize(&dumps[0], 0);
+        assert_eq!(dump.sender_pid, Some(7));
+        let mut out = Vec::new();
+        format::new(FormatKind::Text)
+            .write_dump(&dump, &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (header, body) = text.split_once('\n').unwrap();
+        assert!(
+            header.starts_with("Process 42 (python3.8) Python 3.8.18, SIGUSR1 from PID 7, "),
+            "{header}"
+        );
+        assert_eq!(
+            body,
+            "Thread 0x00007f0000000002 (most recent call first):\n\
+             <no Python frame>\n\
+             \n\
+             Current thread 0x00007f0000000001 (most recent call first):\n  \
+             File \"/srv/a.py\", line 13 in f\n  \
+             File \"/srv/a.py\", line 11 in f\n  \
+             File \"/srv/b.py\", line 10 in <module>\n\
+             \n"
+        );
+    }
+}
