@@ -8,7 +8,7 @@ use pytrace_common::{kind, Counter, DumpBegin, Skipped, Trigger};
 
 use crate::{
     counters::bump,
-    emit,
+    emit::{self, Wake},
     maps::{FSBASE_OFFSET, PID_FILTER, PROCS, SIGNAL_MASK, WALK},
     read::{kernel_i32, kernel_u64},
     walker,
@@ -71,7 +71,7 @@ fn run(
                 tid,
                 comm,
             };
-            emit::record(&skipped);
+            emit::record(&skipped, Wake::Default);
         }
         return;
     };
@@ -121,7 +121,7 @@ fn run(
         fsbase,
         comm,
     };
-    if !emit::record(&begin) {
+    if !emit::record(&begin, Wake::Later) {
         state.busy = 0;
         return;
     }

@@ -7,20 +7,47 @@ use pytrace_common::Counter;
 
 use crate::{counters::bump, maps::EVENTS};
 
+/// `BPF_RB_NO_WAKEUP`: the middle of a dump does not wake the reader...
+const NO_WAKEUP: u64 = 1;
+/// `BPF_RB_FORCE_WAKEUP`: ...its end does.
+const FORCE_WAKEUP: u64 = 2;
+
+/// When the reader is woken up for a record.
+#[derive(Clone, Copy)]
+pub enum Wake {
+    /// The kernel decides (the reader is woken if it is waiting).
+    Default,
+    /// More records of the same dump follow.
+    Later,
+    /// The last record of a dump.
+    Now,
+}
+
+impl Wake {
+    #[inline(always)]
+    fn flags(self) -> u64 {
+        match self {
+            Wake::Default => 0,
+            Wake::Later => NO_WAKEUP,
+            Wake::Now => FORCE_WAKEUP,
+        }
+    }
+}
+
 /// Sends a whole fixed-size record.
 #[inline(always)]
-pub fn record<T>(value: &T) -> bool {
-    prefix(value, size_of::<T>())
+pub fn record<T>(value: &T, wake: Wake) -> bool {
+    prefix(value, size_of::<T>(), wake)
 }
 
 /// Sends the first `len` bytes of `value` (clamped to its size).
 #[inline(always)]
-pub fn prefix<T>(value: &T, len: usize) -> bool {
+pub fn prefix<T>(value: &T, len: usize, wake: Wake) -> bool {
     let max = size_of::<T>();
     let len = if len > max { max } else { len };
     // SAFETY: `value` is valid for `size_of::<T>()` bytes and `len` is at most that.
     let bytes = unsafe { core::slice::from_raw_parts(value as *const T as *const u8, len) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wake.flags()).is_err() {
         bump(Counter::RingbufFull);
         return false;
     }

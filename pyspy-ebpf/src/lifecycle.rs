@@ -6,7 +6,11 @@
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
 use pytrace_common::{kind, Counter, ProcessEvent};
 
-use crate::{counters::bump, emit, maps::PROCS};
+use crate::{
+    counters::bump,
+    emit::{self, Wake},
+    maps::PROCS,
+};
 
 #[inline(always)]
 pub fn on_exec() {
@@ -45,10 +49,13 @@ fn current_pid() -> u32 {
 #[inline(always)]
 fn report(pid: u32) {
     bump(Counter::Mapped);
-    emit::record(&ProcessEvent {
-        kind: kind::MAPPED,
-        pid,
-    });
+    emit::record(
+        &ProcessEvent {
+            kind: kind::MAPPED,
+            pid,
+        },
+        Wake::Default,
+    );
 }
 
 /// Drops a traced process (its image is gone) and tells user space.
@@ -60,8 +67,11 @@ fn forget(pid: u32) {
     }
     let _ = PROCS.remove(&pid);
     bump(Counter::Exited);
-    emit::record(&ProcessEvent {
-        kind: kind::EXITED,
-        pid,
-    });
+    emit::record(
+        &ProcessEvent {
+            kind: kind::EXITED,
+            pid,
+        },
+        Wake::Default,
+    );
 }

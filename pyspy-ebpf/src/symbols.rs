@@ -10,7 +10,7 @@ use pytrace_common::{
 
 use crate::{
     counters::bump,
-    emit,
+    emit::{self, Wake},
     maps::{CodeKey, CODE_SCRATCH, SENT_CODES},
     read::{field_u64, user_bytes, user_u32},
 };
@@ -63,7 +63,7 @@ pub fn send_code(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) {
     }
     let copied = copy_linetable(rec, linetable, proc);
     let len = CODE_RECORD_FIXED + copied as usize;
-    if emit::prefix(rec, len) {
+    if emit::prefix(rec, len, Wake::Later) {
         bump(Counter::CodesSent);
         let _ = SENT_CODES.insert(&key, &1, 0);
     } else {

@@ -17,7 +17,7 @@ use pytrace_common::{
 
 use crate::{
     counters::bump,
-    emit,
+    emit::{self, Wake},
     maps::{THREAD_SCRATCH, WALK},
     read::{field_u64, user_u8},
     symbols,
@@ -111,7 +111,7 @@ pub fn finish(state: &mut WalkState) {
         nthreads: state.thread_index,
         lost_records: state.lost,
     };
-    if !emit::record(&end) {
+    if !emit::record(&end, Wake::Now) {
         state.lost += 1;
     }
 }
@@ -269,7 +269,7 @@ fn close_thread(state: &mut WalkState) {
         rec.hdr.flags = state.thread_flags;
         rec.hdr.nframes = state.nchain;
         let len = size_of::<ThreadHeader>() + state.nchain as usize * size_of::<FrameEntry>();
-        if !emit::prefix(rec, len) {
+        if !emit::prefix(rec, len, Wake::Later) {
             state.lost += 1;
         }
     }
