@@ -1,0 +1,203 @@
+//! `--format json`: one object per line whose threads and frames say what faulthandler's
+//! text says for the same signal.
+
+use pytrace_tests::cases::*;
+use pytrace_tests::*;
+use serde_json::Value;
+
+fn field<'a>(object: &'a Value, key: &str) -> Result<&'a Value> {
+    object
+        .get(key)
+        .ok_or_else(|| format!("no {key:?} in {object}"))
+}
+
+fn integer(object: &Value, key: &str) -> Result<u64> {
+    field(object, key)?
+        .as_u64()
+        .ok_or_else(|| format!("{key:?} is not an unsigned integer in {object}"))
+}
+
+fn string<'a>(object: &'a Value, key: &str) -> Result<&'a str> {
+    field(object, key)?
+        .as_str()
+        .ok_or_else(|| format!("{key:?} is not a string in {object}"))
+}
+
+fn check_json(interp: &Interpreter, case: &Case) -> Result<()> {
+    let mut target = Target::start(interp, case.script, case.registered)?;
+    let pid = target.pid();
+    let mut pytrace = Pytrace::attach(&watch_args(case.watched, &[pid], 1, "json"))?;
+    let before = target.output().len();
+    target.trigger(case.trigger, case.watched)?;
+    let text = take_oracle(&mut target, case, interp, before)?;
+    let dump = parse_dump(&text)?;
+    let status = pytrace.wait_exit(DUMP_TIMEOUT)?;
+    let context = || {
+        format!(
+            "\n{}\n--- faulthandler ---\n{}",
+            pytrace.describe(),
+            String::from_utf8_lossy(&text)
+        )
+    };
+    if !status.success() {
+        return Err(format!("pytrace exited with {status:?}{}", context()));
+    }
+    let stdout = String::from_utf8(pytrace.stdout())
+        .map_err(|e| format!("output is not UTF-8: {e}{}", context()))?;
+    let lines: Vec<&str> = stdout.lines().collect();
+    if lines.len() != 1 || !stdout.ends_with('\n') {
+        return Err(format!(
+            "expected one newline-terminated line, got {}{}",
+            lines.len(),
+            context()
+        ));
+    }
+    let record: Value =
+        serde_json::from_str(lines[0]).map_err(|e| format!("invalid JSON: {e}{}", context()))?;
+    check_record(interp, case, pid, &dump, &record).map_err(|e| format!("{e}{}", context()))
+}
+
+fn check_record(
+    interp: &Interpreter,
+    case: &Case,
+    pid: u32,
+    dump: &Dump,
+    record: &Value,
+) -> Result<()> {
+    if !record.is_object() {
+        return Err("the line is not a JSON object".into());
+    }
+    if integer(record, "pid")? != u64::from(pid) {
+        return Err(format!("pid is not {pid}"));
+    }
+    let signal = field(record, "signal")?;
+    let signal_ok = signal.as_i64() == Some(i64::from(case.watched.number))
+        || signal.as_str().is_some_and(|s| {
+            s == case.watched.name || Some(s) == case.watched.name.strip_prefix("SIG")
+        });
+    if !signal_ok {
+        return Err(format!("signal {signal} is not {}", case.watched.name));
+    }
+    if field(record, "time")?.is_null() {
+        return Err("time is null".into());
+    }
+    let (major, minor) = interp.version();
+    let version = string(record, "python_version")?;
+    let release = format!("{major}.{minor}");
+    if !(version == release || version.starts_with(&format!("{release}."))) {
+        return Err(format!("python_version {version:?} is not {release}.x"));
+    }
+    let tid = integer(record, "tid")?;
+    match case.trigger {
+        Trigger::Process if tid != u64::from(pid) => {
+            return Err(format!(
+                "tid {tid}: kill(2) should land on the main thread {pid}"
+            ))
+        }
+        Trigger::PthreadKill if tid == u64::from(pid) => {
+            return Err("tid is the main thread's, not the worker's".into())
+        }
+        _ => {}
+    }
+    let threads = field(record, "threads")?
+        .as_array()
+        .ok_or("threads is not an array")?;
+    if threads.len() != dump.threads.len() {
+        return Err(format!(
+            "{} threads, faulthandler shows {}",
+            threads.len(),
+            dump.threads.len()
+        ));
+    }
+    let mut native_ids = Vec::new();
+    for (index, (thread, expected)) in threads.iter().zip(&dump.threads).enumerate() {
+        let at = |e: String| format!("thread {index}: {e}");
+        if integer(thread, "thread_id").map_err(at)? != expected.id {
+            return Err(at(format!("thread_id is not 0x{:016x}", expected.id)));
+        }
+        // PyThreadState records the native id only from 3.11 on; before, null is allowed.
+        let native_id = match field(thread, "native_id").map_err(at)? {
+            Value::Null if !interp.at_least(3, 11) => None,
+            _ => Some(integer(thread, "native_id").map_err(at)?),
+        };
+        native_ids.extend(native_id);
+        let current = field(thread, "current")
+            .map_err(at)?
+            .as_bool()
+            .ok_or_else(|| at("current is not a boolean".into()))?;
+        if current != expected.current {
+            return Err(at(format!(
+                "current is {current}, faulthandler says {}",
+                expected.current
+            )));
+        }
+        if current && native_id.is_some_and(|id| id != tid) {
+            return Err(at(format!(
+                "the current thread's native_id {native_id:?} is not tid {tid}"
+            )));
+        }
+        let frames = field(thread, "frames")
+            .map_err(at)?
+            .as_array()
+            .ok_or_else(|| at("frames is not an array".into()))?;
+        if frames.len() != expected.frames.len() {
+            return Err(at(format!(
+                "{} frames, faulthandler shows {}",
+                frames.len(),
+                expected.frames.len()
+            )));
+        }
+        for (depth, (frame, want)) in frames.iter().zip(&expected.frames).enumerate() {
+            let at = |e: String| format!("thread {index} frame {depth}: {e}");
+            let filename = escape(string(frame, "filename").map_err(at)?);
+            let name = escape(string(frame, "name").map_err(at)?);
+            let line = field(frame, "line").map_err(at)?;
+            let line = if line.is_null() {
+                None
+            } else {
+                Some(line.as_u64().ok_or_else(|| at(format!("line {line}")))?)
+            };
+            let got = Frame {
+                file: filename,
+                line: line.map(|l| l as u32),
+                name,
+            };
+            if &got != want {
+                return Err(at(format!("{got:?}, faulthandler shows {want:?}")));
+            }
+        }
+    }
+    let mut distinct = native_ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != native_ids.len() {
+        return Err(format!("native ids repeat: {native_ids:?}"));
+    }
+    if native_ids.len() == threads.len() && native_ids.last() != Some(&u64::from(pid)) {
+        return Err(format!(
+            "the main thread (last) has native_id {:?}, not {pid}",
+            native_ids.last()
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn json_several_threads_at_different_recursion_depths() {
+    for_each_interpreter(|interp| check_json(interp, &THREAD_DEPTHS));
+}
+
+#[test]
+fn json_non_ascii_function_and_file_names() {
+    for_each_interpreter(|interp| check_json(interp, &NON_ASCII_NAMES));
+}
+
+#[test]
+fn json_pthread_kill_to_a_worker() {
+    for_each_interpreter(|interp| check_json(interp, &PTHREAD_KILL_WORKER));
+}
+
+#[test]
+fn json_running_generator_coroutine_and_async_generator() {
+    for_each_interpreter(|interp| check_json(interp, &GENERATOR_COROUTINE));
+}

@@ -1,0 +1,44 @@
+//! The targets alone, without pytrace: each builds the stack its case expects, and
+//! faulthandler's output is the same on two runs (thread ids and work directory aside).
+
+use pytrace_tests::cases::*;
+use pytrace_tests::*;
+
+macro_rules! target_tests {
+    ($($test:ident => $case:expr,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                for_each_interpreter(|interp| check_target(interp, &$case));
+            }
+        )*
+    };
+}
+
+target_tests! {
+    thread_depths => THREAD_DEPTHS,
+    deep_recursion => DEEP_RECURSION,
+    non_ascii_names => NON_ASCII_NAMES,
+    undecodable_filename => UNDECODABLE_FILENAME,
+    long_path => LONG_PATH,
+    generator_coroutine => GENERATOR_COROUTINE,
+    many_threads => MANY_THREADS,
+    pthread_kill_worker => PTHREAD_KILL_WORKER,
+    gc_del => GC_DEL,
+    fatal_sigill => FATAL_SIGILL,
+}
+
+#[test]
+fn every_case_is_listed() {
+    assert_eq!(ALL.len(), 10);
+    let scripts = std::fs::read_dir(targets_dir()).unwrap();
+    for entry in scripts {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".py") && name != "fhtarget.py" {
+            assert!(
+                ALL.iter().any(|case| case.script == name),
+                "{name} is used by no case"
+            );
+        }
+    }
+}
