@@ -145,14 +145,17 @@ fn pystr(s: &PyStr) -> Option<PyText> {
 #[derive(Clone, Debug)]
 pub struct RawDump {
     pub begin: DumpBegin,
-    pub threads: Vec<(ThreadHeader, Vec<FrameEntry>)>,
+    pub threads: Vec<ThreadRecordData>,
     pub end: DumpEnd,
 }
+
+/// One thread record: its header and its chain entries.
+pub type ThreadRecordData = (ThreadHeader, Vec<FrameEntry>);
 
 /// Groups thread records under their dump until its end record arrives.
 #[derive(Default)]
 pub struct Assembler {
-    open: BTreeMap<u64, (DumpBegin, Vec<(ThreadHeader, Vec<FrameEntry>)>)>,
+    open: BTreeMap<u64, (DumpBegin, Vec<ThreadRecordData>)>,
     /// Dumps abandoned because their end record never came (lost in a full ring buffer).
     pub torn: u64,
     /// Thread or end records that matched no open dump.

@@ -13,7 +13,7 @@ pub struct PyText {
 }
 
 impl PyText {
-    pub fn from_str(s: &str) -> Self {
+    pub fn from_text(s: &str) -> Self {
         let codepoints: Vec<u32> = s.chars().map(|c| c as u32).collect();
         PyText {
             length: codepoints.len() as u64,

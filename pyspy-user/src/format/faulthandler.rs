@@ -323,7 +323,7 @@ mod tests {
     use pytrace_common::{MAX_CHAIN, MAX_THREADS};
 
     fn text(s: &str) -> PyText {
-        PyText::from_str(s)
+        PyText::from_text(s)
     }
 
     fn cps(codepoints: &[u32]) -> PyText {
