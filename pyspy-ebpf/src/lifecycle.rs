@@ -9,7 +9,8 @@ use pytrace_common::{kind, Counter, ProcessEvent};
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    maps::PROCS,
+    maps::{PROCS, TASK_PID_OFFSET, TASK_TGID_OFFSET},
+    read::kernel_i32,
 };
 
 #[inline(always)]
@@ -29,6 +30,39 @@ pub fn on_libraries_changed() {
     // SAFETY: lookup only; the value is not used.
     if unsafe { PROCS.get(&pid) }.is_none() {
         report(pid);
+    }
+}
+
+/// A new process (not a thread) forked from a traced one inherits its table; user space is
+/// told so it can register the child's own.
+#[inline(always)]
+pub fn on_fork(parent: u64, child: u64) {
+    let (Some(parent_tgid), Some(child_pid), Some(child_tgid)) = (
+        kernel_i32(parent + TASK_TGID_OFFSET.load()),
+        kernel_i32(child + TASK_PID_OFFSET.load()),
+        kernel_i32(child + TASK_TGID_OFFSET.load()),
+    ) else {
+        return;
+    };
+    if child_pid != child_tgid || child_tgid == parent_tgid {
+        return;
+    }
+    let (parent_tgid, child_tgid) = (parent_tgid as u32, child_tgid as u32);
+    // SAFETY: lookup; the value is copied out at once.
+    let Some(info) = (unsafe { PROCS.get(&parent_tgid) }).copied() else {
+        return;
+    };
+    if PROCS.insert(&child_tgid, &info, 0).is_ok() {
+        bump(Counter::Forked);
+        emit::record(
+            &ProcessEvent {
+                kind: kind::FORKED,
+                pid: child_tgid,
+                parent: parent_tgid,
+                _pad: 0,
+            },
+            Wake::Default,
+        );
     }
 }
 
@@ -53,6 +87,8 @@ fn report(pid: u32) {
         &ProcessEvent {
             kind: kind::MAPPED,
             pid,
+            parent: 0,
+            _pad: 0,
         },
         Wake::Default,
     );
@@ -71,6 +107,8 @@ fn forget(pid: u32) {
         &ProcessEvent {
             kind: kind::EXITED,
             pid,
+            parent: 0,
+            _pad: 0,
         },
         Wake::Default,
     );

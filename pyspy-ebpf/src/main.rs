@@ -42,6 +42,16 @@ pub fn libraries_changed(_ctx: ProbeContext) -> u32 {
     0
 }
 
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`: a forked child
+/// of a traced process has the same memory layout, so it is walkable at once.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn process_fork(ctx: BtfTracePointContext) -> i32 {
+    let parent: u64 = ctx.arg(0);
+    let child: u64 = ctx.arg(1);
+    lifecycle::on_fork(parent, child);
+    0
+}
+
 /// `sched_process_exit(struct task_struct *p, ...)`: runs in each exiting thread.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn process_exit(_ctx: BtfTracePointContext) -> i32 {

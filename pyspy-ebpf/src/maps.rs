@@ -13,6 +13,11 @@ use crate::walker::WalkState;
 /// Offset of `task_struct.thread.fsbase` in this kernel (from BTF, set by the loader).
 #[no_mangle]
 pub static FSBASE_OFFSET: Global<u64> = Global::new(0);
+/// Offsets of `task_struct.pid` and `task_struct.tgid` (from BTF, set by the loader).
+#[no_mangle]
+pub static TASK_PID_OFFSET: Global<u64> = Global::new(0);
+#[no_mangle]
+pub static TASK_TGID_OFFSET: Global<u64> = Global::new(0);
 /// Bit `n` set: signal `n` triggers a dump.
 #[no_mangle]
 pub static SIGNAL_MASK: Global<u64> = Global::new(0);

@@ -50,6 +50,9 @@ pub struct WalkState {
     pub lost: u32,
     pub busy: u32,
     pub _pad: u32,
+    /// Code object whose record was last checked in this walk: recursion repeats one code
+    /// object many times, and it needs no second look-up.
+    pub last_code: u64,
 }
 
 /// Walks every thread of the process described by `proc` and sends one thread record per
@@ -236,8 +239,9 @@ fn read_entry(state: &mut WalkState) {
     let code = if shim { 0 } else { code & CODE_TAG_MASK };
     if !shim {
         state.nreal += 1;
-        if state.nreal <= MAX_FRAMES && code != 0 {
+        if state.nreal <= MAX_FRAMES && code != 0 && code != state.last_code {
             symbols::send_code(state.pid, code, &state.proc, &mut state.lost);
+            state.last_code = code;
         }
     }
     // SAFETY: per-CPU scratch owned by this walk; `idx < MAX_CHAIN` checked above.

@@ -48,6 +48,8 @@ pub enum Record {
     Mapped(u32),
     /// A traced process exited.
     Exited(u32),
+    /// A traced process forked: (child, parent).
+    Forked(u32, u32),
 }
 
 /// Reads a plain-data `T` from the start of `bytes`.
@@ -69,6 +71,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::CODE => decode_code(bytes),
         kind::MAPPED => Ok(Record::Mapped(read::<ProcessEvent>(bytes)?.pid)),
         kind::EXITED => Ok(Record::Exited(read::<ProcessEvent>(bytes)?.pid)),
+        kind::FORKED => {
+            let e: ProcessEvent = read(bytes)?;
+            Ok(Record::Forked(e.pid, e.parent))
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -287,7 +293,7 @@ mod tests {
                 buf.push((seed >> 33) as u8);
             }
             if len >= 4 {
-                buf[..4].copy_from_slice(&((len as u32 % 8) + 1).to_le_bytes());
+                buf[..4].copy_from_slice(&((len as u32 % 9) + 1).to_le_bytes());
             }
             let _ = decode(&buf);
         }

@@ -85,6 +85,8 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         }
     }
     probes.attach_signal()?;
+    // Installed before "attached" is printed: a SIGTERM right after it must detach cleanly.
+    let stop = Stop::install()?;
     let out: Box<dyn Write> = match &cli.output {
         Some(path) => Box::new(
             File::create(path)
@@ -110,19 +112,17 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         decode_errors: 0,
         boot_to_epoch_ns: boot_to_epoch_ns(),
     };
-    let result = s.pump(ring).await;
+    let result = s.pump(ring, stop).await;
     s.report();
     result
 }
 
 impl Session {
-    async fn pump(&mut self, ring: RingBuf<MapData>) -> Result<(), Error> {
+    async fn pump(&mut self, ring: RingBuf<MapData>, mut stop: Stop) -> Result<(), Error> {
         // SAFETY: the ring buffer owns its file descriptor, which stays open (and is not closed
         // or reused behind tokio's back) for as long as the AsyncFd owns the ring buffer.
         let mut fd = unsafe { AsyncFd::register(ring) }
             .map_err(|e| Error::Runtime(format!("ring buffer: {e}")))?;
-        let mut term = tokio::signal::unix::signal(SignalKind::terminate())
-            .map_err(|e| Error::Runtime(format!("SIGTERM handler: {e}")))?;
         let deadline = self
             .cli
             .duration
@@ -158,8 +158,8 @@ impl Session {
                     }
                     guard.clear_ready();
                 }
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-                _ = term.recv() => return Ok(()),
+                _ = stop.interrupt.recv() => return Ok(()),
+                _ = stop.terminate.recv() => return Ok(()),
                 _ = sleep => return Ok(()),
                 _ = inspect => self.inspect_due(),
             }
@@ -232,6 +232,11 @@ impl Session {
                     self.schedule(pid, 0);
                 }
             }
+            Ok(Record::Forked(child, parent)) => {
+                if self.sym.fork_process(parent, child) && self.cli.verbose > 0 {
+                    eprintln!("pytrace: now tracing process {child}, forked from {parent}");
+                }
+            }
             Ok(Record::Exited(pid)) => {
                 self.pending.remove(&pid);
                 self.tracker
@@ -285,6 +290,25 @@ impl Session {
                 eprintln!("pytrace: bpf: {name} runs={runs} ns={ns}");
             }
         }
+    }
+}
+
+/// SIGINT and SIGTERM, caught so that pytrace detaches and reports before exiting.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn install() -> Result<Self, Error> {
+        let catch = |kind| {
+            tokio::signal::unix::signal(kind)
+                .map_err(|e| Error::Runtime(format!("cannot catch SIGINT/SIGTERM: {e}")))
+        };
+        Ok(Stop {
+            interrupt: catch(SignalKind::interrupt())?,
+            terminate: catch(SignalKind::terminate())?,
+        })
     }
 }
 

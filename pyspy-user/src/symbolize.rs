@@ -49,6 +49,15 @@ impl Symbolizer {
         );
     }
 
+    /// A forked child shares its parent's layout (its own code records arrive separately).
+    pub fn fork_process(&mut self, parent: u32, child: u32) -> bool {
+        let Some(meta) = self.procs.get(&parent).map(|p| p.meta.clone()) else {
+            return false;
+        };
+        self.add_process(child, meta);
+        true
+    }
+
     pub fn remove_process(&mut self, pid: u32) {
         self.procs.remove(&pid);
     }

@@ -34,6 +34,12 @@ impl Tracker {
         self.generation = self.generation.wrapping_add(1);
         let info = proc_info(&p, &layout, self.generation)?;
         probes.add_process(pid, &info)?;
+        // A process that exited between the inspection and the insert had its exit reported
+        // before it was in the map: drop it here, or the entry would outlive it.
+        if process::procfs::read_status(pid).map_or(true, |s| s.is_gone()) {
+            probes.remove_process(pid);
+            return Err(Error::NoSuchProcess(pid));
+        }
         sym.add_process(
             pid,
             ProcessMeta {

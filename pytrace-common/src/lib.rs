@@ -117,16 +117,21 @@ pub mod kind {
     pub const SKIPPED: u32 = 5;
     pub const MAPPED: u32 = 6;
     pub const EXITED: u32 = 7;
+    pub const FORKED: u32 = 8;
 }
 
 /// A process may have become a CPython process: it exec'd a `python*` binary or its dynamic
-/// loader changed its library list (`MAPPED`); or a traced process exited or exec'd
-/// (`EXITED`).
+/// loader changed its library list (`MAPPED`); a traced process forked a child that the
+/// kernel side already walks with the parent's table (`FORKED`, with `parent`); or a traced
+/// process exited or exec'd (`EXITED`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcessEvent {
     pub kind: u32,
     pub pid: u32,
+    /// The parent, for `FORKED`; 0 otherwise.
+    pub parent: u32,
+    pub _pad: u32,
 }
 
 /// First record of a dump.
@@ -320,9 +325,11 @@ pub enum Counter {
     Mapped,
     /// Traced processes whose exit or exec was reported.
     Exited,
+    /// Children of traced processes made walkable at fork.
+    Forked,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::Exited as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::Forked as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -345,6 +352,7 @@ impl Counter {
         Counter::Nested,
         Counter::Mapped,
         Counter::Exited,
+        Counter::Forked,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -368,6 +376,7 @@ impl Counter {
             Counter::Nested => "nested",
             Counter::Mapped => "mapped",
             Counter::Exited => "exited",
+            Counter::Forked => "forked",
         }
     }
 }

@@ -12,6 +12,9 @@ pub struct KernelOffsets {
     /// `task_struct.thread.fsbase`: the user thread pointer, which glibc's `pthread_self()`
     /// returns on x86_64.
     pub fsbase: u64,
+    /// `task_struct.pid` and `task_struct.tgid`.
+    pub task_pid: u64,
+    pub task_tgid: u64,
 }
 
 pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
@@ -24,6 +27,8 @@ pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
     };
     Ok(KernelOffsets {
         fsbase: find("task_struct", &["thread", "fsbase"])?,
+        task_pid: find("task_struct", &["pid"])?,
+        task_tgid: find("task_struct", &["tgid"])?,
     })
 }
 

@@ -50,6 +50,8 @@ impl Probes {
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
+            .override_global("TASK_PID_OFFSET", &k.task_pid, true)
+            .override_global("TASK_TGID_OFFSET", &k.task_tgid, true)
             .override_global("SIGNAL_MASK", &mask, true)
             .override_global("PID_FILTER", &pid_filter, true)
             .map_max_entries("EVENTS", config.ringbuf_bytes)
@@ -78,12 +80,13 @@ impl Probes {
     }
 
     /// Attaches the process-lifecycle programs: exec (`tp_btf/sched_process_exec`), exit
-    /// (`tp_btf/sched_process_exit`) and the dynamic loader's `_dl_debug_state` hook (uprobe
+    /// (`tp_btf/sched_process_exit`), fork (`tp_btf/sched_process_fork`) and the dynamic loader's `_dl_debug_state` hook (uprobe
     /// on every `loaders`), which runs after libraries are loaded at start-up or by `dlopen`.
     /// Returns the loaders that could not be probed, with why.
     pub fn attach_lifecycle(&mut self, loaders: &[PathBuf]) -> Result<Vec<String>, Error> {
         self.attach_btf_tracepoint("process_exec", "sched_process_exec")?;
         self.attach_btf_tracepoint("process_exit", "sched_process_exit")?;
+        self.attach_btf_tracepoint("process_fork", "sched_process_fork")?;
         let program: &mut UProbe = self
             .ebpf
             .program_mut("libraries_changed")
