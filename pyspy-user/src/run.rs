@@ -27,6 +27,10 @@ use crate::{
 /// last failure gives up.
 const INSPECT_DELAYS_MS: [u64; 7] = [0, 1, 4, 16, 64, 256, 1024];
 
+/// A newly registered process is checked once more after this long: one that exited while it
+/// was being registered (its exit reported before it was in the map) is dropped then.
+const RECHECK_AFTER: Duration = Duration::from_millis(250);
+
 pub fn main(cli: Cli) -> Result<(), Error> {
     let signal = signals::parse(&cli.signal)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -43,6 +47,8 @@ struct Session {
     tracker: Tracker,
     /// Processes waiting to be inspected: pid → (attempt, when).
     pending: BTreeMap<u32, (usize, Instant)>,
+    /// Newly registered processes to check once more: pid → when.
+    recheck: BTreeMap<u32, Instant>,
     asm: Assembler,
     format: Box<dyn DumpFormat>,
     out: Box<dyn Write>,
@@ -106,6 +112,7 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         sym,
         tracker,
         pending: BTreeMap::new(),
+        recheck: BTreeMap::new(),
         asm: Assembler::default(),
         out,
         dumps: 0,
@@ -137,7 +144,12 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
-            let next_inspect = self.pending.values().map(|&(_, at)| at).min();
+            let next_inspect = self
+                .pending
+                .values()
+                .map(|&(_, at)| at)
+                .chain(self.recheck.values().copied())
+                .min();
             let inspect = async {
                 match next_inspect {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -175,9 +187,23 @@ impl Session {
         }
     }
 
-    /// Inspects the processes whose delay has passed; reschedules those not ready yet.
+    /// Inspects the processes whose delay has passed; reschedules those not ready yet. Drops
+    /// newly registered processes that turned out to be gone.
     fn inspect_due(&mut self) {
         let now = Instant::now();
+        let gone: Vec<u32> = self
+            .recheck
+            .iter()
+            .filter(|(_, &at)| at <= now)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in gone {
+            self.recheck.remove(&pid);
+            if process::procfs::read_status(pid).map_or(true, |s| s.is_gone()) {
+                self.tracker
+                    .unregister(pid, &mut self.probes, &mut self.sym);
+            }
+        }
         let due: Vec<(u32, usize)> = self
             .pending
             .iter()
@@ -188,6 +214,7 @@ impl Session {
             self.pending.remove(&pid);
             match self.tracker.register(pid, &mut self.probes, &mut self.sym) {
                 Ok(()) => {
+                    self.recheck.insert(pid, now + RECHECK_AFTER);
                     if self.cli.verbose > 0 {
                         eprintln!("pytrace: now tracing new process {pid}");
                     }
@@ -239,6 +266,7 @@ impl Session {
             }
             Ok(Record::Exited(pid)) => {
                 self.pending.remove(&pid);
+                self.recheck.remove(&pid);
                 self.tracker
                     .unregister(pid, &mut self.probes, &mut self.sym);
             }
