@@ -70,6 +70,7 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
     })?;
     let mut sym = Symbolizer::default();
     let mut tracker = Tracker::default();
+    let mut scanned = Vec::new();
     let ring = probes.events()?;
     if cli.pid.is_empty() {
         // Attach the lifecycle probes first, so a process started during the scan is not missed.
@@ -79,10 +80,10 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
             );
         }
         for pid in process::candidate_pids() {
-            if let Err(e) = tracker.register(pid, &mut probes, &mut sym) {
-                if cli.verbose > 0 {
-                    eprintln!("pytrace: skipping {e}");
-                }
+            match tracker.register(pid, &mut probes, &mut sym) {
+                Ok(()) => scanned.push(pid),
+                Err(e) if cli.verbose > 0 => eprintln!("pytrace: skipping {e}"),
+                Err(_) => {}
             }
         }
     } else {
@@ -112,7 +113,10 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         sym,
         tracker,
         pending: BTreeMap::new(),
-        recheck: BTreeMap::new(),
+        recheck: scanned
+            .into_iter()
+            .map(|pid| (pid, Instant::now() + RECHECK_AFTER))
+            .collect(),
         asm: Assembler::default(),
         out,
         dumps: 0,
