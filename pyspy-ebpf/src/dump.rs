@@ -22,6 +22,7 @@ const SI_UID: u64 = 20;
 #[inline(always)]
 pub fn on_signal(sig: u32, info: u64) {
     if sig >= 64 || SIGNAL_MASK.load() & (1u64 << sig) == 0 {
+        bump(Counter::OtherSignal);
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();

@@ -121,6 +121,7 @@ pub fn finish(state: &mut WalkState) {
 
 extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some(state) = walk_state() else {
+        bump(Counter::NoScratch);
         return 1;
     };
     if state.tstate == 0 {

@@ -327,9 +327,11 @@ pub enum Counter {
     Exited,
     /// Children of traced processes made walkable at fork.
     Forked,
+    /// Deliveries of signals other than the chosen ones (the walker returns at once).
+    OtherSignal,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::Forked as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::OtherSignal as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -353,6 +355,7 @@ impl Counter {
         Counter::Mapped,
         Counter::Exited,
         Counter::Forked,
+        Counter::OtherSignal,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -377,6 +380,7 @@ impl Counter {
             Counter::Mapped => "mapped",
             Counter::Exited => "exited",
             Counter::Forked => "forked",
+            Counter::OtherSignal => "other_signal",
         }
     }
 }
