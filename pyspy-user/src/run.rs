@@ -203,7 +203,7 @@ impl Session {
             .collect();
         for pid in gone {
             self.recheck.remove(&pid);
-            if process::procfs::read_status(pid).map_or(true, |s| s.is_gone()) {
+            if process::is_gone(pid) {
                 self.tracker
                     .unregister(pid, &mut self.probes, &mut self.sym);
             }

@@ -36,7 +36,7 @@ impl Tracker {
         probes.add_process(pid, &info)?;
         // A process that exited between the inspection and the insert had its exit reported
         // before it was in the map: drop it here, or the entry would outlive it.
-        if process::procfs::read_status(pid).map_or(true, |s| s.is_gone()) {
+        if process::is_gone(pid) {
             probes.remove_process(pid);
             return Err(Error::NoSuchProcess(pid));
         }

@@ -277,12 +277,16 @@ fn dead_and_zombie_processes_are_gone() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(matches!(process::inspect(pid), Err(InspectError::NoSuchProcess(p)) if p == pid));
+    assert!(process::is_gone(pid), "zombie");
     child.wait().unwrap();
     assert!(matches!(process::inspect(pid), Err(InspectError::NoSuchProcess(p)) if p == pid));
+    assert!(process::is_gone(pid), "reaped");
     assert!(matches!(
         process::inspect(u32::MAX),
         Err(InspectError::NoSuchProcess(_))
     ));
+    assert!(process::is_gone(u32::MAX));
+    assert!(!process::is_gone(std::process::id()));
 }
 
 const AS_NOBODY_ENV: &str = "PYTRACE_TEST_INSPECT_AS_NOBODY";

@@ -65,9 +65,14 @@ fn invalid(path: &Path, err: impl std::fmt::Display) -> io::Error {
 impl ElfImage {
     /// Open `path` and check that it parses as a 64-bit ELF file.
     pub fn open(path: &Path) -> io::Result<Self> {
+        Self::from_file(path, File::open(path)?)
+    }
+
+    /// [`Self::open`] for a file already opened from `path`.
+    pub fn from_file(path: &Path, file: File) -> io::Result<Self> {
         let image = ElfImage {
             path: path.to_owned(),
-            cache: ReadCache::new(File::open(path)?),
+            cache: ReadCache::new(file),
         };
         image.parse()?;
         Ok(image)

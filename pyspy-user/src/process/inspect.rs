@@ -1,22 +1,21 @@
 //! Deciding whether a PID is CPython, which version, and where its runtime is.
 //!
 //! The ELF holding the interpreter is a mapped versioned libpython if there is one, else the main
-//! executable (static builds such as Debian's `/usr/bin/python3.11`). It is CPython when it
-//! defines `Py_GetVersion`, `Py_Version` or `_PyRuntime`, or has a `.PyRuntime` section.
-//!
-//! Version: `Py_Version` (3.11+, read from the file) is exact. Otherwise `major.minor` comes from
-//! the `"cpython-3X"` cache tag in `.rodata` (3.3+), else the file name, and the micro from the
-//! `PY_VERSION` literal in `.rodata`. 2.x is recognised by its name or its `Py_InitModule4_64`
-//! symbol.
-//!
-//! Runtime: `_PyRuntime` (3.7+) from the symbol tables, the `.PyRuntime` section, or (3.13+) the
-//! `xdebugpy` cookie; `interp_head` (3.6) from `.symtab`. The load bias comes from the file's
-//! mappings and its `PT_LOAD` segments.
+//! executable (static builds such as Debian's `/usr/bin/python3.11`). What the file says about
+//! itself ([`analysis`](super::analysis)) is computed once per file and kept in a bounded cache
+//! keyed by the file's identity ([`FileKey`]: device, inode, size, modification time, from `stat`
+//! of the host path the file is reached through), negative results included. Inspecting another
+//! process that maps the same file then costs only its `/proc/PID` files and the load bias, which
+//! comes from the file's mappings and its `PT_LOAD` segments.
 
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
+use super::analysis::{analyse, FileAnalysis, PythonFile};
+use super::cache::{CacheStats, FileKey, Lru};
 use super::elf::{load_bias, ElfImage};
 use super::maps::Mapping;
 use super::procfs;
@@ -26,37 +25,168 @@ use super::{InspectError, PythonProcess};
 /// Oldest supported CPython.
 const MIN_SUPPORTED: (u8, u8) = (3, 6);
 
-/// Describe `pid` as a CPython process.
-pub fn inspect(pid: u32) -> Result<PythonProcess, InspectError> {
-    let status = procfs::read_status(pid).map_err(|e| InspectError::from_io(pid, e))?;
-    if status.is_gone() {
-        return Err(InspectError::NoSuchProcess(pid));
-    }
-    let comm = procfs::read_comm(pid).unwrap_or_else(|_| status.name.clone());
-    let maps = procfs::read_maps(pid).map_err(|e| InspectError::from_io(pid, e))?;
-    if maps.is_empty() {
-        // Kernel threads have no mappings; a process that exited meanwhile has none either.
-        return Err(match procfs::read_status(pid) {
-            Ok(s) if !s.is_gone() => InspectError::NotPython { pid, comm },
-            _ => InspectError::NoSuchProcess(pid),
-        });
-    }
-    let exe = procfs::exe_path(pid).map_err(|e| InspectError::from_io(pid, e))?;
-    let same_root = procfs::same_root(pid);
+/// Files whose analysis [`inspect()`] keeps.
+pub const DEFAULT_CACHE_CAPACITY: usize = 256;
 
-    for file in interpreter_files(&maps, &exe) {
-        let Some(image) = open_image(pid, file, same_root)? else {
-            continue;
-        };
-        let Some(found) = examine(&image, file, &exe).map_err(|e| io_error(pid, e))? else {
-            continue;
-        };
-        return resolve(pid, &status, comm, &maps, file, image, found);
+/// Inspects processes, remembering what it learnt about each interpreter file.
+///
+/// Safe to share between threads; the cache lock is not held while a file is analysed.
+#[derive(Debug)]
+pub struct Inspector {
+    files: Mutex<Lru<FileKey, Arc<FileAnalysis>>>,
+}
+
+impl Default for Inspector {
+    fn default() -> Self {
+        Inspector::new(DEFAULT_CACHE_CAPACITY)
     }
-    // The process may have exited while its files were being read.
-    match procfs::read_status(pid) {
-        Ok(s) if !s.is_gone() => Err(InspectError::NotPython { pid, comm }),
-        _ => Err(InspectError::NoSuchProcess(pid)),
+}
+
+/// The inspector behind [`inspect()`].
+static SHARED: LazyLock<Inspector> = LazyLock::new(Inspector::default);
+
+/// Describe `pid` as a CPython process, with the process-wide file cache.
+pub fn inspect(pid: u32) -> Result<PythonProcess, InspectError> {
+    SHARED.inspect(pid)
+}
+
+/// Counters of the file cache used by [`inspect()`]: `inserts` counts the files analysed.
+pub fn cache_stats() -> CacheStats {
+    SHARED.cache_stats()
+}
+
+/// What one host path of an interpreter file led to.
+enum Reached {
+    Analysis(Arc<FileAnalysis>),
+    /// Vanished or unreadable for a reason other than permissions.
+    Skip,
+    Denied,
+}
+
+impl Inspector {
+    /// An inspector caching at most `capacity` file analyses.
+    pub fn new(capacity: usize) -> Self {
+        Inspector {
+            files: Mutex::new(Lru::new(capacity)),
+        }
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stats()
+    }
+
+    /// Describe `pid` as a CPython process.
+    pub fn inspect(&self, pid: u32) -> Result<PythonProcess, InspectError> {
+        let status = procfs::read_status(pid).map_err(|e| InspectError::from_io(pid, e))?;
+        if status.is_gone() {
+            return Err(InspectError::NoSuchProcess(pid));
+        }
+        let comm = procfs::read_comm(pid).unwrap_or_else(|_| status.name.clone());
+        let maps = procfs::read_maps(pid).map_err(|e| InspectError::from_io(pid, e))?;
+        if maps.is_empty() {
+            // Kernel threads have no mappings; a process that exited meanwhile has none either.
+            return Err(match procfs::read_status(pid) {
+                Ok(s) if !s.is_gone() => InspectError::NotPython { pid, comm },
+                _ => InspectError::NoSuchProcess(pid),
+            });
+        }
+        let exe = procfs::exe_path(pid).map_err(|e| InspectError::from_io(pid, e))?;
+        let same_root = procfs::same_root(pid);
+
+        for file in interpreter_files(&maps, &exe) {
+            let Some((binary, analysis)) = self.interpreter_file(pid, file, same_root)? else {
+                continue;
+            };
+            let FileAnalysis::Python(python) = &*analysis else {
+                continue;
+            };
+            let (v, addr) = locate(pid, &maps, file, &binary, python, name_version(file, &exe))?;
+            let is_36 = (v.major, v.minor) < (3, 7);
+            return Ok(PythonProcess {
+                pid,
+                ns_pid: status.ns_pid(pid),
+                version: v.triple(),
+                version_hex: v.hex(),
+                binary,
+                runtime_addr: (!is_36).then_some(addr),
+                interp_head_addr: is_36.then_some(addr),
+                comm,
+            });
+        }
+        // The process may have exited while its files were being read.
+        match procfs::read_status(pid) {
+            Ok(s) if !s.is_gone() => Err(InspectError::NotPython { pid, comm }),
+            _ => Err(InspectError::NoSuchProcess(pid)),
+        }
+    }
+
+    /// The analysis of the file behind a mapping, through the first host path that leads to an
+    /// ELF file, with that path. `Ok(None)` when that file is not CPython, or when no path leads
+    /// to an ELF file.
+    fn interpreter_file(
+        &self,
+        pid: u32,
+        file: &Mapping,
+        same_root: bool,
+    ) -> Result<Option<(PathBuf, Arc<FileAnalysis>)>, InspectError> {
+        let mut denied = false;
+        for path in procfs::host_paths(pid, file, same_root) {
+            match self.reach(&path).map_err(|e| io_error(pid, e))? {
+                Reached::Analysis(analysis) => match *analysis {
+                    FileAnalysis::NotElf => {}
+                    FileAnalysis::NotPython => return Ok(None),
+                    FileAnalysis::Python(_) => return Ok(Some((path, analysis))),
+                },
+                Reached::Skip => {}
+                Reached::Denied => denied = true,
+            }
+        }
+        if denied {
+            return Err(InspectError::PermissionDenied(pid));
+        }
+        Ok(None)
+    }
+
+    /// The analysis of the file at `path`, from the cache or by reading the file. Errors are
+    /// those met while analysing a file that opened as ELF.
+    fn reach(&self, path: &Path) -> io::Result<Reached> {
+        let classify = |e: io::Error| match e.kind() {
+            io::ErrorKind::PermissionDenied => Reached::Denied,
+            _ => Reached::Skip,
+        };
+        let key = match fs::metadata(path) {
+            Ok(meta) => FileKey::of(&meta),
+            Err(e) => return Ok(classify(e)),
+        };
+        if let Some(analysis) = self.cached(&key) {
+            return Ok(Reached::Analysis(analysis));
+        }
+        let opened = File::open(path).and_then(|f| Ok((FileKey::of(&f.metadata()?), f)));
+        let (key, file) = match opened {
+            Ok(opened) => opened,
+            Err(e) => return Ok(classify(e)),
+        };
+        let analysis = match ElfImage::from_file(path, file) {
+            Ok(image) => analyse(&image)?,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => FileAnalysis::NotElf,
+            Err(e) => return Ok(classify(e)),
+        };
+        let analysis = Arc::new(analysis);
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&analysis));
+        Ok(Reached::Analysis(analysis))
+    }
+
+    fn cached(&self, key: &FileKey) -> Option<Arc<FileAnalysis>> {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
     }
 }
 
@@ -93,13 +223,6 @@ pub fn is_candidate(pid: u32) -> bool {
     })
 }
 
-/// What the interpreter file says about itself.
-struct Found {
-    version: Version,
-    /// The micro version is known (from `Py_Version` or a version string), not assumed 0.
-    exact: bool,
-}
-
 /// The files that may hold the interpreter, best first: mapped versioned libpythons, then the
 /// main executable. Each file is represented by its first mapping.
 fn interpreter_files<'a>(maps: &'a [Mapping], exe: &Path) -> Vec<&'a Mapping> {
@@ -134,98 +257,31 @@ fn same_file(a: &Mapping, b: &Mapping) -> bool {
         && a.path == b.path
 }
 
-/// Open the file behind a mapping through the first host path that parses as ELF.
-/// Files that are not 64-bit ELF (or have vanished) give `Ok(None)`.
-fn open_image(pid: u32, file: &Mapping, same_root: bool) -> Result<Option<ElfImage>, InspectError> {
-    let mut denied = false;
-    for path in procfs::host_paths(pid, file, same_root) {
-        match ElfImage::open(&path) {
-            Ok(image) => return Ok(Some(image)),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied = true,
-            Err(_) => {}
-        }
-    }
-    if denied {
-        return Err(InspectError::PermissionDenied(pid));
-    }
-    Ok(None)
-}
-
 fn io_error(pid: u32, source: io::Error) -> InspectError {
     InspectError::Io { pid, source }
 }
 
-/// Whether `image` is a CPython interpreter, and its version.
-fn examine(image: &ElfImage, file: &Mapping, exe: &Path) -> io::Result<Option<Found>> {
-    let symbols = image.symbol_addresses(&[
-        "Py_GetVersion",
-        "Py_Version",
-        "_PyRuntime",
-        "Py_InitModule4_64",
-    ])?;
-    let (get_version, py_version, runtime, init_module2) =
-        (symbols[0], symbols[1], symbols[2], symbols[3]);
-    let has_section = image.section_address(".PyRuntime")?.is_some();
-    if get_version.is_none() && py_version.is_none() && runtime.is_none() && !has_section {
-        return Ok(None);
-    }
-
-    if let Some(addr) = py_version {
-        if let Some(hex) = image.read_u64_at(addr)? {
-            let v = Version::from_hex(hex as u32);
-            if v.major == 3 {
-                return Ok(Some(Found {
-                    version: v,
-                    exact: true,
-                }));
-            }
-        }
-    }
-
-    let name_version = file
-        .file_name()
+/// `major.minor` suggested by the file's name, else by the executable's.
+fn name_version(file: &Mapping, exe: &Path) -> Option<(u8, u8)> {
+    file.file_name()
         .and_then(|n| version::from_library_name(n).or_else(|| version::from_executable_name(n)))
         .or_else(|| {
             exe.file_name()
                 .and_then(|n| version::from_executable_name(n.as_bytes()))
-        });
-    let rodata = image.read_only_data()?;
-    let major_minor = if init_module2.is_some() {
-        Some(name_version.filter(|v| v.0 == 2).unwrap_or((2, 7)))
-    } else {
-        version::cache_tag_version(&rodata).or(name_version)
-    };
-    let Some((major, minor)) = major_minor else {
-        // CPython, but of a version that leaves no trace this code knows (before 3.3).
-        return Ok(Some(Found {
-            version: Version::new(0, 0, 0),
-            exact: false,
-        }));
-    };
-    Ok(Some(
-        match version::scan_version_string(&rodata, major, minor) {
-            Some(v) => Found {
-                version: v,
-                exact: true,
-            },
-            None => Found {
-                version: Version::new(major, minor, 0),
-                exact: false,
-            },
-        },
-    ))
+        })
 }
 
-/// Turn the findings about the interpreter file into a [`PythonProcess`].
-fn resolve(
+/// The version of the interpreter in `file` and the absolute address of its runtime state
+/// (`_PyRuntime`, or `interp_head` for 3.6) in process `pid`.
+fn locate(
     pid: u32,
-    status: &procfs::Status,
-    comm: String,
     maps: &[Mapping],
     file: &Mapping,
-    image: ElfImage,
-    found: Found,
-) -> Result<PythonProcess, InspectError> {
+    binary: &Path,
+    python: &PythonFile,
+    name_version: Option<(u8, u8)>,
+) -> Result<(Version, u64), InspectError> {
+    let found = python.version(name_version);
     let v = found.version;
     if v.major == 0 {
         return Err(InspectError::UnsupportedVersion {
@@ -241,41 +297,20 @@ fn resolve(
         };
         return Err(InspectError::UnsupportedVersion { pid, version });
     }
-    let binary = image.path().to_owned();
     let no_runtime = || InspectError::NoRuntime {
         pid,
-        binary: binary.clone(),
+        binary: binary.to_owned(),
     };
 
-    let link_addr = if (v.major, v.minor) >= (3, 7) {
-        image
-            .find_runtime((v.major, v.minor) >= (3, 13))
-            .map_err(|e| io_error(pid, e))?
-            .map(|(addr, _)| addr)
-    } else {
-        image
-            .symbol_address("interp_head")
-            .map_err(|e| io_error(pid, e))?
-    };
-    let link_addr = link_addr.ok_or_else(no_runtime)?;
-
-    let segments = image.load_segments().map_err(|e| io_error(pid, e))?;
+    let link_addr = python
+        .runtime_link_address(v.major, v.minor)
+        .ok_or_else(no_runtime)?;
     let file_maps: Vec<&Mapping> = maps.iter().filter(|m| same_file(m, file)).collect();
-    let bias = load_bias(&segments, &file_maps, procfs::page_size()).ok_or_else(no_runtime)?;
+    let bias =
+        load_bias(&python.segments, &file_maps, procfs::page_size()).ok_or_else(no_runtime)?;
     let addr = link_addr.wrapping_add(bias);
     if !maps.iter().any(|m| m.contains(addr)) {
         return Err(no_runtime());
     }
-
-    let is_36 = (v.major, v.minor) < (3, 7);
-    Ok(PythonProcess {
-        pid,
-        ns_pid: status.ns_pid(pid),
-        version: v.triple(),
-        version_hex: v.hex(),
-        binary,
-        runtime_addr: (!is_36).then_some(addr),
-        interp_head_addr: is_36.then_some(addr),
-        comm,
-    })
+    Ok((v, addr))
 }

@@ -4,11 +4,15 @@
 //! - [`procfs`]: the other `/proc/PID` files (status, comm, exe, root, map_files).
 //! - [`elf`]: symbols, load segments and data of the interpreter file on disk.
 //! - [`version`]: version numbers from `Py_Version`, file names and read-only data.
+//! - [`analysis`]: what an interpreter file says about itself, whatever process maps it.
+//! - [`cache`]: the bounded cache of those analyses, keyed by file identity.
 //! - [`inspect`](mod@inspect): the decision logic behind [`inspect()`] and [`candidate_pids`].
 //! - [`memory`]: reading the target's memory.
 
 use std::path::PathBuf;
 
+pub mod analysis;
+pub mod cache;
 pub mod elf;
 pub mod inspect;
 pub mod maps;
@@ -16,8 +20,10 @@ pub mod memory;
 pub mod procfs;
 pub mod version;
 
-pub use inspect::{candidate_pids, inspect, is_candidate};
+pub use cache::CacheStats;
+pub use inspect::{cache_stats, candidate_pids, inspect, is_candidate, Inspector};
 pub use memory::read_memory;
+pub use procfs::is_gone;
 
 /// A running CPython interpreter and where its runtime state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

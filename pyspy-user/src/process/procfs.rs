@@ -76,6 +76,15 @@ pub fn read_maps(pid: u32) -> io::Result<Vec<Mapping>> {
     Ok(parse_maps(&fs::read(proc_dir(pid).join("maps"))?))
 }
 
+/// Whether `pid` no longer runs: `/proc/PID` is absent, or the task is a zombie or dead.
+pub fn is_gone(pid: u32) -> bool {
+    match read_status(pid) {
+        Ok(status) => status.is_gone(),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => true,
+        Err(_) => !proc_dir(pid).exists(),
+    }
+}
+
 /// Target of `/proc/PID/exe` as the process sees it, without a ` (deleted)` suffix.
 pub fn exe_path(pid: u32) -> io::Result<PathBuf> {
     let link = fs::read_link(proc_dir(pid).join("exe"))?;
@@ -168,6 +177,8 @@ mod tests {
         assert!(same_root(me));
         assert!(!read_maps(me).unwrap().is_empty());
         assert_eq!(read_status(me).unwrap().ns_pids.first(), Some(&me));
+        assert!(!is_gone(me));
+        assert!(is_gone(u32::MAX));
         assert_eq!(
             in_root(me, Path::new("/usr/lib/x.so")),
             PathBuf::from(format!("/proc/{me}/root/usr/lib/x.so"))

@@ -171,10 +171,23 @@ pub fn cache_tag_version(data: &[u8]) -> Option<(u8, u8)> {
 /// the install prefix `"/usr/local/3.9.18"`). The most frequent candidate wins; ties go to the
 /// first one found.
 pub fn scan_version_string(data: &[u8], major: u8, minor: u8) -> Option<Version> {
-    let needle = format!("{major}.{minor}.");
+    pick_version_string(&version_strings(data), major, minor)
+}
+
+/// Every `PY_VERSION`-like literal in read-only data, whatever its `major.minor`, with its number
+/// of occurrences, in order of first occurrence: the candidates [`scan_version_string`] weighs,
+/// collected once for all versions so that the choice can be made later with
+/// [`pick_version_string`].
+///
+/// A candidate starts at a digit not preceded by a digit or a dot, ends at a NUL byte within 24
+/// bytes, parses as a whole with [`parse_version_string`], and spells its `major.minor.` prefix
+/// canonically (no leading zeros).
+pub fn version_strings(data: &[u8]) -> Vec<(Version, usize)> {
     let mut candidates: Vec<(Version, usize)> = Vec::new();
-    for pos in find_all(data, needle.as_bytes()) {
-        if pos > 0 && (data[pos - 1].is_ascii_digit() || data[pos - 1] == b'.') {
+    for pos in 0..data.len() {
+        if !data[pos].is_ascii_digit()
+            || (pos > 0 && (data[pos - 1].is_ascii_digit() || data[pos - 1] == b'.'))
+        {
             continue;
         }
         let tail = &data[pos..];
@@ -184,16 +197,31 @@ pub fn scan_version_string(data: &[u8], major: u8, minor: u8) -> Option<Version>
         let Some(v) = parse_version_string(&tail[..len]) else {
             continue;
         };
+        if !tail.starts_with(format!("{}.{}.", v.major, v.minor).as_bytes()) {
+            continue;
+        }
         match candidates.iter_mut().find(|(c, _)| *c == v) {
             Some((_, n)) => *n += 1,
             None => candidates.push((v, 1)),
         }
     }
-    let best = candidates.iter().map(|(_, n)| *n).max()?;
     candidates
-        .into_iter()
-        .find(|(_, n)| *n == best)
-        .map(|(v, _)| v)
+}
+
+/// The `major.minor.*` candidate of [`version_strings`] with the most occurrences, ties going to
+/// the first one found.
+pub fn pick_version_string(
+    candidates: &[(Version, usize)],
+    major: u8,
+    minor: u8,
+) -> Option<Version> {
+    let matching = || {
+        candidates
+            .iter()
+            .filter(move |(v, _)| v.major == major && v.minor == minor)
+    };
+    let best = matching().map(|(_, n)| *n).max()?;
+    matching().find(|(_, n)| *n == best).map(|(v, _)| *v)
 }
 
 /// Start positions of every occurrence of `needle` in `haystack`.
@@ -274,5 +302,39 @@ mod tests {
         assert_eq!(scan_version_string(data, 3, 2), Some(Version::new(3, 2, 0)));
         assert_eq!(scan_version_string(data, 3, 8), None);
         assert_eq!(cache_tag_version(b"cpython-39\0cpython-310\0"), None);
+    }
+
+    #[test]
+    fn candidates_for_every_minor() {
+        let data = b"3.9.1\0x3.9.18\0/opt/3.9.18\x00013.9.2\x003.09.5\0a.3.9.7\0\
+            2.7.18+\0 3.9.18rc1\x003.10.0\0cpython-39\0";
+        let all = super::version_strings(data);
+        assert_eq!(
+            all.iter()
+                .map(|(v, n)| (v.display(), *n))
+                .collect::<Vec<_>>(),
+            vec![
+                ("3.9.1".to_owned(), 1),
+                ("3.9.18".to_owned(), 2),
+                ("2.7.18".to_owned(), 1),
+                ("3.9.18rc1".to_owned(), 1),
+                ("3.10.0".to_owned(), 1),
+            ]
+        );
+        assert_eq!(
+            pick_version_string(&all, 3, 9),
+            Some(Version::new(3, 9, 18))
+        );
+        assert_eq!(
+            pick_version_string(&all, 2, 7),
+            Some(Version::new(2, 7, 18))
+        );
+        assert_eq!(
+            pick_version_string(&all, 3, 10),
+            Some(Version::new(3, 10, 0))
+        );
+        assert_eq!(pick_version_string(&all, 3, 11), None);
+        let tie = super::version_strings(b"3.8.2\x003.8.1\x003.8.1\x003.8.2\0");
+        assert_eq!(pick_version_string(&tie, 3, 8), Some(Version::new(3, 8, 2)));
     }
 }
