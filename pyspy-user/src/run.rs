@@ -54,6 +54,8 @@ struct Session {
     out: Box<dyn Write>,
     dumps: u64,
     decode_errors: u64,
+    /// Signals to new processes that arrived before their inspection finished.
+    missed_new: u64,
     boot_to_epoch_ns: i128,
 }
 
@@ -121,6 +123,7 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         out,
         dumps: 0,
         decode_errors: 0,
+        missed_new: 0,
         boot_to_epoch_ns: boot_to_epoch_ns(),
     };
     let result = s.pump(ring, stop).await;
@@ -274,6 +277,16 @@ impl Session {
                 self.tracker
                     .unregister(pid, &mut self.probes, &mut self.sym);
             }
+            Ok(Record::Skipped(s)) if self.pending.contains_key(&s.pid) => {
+                // A new process, signalled before its inspection finished: count it and say
+                // so, since the dump is lost.
+                self.missed_new += 1;
+                eprintln!(
+                    "pytrace: process {} received {} before pytrace finished inspecting it; not dumped",
+                    s.pid,
+                    signals::name(s.signal)
+                );
+            }
             Ok(Record::Skipped(s)) => {
                 if self.cli.verbose > 0 {
                     let end = s.comm.iter().position(|&c| c == 0).unwrap_or(16);
@@ -304,7 +317,8 @@ impl Session {
             .map(|(_, n)| n)
             .sum::<u64>()
             + self.asm.torn
-            + self.decode_errors;
+            + self.decode_errors
+            + self.missed_new;
         if self.cli.verbose == 0 && lost == 0 {
             return;
         }
@@ -313,8 +327,12 @@ impl Session {
             line.push_str(&format!(" {}={}", c.name(), n));
         }
         line.push_str(&format!(
-            " torn_dumps={} orphan_records={} decode_errors={} stray_codes={}",
-            self.asm.torn, self.asm.orphans, self.decode_errors, self.sym.stray_codes
+            " torn_dumps={} orphan_records={} decode_errors={} stray_codes={} missed_new_processes={}",
+            self.asm.torn,
+            self.asm.orphans,
+            self.decode_errors,
+            self.sym.stray_codes,
+            self.missed_new
         ));
         eprintln!("{line}");
         if self.cli.verbose > 0 {
