@@ -78,7 +78,7 @@ impl Interpreter {
     }
 }
 
-fn pyenv_root() -> PathBuf {
+pub fn pyenv_root() -> PathBuf {
     if let Some(root) = std::env::var_os("PYENV_ROOT").filter(|r| !r.is_empty()) {
         return root.into();
     }
@@ -192,9 +192,15 @@ pub fn serial() -> MutexGuard<'static, ()> {
 pub fn for_each_interpreter(check: impl Fn(&Interpreter) -> Result<()>) {
     let _serial = serial();
     let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
+    each_interpreter(&interpreters, check);
+}
+
+/// Runs `check` for each of `interpreters` (all of them, even after a failure) and panics
+/// with every failure. The caller holds [`serial`].
+pub fn each_interpreter(interpreters: &[Interpreter], check: impl Fn(&Interpreter) -> Result<()>) {
     assert!(!interpreters.is_empty(), "no interpreter selected");
     let mut failures = Vec::new();
-    for interp in &interpreters {
+    for interp in interpreters {
         eprintln!("--- {} ({})", interp.name, interp.python.display());
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| check(interp)))
             .unwrap_or_else(|payload| Err(panic_message(payload)));
@@ -314,7 +320,8 @@ impl Drop for TempDir {
     }
 }
 
-fn send_signal(pid: u32, signal: Signal) -> Result<()> {
+/// kill(2).
+pub fn send_signal(pid: u32, signal: Signal) -> Result<()> {
     // SAFETY: kill(2) has no memory-safety preconditions.
     if unsafe { libc::kill(pid as libc::pid_t, signal.number) } != 0 {
         return Err(format!(
@@ -348,6 +355,7 @@ pub struct Target {
     stdin: Option<ChildStdin>,
     /// Kept open after `ready` so that the target never writes into a closed pipe.
     stdout: Option<BufReader<ChildStdout>>,
+    ready: Option<Receiver<(String, BufReader<ChildStdout>)>>,
     out_path: PathBuf,
     stderr_path: PathBuf,
     label: String,
@@ -357,6 +365,22 @@ pub struct Target {
 impl Target {
     /// Starts `python targets/<script> <out> <signal names>` and waits for its `ready`.
     pub fn start(interp: &Interpreter, script: &str, signals: &[Signal]) -> Result<Target> {
+        let mut command = Command::new(&interp.python);
+        command.args(["-E", "-s", "-B"]);
+        let mut target = Target::spawn(command, script, signals, &interp.name)?;
+        target.wait_ready(READY_TIMEOUT)?;
+        Ok(target)
+    }
+
+    /// Starts `command targets/<script> <out> <signal names>` without waiting: `command` is
+    /// whatever runs the script (an interpreter with its options, a wrapper, an embedding
+    /// program). The target is labelled `<script> on <on>`.
+    pub fn spawn(
+        mut command: Command,
+        script: &str,
+        signals: &[Signal],
+        on: &str,
+    ) -> Result<Target> {
         let script_path = targets_dir().join(script);
         if !script_path.is_file() {
             return Err(format!("no target script {}", script_path.display()));
@@ -365,8 +389,8 @@ impl Target {
         let out_path = dir.path().join("faulthandler.txt");
         let stderr_path = dir.path().join("target.stderr");
         let stderr = fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-        let mut child = Command::new(&interp.python)
-            .args(["-E", "-s", "-B"])
+        let program = command.get_program().to_string_lossy().into_owned();
+        let mut child = command
             .arg(&script_path)
             .arg(&out_path)
             .args(signals.iter().map(|s| s.name))
@@ -375,42 +399,53 @@ impl Target {
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", interp.python.display()))?;
+            .map_err(|e| format!("starting {program}: {e}"))?;
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut target = Target {
-            child,
-            stdin,
-            stdout: None,
-            out_path,
-            stderr_path,
-            label: format!("{} on {}", script, interp.name),
-            dir,
-        };
-        let (tx, rx) = mpsc::channel();
+        let (tx, ready) = mpsc::channel();
         thread::spawn(move || {
             let mut stdout = stdout;
             let mut line = String::new();
             let _ = stdout.read_line(&mut line);
             let _ = tx.send((line, stdout));
         });
-        match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(Target {
+            child,
+            stdin,
+            stdout: None,
+            ready: Some(ready),
+            out_path,
+            stderr_path,
+            label: format!("{script} on {on}"),
+            dir,
+        })
+    }
+
+    /// Waits for the target's first line to be `ready`.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let Some(ready) = self.ready.take() else {
+            return match self.stdout {
+                Some(_) => Ok(()),
+                None => Err(format!("{}: never printed `ready`", self.label)),
+            };
+        };
+        match ready.recv_timeout(timeout) {
             Ok((line, stdout)) if line == "ready\n" => {
-                target.stdout = Some(stdout);
-                Ok(target)
+                self.stdout = Some(stdout);
+                Ok(())
             }
             Ok((line, _)) => {
-                let status = poll_exit(&mut target.child, Duration::from_secs(2))?;
+                let status = poll_exit(&mut self.child, Duration::from_secs(2))?;
                 Err(format!(
                     "{}: expected `ready`, got {line:?} (exit: {status:?})\n{}",
-                    target.label,
-                    target.stderr_note()
+                    self.label,
+                    self.stderr_note()
                 ))
             }
             Err(_) => Err(format!(
-                "{}: no `ready` within {READY_TIMEOUT:?}\n{}",
-                target.label,
-                target.stderr_note()
+                "{}: no `ready` within {timeout:?}\n{}",
+                self.label,
+                self.stderr_note()
             )),
         }
     }
@@ -533,14 +568,20 @@ impl Pytrace {
                 binary.display()
             ));
         }
+        Pytrace::spawn_command(Command::new(&binary), args)
+    }
+
+    /// Runs `command` (pytrace, or a wrapper whose arguments end with pytrace) with `args`.
+    pub fn spawn_command<S: AsRef<str>>(mut command: Command, args: &[S]) -> Result<Pytrace> {
+        let binary = command.get_program().to_string_lossy().into_owned();
         let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
-        let mut child = Command::new(&binary)
+        let mut child = command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+            .map_err(|e| format!("starting {binary}: {e}"))?;
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, stderr_lines) = mpsc::channel();
@@ -585,12 +626,16 @@ impl Pytrace {
 
     /// Runs pytrace to completion.
     pub fn run<S: AsRef<str>>(args: &[S], timeout: Duration) -> Result<Finished> {
-        let mut pytrace = Pytrace::spawn(args)?;
-        let status = pytrace.wait_exit(timeout)?;
+        Pytrace::spawn(args)?.finish(timeout)
+    }
+
+    /// Waits for pytrace to end on its own.
+    pub fn finish(mut self, timeout: Duration) -> Result<Finished> {
+        let status = self.wait_exit(timeout)?;
         Ok(Finished {
             status,
-            stdout: pytrace.stdout(),
-            stderr: pytrace.stderr(),
+            stdout: self.stdout(),
+            stderr: self.stderr(),
         })
     }
 
@@ -676,6 +721,41 @@ impl Drop for Pytrace {
         }
         let _ = self.child.wait();
     }
+}
+
+/// A run that failed on its own, as pytrace's errors must: an exit code that is neither 0 nor
+/// a panic's 101, exactly one line on stderr and no panic or backtrace in it, nothing on
+/// stdout. Returns the code and the line; `command` names the run in messages.
+pub fn plain_error(run: &Finished, command: &str) -> Result<(i32, String)> {
+    let context = format!(
+        "{command}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        run.stderr
+    );
+    let code = run
+        .status
+        .code()
+        .ok_or_else(|| format!("killed by a signal ({:?})\n{context}", run.status))?;
+    if code == 0 || code == 101 {
+        return Err(format!(
+            "exit code {code}, expected a distinct error code\n{context}"
+        ));
+    }
+    let line = run.stderr.strip_suffix('\n').unwrap_or(&run.stderr);
+    if line.trim().is_empty() || line.contains('\n') {
+        return Err(format!("stderr is not exactly one line\n{context}"));
+    }
+    let lower = line.to_lowercase();
+    if lower.contains("panicked")
+        || lower.contains("backtrace")
+        || line.starts_with("pytrace: attached")
+    {
+        return Err(format!("not a plain error message\n{context}"));
+    }
+    if !run.stdout.is_empty() {
+        return Err(format!("an error printed something on stdout\n{context}"));
+    }
+    Ok((code, line.to_string()))
 }
 
 /// `--signal S --pid P… --count N --format F`

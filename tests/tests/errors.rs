@@ -3,41 +3,12 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pytrace_tests::{serial, Pytrace, Result};
+use pytrace_tests::{plain_error, serial, Pytrace, Result};
 
 /// Runs pytrace, expecting it to fail on its own: returns its exit code and its one line.
 fn expect_error(args: &[String]) -> Result<(i32, String)> {
     let run = Pytrace::run(args, Duration::from_secs(60))?;
-    let context = format!(
-        "pytrace {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&run.stdout),
-        run.stderr
-    );
-    let code = run
-        .status
-        .code()
-        .ok_or_else(|| format!("killed by a signal ({:?})\n{context}", run.status))?;
-    if code == 0 || code == 101 {
-        return Err(format!(
-            "exit code {code}, expected a distinct error code\n{context}"
-        ));
-    }
-    let line = run.stderr.strip_suffix('\n').unwrap_or(&run.stderr);
-    if line.trim().is_empty() || line.contains('\n') {
-        return Err(format!("stderr is not exactly one line\n{context}"));
-    }
-    let lower = line.to_lowercase();
-    if lower.contains("panicked")
-        || lower.contains("backtrace")
-        || line.starts_with("pytrace: attached")
-    {
-        return Err(format!("not a plain error message\n{context}"));
-    }
-    if !run.stdout.is_empty() {
-        return Err(format!("an error printed something on stdout\n{context}"));
-    }
-    Ok((code, line.to_string()))
+    plain_error(&run, &format!("pytrace {}", args.join(" ")))
 }
 
 struct Reaped(Child);
