@@ -8,7 +8,7 @@ use crate::{
     error::Error,
     process::{self, InspectError, PythonProcess},
     python::{
-        debug_offsets::{self, DebugOffsetsError},
+        debug_offsets::{self, DebugOffsets, DebugOffsetsError},
         layout::{builtin_layout, VersionLayout},
     },
     symbolize::{ProcessMeta, Symbolizer},
@@ -76,7 +76,7 @@ fn layout_for(p: &PythonProcess) -> Result<VersionLayout, Error> {
             reason: format!("cannot read _PyRuntime debug offsets: {e}"),
         })?;
         return match debug_offsets::parse(&buf) {
-            Ok(d) => Ok(d.layout),
+            Ok(d) => checked_debug_layout(p, d),
             Err(DebugOffsetsError::UnknownVersion { version_hex }) => {
                 Err(Error::UnsupportedPython {
                     pid: p.pid,
@@ -92,6 +92,32 @@ fn layout_for(p: &PythonProcess) -> Result<VersionLayout, Error> {
     builtin_layout(p.version.0, p.version.1)
         .copied()
         .ok_or_else(unsupported)
+}
+
+/// The target's own layout, once its declared version matches the one found in its binary;
+/// a built-in table for the same minor, where there is one, is compared as a cross-check.
+fn checked_debug_layout(p: &PythonProcess, d: DebugOffsets) -> Result<VersionLayout, Error> {
+    let declared = ((d.version_hex >> 24) as u8, (d.version_hex >> 16) as u8);
+    if declared != (p.version.0, p.version.1) {
+        return Err(Error::Inspect {
+            pid: p.pid,
+            reason: format!(
+                "_Py_DebugOffsets declares Python {} but the binary is {}",
+                debug_offsets::version_string(d.version_hex),
+                version_text(p.version)
+            ),
+        });
+    }
+    if let Some(builtin) = builtin_layout(declared.0, declared.1) {
+        if *builtin != d.layout {
+            eprintln!(
+                "pytrace: warning: process {}: its _Py_DebugOffsets differ from the built-in {}.{} \
+                 table; using the process's own",
+                p.pid, declared.0, declared.1
+            );
+        }
+    }
+    Ok(d.layout)
 }
 
 fn proc_info(
