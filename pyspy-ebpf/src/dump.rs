@@ -72,7 +72,7 @@ fn run(
                 tid,
                 comm,
             };
-            emit::record(&skipped, Wake::Default);
+            emit::record(&skipped, Wake::Now);
         }
         return;
     };

@@ -12,11 +12,11 @@ const NO_WAKEUP: u64 = 1;
 /// `BPF_RB_FORCE_WAKEUP`: ...its end does.
 const FORCE_WAKEUP: u64 = 2;
 
-/// When the reader is woken up for a record.
+/// When the reader is woken up for a record. (The kernel's adaptive default is not used: it
+/// only wakes a reader that has consumed everything, which a record written without a wake-up
+/// prevents.)
 #[derive(Clone, Copy)]
 pub enum Wake {
-    /// The kernel decides (the reader is woken if it is waiting).
-    Default,
     /// More records of the same dump follow.
     Later,
     /// The last record of a dump.
@@ -27,7 +27,6 @@ impl Wake {
     #[inline(always)]
     fn flags(self) -> u64 {
         match self {
-            Wake::Default => 0,
             Wake::Later => NO_WAKEUP,
             Wake::Now => FORCE_WAKEUP,
         }

@@ -3,13 +3,13 @@
 //! when libpython is loaded by an embedding program), and forgets a traced process when it
 //! exits or execs.
 
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns};
 use pytrace_common::{kind, Counter, ProcessEvent};
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    maps::{PROCS, TASK_PID_OFFSET, TASK_TGID_OFFSET},
+    maps::{PROCS, RECENTLY_REPORTED, TASK_PID_OFFSET, TASK_TGID_OFFSET},
     read::kernel_i32,
 };
 
@@ -23,14 +23,29 @@ pub fn on_exec() {
     }
 }
 
+/// A process's library-list changes are reported at most once per this interval (a start-up
+/// or an import loads many libraries in a burst). User space checks the process again after
+/// the interval, so a change inside it is not missed.
+pub const REPORT_INTERVAL_NS: u64 = 4_000_000;
+
 /// Already-traced processes load extension modules all the time: only others are reported.
 #[inline(always)]
 pub fn on_libraries_changed() {
     let pid = current_pid();
     // SAFETY: lookup only; the value is not used.
-    if unsafe { PROCS.get(&pid) }.is_none() {
-        report(pid);
+    if unsafe { PROCS.get(&pid) }.is_some() {
+        return;
     }
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // SAFETY: lookup; the value is copied.
+    if let Some(&last) = unsafe { RECENTLY_REPORTED.get(&pid) } {
+        if now.wrapping_sub(last) < REPORT_INTERVAL_NS {
+            return;
+        }
+    }
+    let _ = RECENTLY_REPORTED.insert(&pid, &now, 0);
+    report(pid);
 }
 
 /// A new process (not a thread) forked from a traced one inherits its table; user space is
@@ -61,7 +76,9 @@ pub fn on_fork(parent: u64, child: u64) {
                 parent: parent_tgid,
                 _pad: 0,
             },
-            Wake::Default,
+            // The child is already walkable; user space needs this before the child's first
+            // dump, whose end record wakes it.
+            Wake::Later,
         );
     }
 }
@@ -71,6 +88,7 @@ pub fn on_exit() {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if pid == tid {
+        let _ = RECENTLY_REPORTED.remove(&pid);
         forget(pid);
     }
 }
@@ -90,7 +108,9 @@ fn report(pid: u32) {
             parent: 0,
             _pad: 0,
         },
-        Wake::Default,
+        // Records written without a wake-up may be waiting ahead of this one, so the kernel's
+        // adaptive wake-up would not fire: force it.
+        Wake::Now,
     );
 }
 
@@ -110,6 +130,7 @@ fn forget(pid: u32) {
             parent: 0,
             _pad: 0,
         },
-        Wake::Default,
+        // Not urgent: read at the next wake-up (a new process or a dump).
+        Wake::Later,
     );
 }

@@ -29,6 +29,10 @@ pub static PID_FILTER: Global<u32> = Global::new(0);
 #[map]
 pub static PROCS: HashMap<u32, ProcInfo> = HashMap::with_max_entries(16384, 0);
 
+/// When a process's library-list change was last reported (boot ns).
+#[map]
+pub static RECENTLY_REPORTED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
 /// Code objects already sent to user space.
 #[map]
 pub static SENT_CODES: LruHashMap<CodeKey, u8> = LruHashMap::with_max_entries(65536, 0);

@@ -27,6 +27,11 @@ use crate::{
 /// last failure gives up.
 const INSPECT_DELAYS_MS: [u64; 7] = [0, 1, 4, 16, 64, 256, 1024];
 
+/// A process reported for a library-list change that is not (yet) Python is looked at this many
+/// more times: up to 5 ms after the report, past the kernel's report interval
+/// (`REPORT_INTERVAL_NS`, 4 ms), so a library loaded inside that interval is not missed.
+const NOT_PYTHON_RECHECKS: usize = 2;
+
 /// A newly registered process is checked once more after this long: one that exited while it
 /// was being registered (its exit reported before it was in the map) is dropped then.
 const RECHECK_AFTER: Duration = Duration::from_millis(250);
@@ -219,7 +224,18 @@ impl Session {
             .collect();
         for (pid, attempt) in due {
             self.pending.remove(&pid);
-            match self.tracker.register(pid, &mut self.probes, &mut self.sym) {
+            // File names first (cheap); the full inspection only for likely interpreters.
+            let result = if process::is_candidate(pid) {
+                self.tracker.register(pid, &mut self.probes, &mut self.sym)
+            } else if process::is_gone(pid) {
+                Err(Error::NoSuchProcess(pid))
+            } else {
+                Err(Error::NotPython {
+                    pid,
+                    comm: String::new(),
+                })
+            };
+            match result {
                 Ok(()) => {
                     self.recheck.insert(pid, now + RECHECK_AFTER);
                     if self.cli.verbose > 0 {
@@ -227,6 +243,7 @@ impl Session {
                     }
                 }
                 Err(Error::NoSuchProcess(_)) => {}
+                Err(Error::NotPython { .. }) if attempt >= NOT_PYTHON_RECHECKS => {}
                 Err(e) => {
                     if attempt + 1 < INSPECT_DELAYS_MS.len() {
                         self.schedule(pid, attempt + 1);
@@ -261,7 +278,6 @@ impl Session {
                 if self.cli.pid.is_empty()
                     && !self.sym.has_process(pid)
                     && !self.pending.contains_key(&pid)
-                    && process::is_candidate(pid)
                 {
                     self.schedule(pid, 0);
                 }
