@@ -12,6 +12,7 @@ pub mod model;
 pub mod process;
 pub mod python;
 pub mod run;
+pub mod schedule;
 pub mod signals;
 pub mod symbolize;
 pub mod tracker;

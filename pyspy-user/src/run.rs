@@ -2,7 +2,6 @@
 //! printed dumps until told to stop.
 
 use std::{
-    collections::BTreeMap,
     fs::File,
     io::{self, Write},
     time::Duration,
@@ -17,24 +16,12 @@ use crate::{
     decode::{self, Assembler, Record},
     error::Error,
     format::{self, DumpFormat},
-    process, signals,
+    process,
+    schedule::{Due, Schedule, NOT_PYTHON_RECHECKS},
+    signals,
     symbolize::Symbolizer,
     tracker::{self, Tracker},
 };
-
-/// A process that mapped a CPython file is inspected after these delays (the dynamic loader
-/// maps a library's segments in several steps); each failure moves to the next delay, and the
-/// last failure gives up.
-const INSPECT_DELAYS_MS: [u64; 7] = [0, 1, 4, 16, 64, 256, 1024];
-
-/// A process reported for a library-list change that is not (yet) Python is looked at this many
-/// more times: up to 5 ms after the report, past the kernel's report interval
-/// (`REPORT_INTERVAL_NS`, 4 ms), so a library loaded inside that interval is not missed.
-const NOT_PYTHON_RECHECKS: usize = 2;
-
-/// A newly registered process is checked once more after this long: one that exited while it
-/// was being registered (its exit reported before it was in the map) is dropped then.
-const RECHECK_AFTER: Duration = Duration::from_millis(250);
 
 pub fn main(cli: Cli) -> Result<(), Error> {
     let signal = signals::parse(&cli.signal)?;
@@ -50,10 +37,7 @@ struct Session {
     probes: Probes,
     sym: Symbolizer,
     tracker: Tracker,
-    /// Processes waiting to be inspected: pid → (attempt, when).
-    pending: BTreeMap<u32, (usize, Instant)>,
-    /// Newly registered processes to check once more: pid → when.
-    recheck: BTreeMap<u32, Instant>,
+    schedule: Schedule,
     asm: Assembler,
     format: Box<dyn DumpFormat>,
     out: Box<dyn Write>,
@@ -77,7 +61,7 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
     })?;
     let mut sym = Symbolizer::default();
     let mut tracker = Tracker::default();
-    let mut scanned = Vec::new();
+    let mut schedule = Schedule::default();
     let ring = probes.events()?;
     if cli.pid.is_empty() {
         // Attach the lifecycle probes first, so a process started during the scan is not missed.
@@ -88,7 +72,7 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         }
         for pid in process::candidate_pids() {
             match tracker.register(pid, &mut probes, &mut sym) {
-                Ok(()) => scanned.push(pid),
+                Ok(()) => schedule.registered(pid),
                 Err(e) if cli.verbose > 0 => eprintln!("pytrace: skipping {e}"),
                 Err(_) => {}
             }
@@ -119,11 +103,7 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         probes,
         sym,
         tracker,
-        pending: BTreeMap::new(),
-        recheck: scanned
-            .into_iter()
-            .map(|pid| (pid, Instant::now() + RECHECK_AFTER))
-            .collect(),
+        schedule,
         asm: Assembler::default(),
         out,
         dumps: 0,
@@ -156,12 +136,7 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
-            let next_inspect = self
-                .pending
-                .values()
-                .map(|&(_, at)| at)
-                .chain(self.recheck.values().copied())
-                .min();
+            let next_inspect = self.schedule.next();
             let inspect = async {
                 match next_inspect {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -190,66 +165,48 @@ impl Session {
         }
     }
 
-    fn schedule(&mut self, pid: u32, attempt: usize) {
-        if let Some(&ms) = INSPECT_DELAYS_MS.get(attempt) {
-            self.pending
-                .insert(pid, (attempt, Instant::now() + Duration::from_millis(ms)));
-        } else {
-            self.pending.remove(&pid);
+    /// Does what the schedule says is due: inspections of reported processes (file names
+    /// first, which is cheap; the full inspection only for likely interpreters), and the
+    /// second look at newly registered ones.
+    fn inspect_due(&mut self) {
+        for due in self.schedule.take_due(Instant::now()) {
+            match due {
+                Due::Recheck(pid) => {
+                    if process::is_gone(pid) {
+                        self.tracker
+                            .unregister(pid, &mut self.probes, &mut self.sym);
+                    }
+                }
+                Due::Inspect { pid, attempt } => self.inspect(pid, attempt),
+            }
         }
     }
 
-    /// Inspects the processes whose delay has passed; reschedules those not ready yet. Drops
-    /// newly registered processes that turned out to be gone.
-    fn inspect_due(&mut self) {
-        let now = Instant::now();
-        let gone: Vec<u32> = self
-            .recheck
-            .iter()
-            .filter(|(_, &at)| at <= now)
-            .map(|(&pid, _)| pid)
-            .collect();
-        for pid in gone {
-            self.recheck.remove(&pid);
-            if process::is_gone(pid) {
-                self.tracker
-                    .unregister(pid, &mut self.probes, &mut self.sym);
-            }
-        }
-        let due: Vec<(u32, usize)> = self
-            .pending
-            .iter()
-            .filter(|(_, &(_, at))| at <= now)
-            .map(|(&pid, &(attempt, _))| (pid, attempt))
-            .collect();
-        for (pid, attempt) in due {
-            self.pending.remove(&pid);
-            // File names first (cheap); the full inspection only for likely interpreters.
-            let result = if process::is_candidate(pid) {
-                self.tracker.register(pid, &mut self.probes, &mut self.sym)
-            } else if process::is_gone(pid) {
-                Err(Error::NoSuchProcess(pid))
-            } else {
-                Err(Error::NotPython {
-                    pid,
-                    comm: String::new(),
-                })
-            };
-            match result {
-                Ok(()) => {
-                    self.recheck.insert(pid, now + RECHECK_AFTER);
-                    if self.cli.verbose > 0 {
-                        eprintln!("pytrace: now tracing new process {pid}");
-                    }
+    fn inspect(&mut self, pid: u32, attempt: usize) {
+        let result = if process::is_candidate(pid) {
+            self.tracker.register(pid, &mut self.probes, &mut self.sym)
+        } else if process::is_gone(pid) {
+            Err(Error::NoSuchProcess(pid))
+        } else {
+            Err(Error::NotPython {
+                pid,
+                comm: String::new(),
+            })
+        };
+        match result {
+            Ok(()) => {
+                self.schedule.registered(pid);
+                if self.cli.verbose > 0 {
+                    eprintln!("pytrace: now tracing new process {pid}");
                 }
-                Err(Error::NoSuchProcess(_)) => {}
-                Err(Error::NotPython { .. }) if attempt >= NOT_PYTHON_RECHECKS => {}
-                Err(e) => {
-                    if attempt + 1 < INSPECT_DELAYS_MS.len() {
-                        self.schedule(pid, attempt + 1);
-                    } else if self.cli.verbose > 0 {
-                        eprintln!("pytrace: not tracing new process {pid}: {e}");
-                    }
+            }
+            Err(Error::NoSuchProcess(_)) => {}
+            Err(Error::NotPython { .. }) if attempt >= NOT_PYTHON_RECHECKS => {}
+            Err(e) => {
+                if Schedule::has_retry(attempt) {
+                    self.schedule.retry(pid, attempt + 1);
+                } else if self.cli.verbose > 0 {
+                    eprintln!("pytrace: not tracing new process {pid}: {e}");
                 }
             }
         }
@@ -275,11 +232,8 @@ impl Session {
                 }
             }
             Ok(Record::Mapped(pid)) => {
-                if self.cli.pid.is_empty()
-                    && !self.sym.has_process(pid)
-                    && !self.pending.contains_key(&pid)
-                {
-                    self.schedule(pid, 0);
+                if self.cli.pid.is_empty() && !self.sym.has_process(pid) {
+                    self.schedule.reported(pid);
                 }
             }
             Ok(Record::Forked(child, parent)) => {
@@ -288,12 +242,11 @@ impl Session {
                 }
             }
             Ok(Record::Exited(pid)) => {
-                self.pending.remove(&pid);
-                self.recheck.remove(&pid);
+                self.schedule.forget(pid);
                 self.tracker
                     .unregister(pid, &mut self.probes, &mut self.sym);
             }
-            Ok(Record::Skipped(s)) if self.pending.contains_key(&s.pid) => {
+            Ok(Record::Skipped(s)) if self.schedule.is_waiting(s.pid) => {
                 // A new process, signalled before its inspection finished: count it and say
                 // so, since the dump is lost.
                 self.missed_new += 1;
