@@ -5,43 +5,19 @@
 //! Ignored by default; run with
 //! `cargo test --release -p pyspy-user --test process_bench -- --ignored --nocapture`.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{Target, DEBIAN_PYTHON};
 use pytrace::process;
 
 const COUNT: usize = 50;
 
 const SCRIPT: &str =
     "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(120)";
-
-struct Target(Child);
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_ready(path: &Path) -> Target {
-    let mut target = Target(
-        Command::new(path)
-            .args(["-c", SCRIPT])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn python"),
-    );
-    let mut line = String::new();
-    BufReader::new(target.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
-    target
-}
 
 /// CPU time consumed by the calling thread.
 fn thread_cpu() -> Duration {
@@ -94,8 +70,10 @@ fn bench(label: &str, path: &Path) {
         eprintln!("skipping {label}: {} is missing", path.display());
         return;
     }
-    let targets: Vec<Target> = (0..COUNT).map(|_| spawn_ready(path)).collect();
-    let pids: Vec<u32> = targets.iter().map(|t| t.0.id()).collect();
+    let targets: Vec<Target> = (0..COUNT)
+        .map(|_| common::spawn_ready(Command::new(path).args(["-c", SCRIPT])))
+        .collect();
+    let pids: Vec<u32> = targets.iter().map(Target::pid).collect();
     round(&format!("{label} round 1"), &pids);
     round(&format!("{label} round 2"), &pids);
     eprintln!("{label}: {:?}", process::cache_stats());
@@ -104,9 +82,6 @@ fn bench(label: &str, path: &Path) {
 #[test]
 #[ignore]
 fn inspect_fifty_python311_processes() {
-    bench(
-        "pyenv 3.11.7",
-        Path::new("/root/.pyenv/versions/3.11.7/bin/python3.11"),
-    );
-    bench("debian 3.11", Path::new("/usr/bin/python3.11"));
+    bench("pyenv 3.11.7", &common::pyenv_python("3.11.7"));
+    bench("debian 3.11", Path::new(DEBIAN_PYTHON));
 }

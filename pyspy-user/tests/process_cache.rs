@@ -5,67 +5,16 @@
 //!
 //! Needs pyenv's 3.11 and 3.12 (shared libpython) and ptrace rights over the children.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::Path;
+
+use common::{python_ready, spawn_sleep, TempDir, DEBIAN_PYTHON};
 use pytrace::process::{self, CacheStats, InspectError, Inspector};
 
 const PY311: &str = "/root/.pyenv/versions/3.11.7/bin/python3.11";
 const PY312: &str = "/root/.pyenv/versions/3.12.1/bin/python3.12";
 const LIB312: &str = "/root/.pyenv/versions/3.12.1/lib/libpython3.12.so.1.0";
-const DEBIAN_PYTHON: &str = "/usr/bin/python3.11";
-
-const SCRIPT: &str =
-    "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(30)";
-
-struct Target(Child);
-
-impl Target {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python(path: &str, lib_dir: Option<&Path>) -> Target {
-    let mut cmd = Command::new(path);
-    cmd.args(["-c", SCRIPT])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
-    if let Some(dir) = lib_dir {
-        cmd.env("LD_LIBRARY_PATH", dir);
-    }
-    let mut target = Target(cmd.spawn().expect("spawn python"));
-    let mut line = String::new();
-    BufReader::new(target.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
-    target
-}
-
-fn sleep() -> Target {
-    let target = Target(Command::new("sleep").arg("30").spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{}/comm", target.pid()))
-        .unwrap_or_default()
-        .trim_end()
-        != "sleep"
-    {
-        assert!(Instant::now() < deadline, "sleep never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    target
-}
 
 fn available(paths: &[&str]) -> bool {
     let missing: Vec<&&str> = paths.iter().filter(|p| !Path::new(p).exists()).collect();
@@ -86,9 +35,9 @@ fn second_process_of_same_file_hits_the_cache() {
     if !available(&[PY311, PY312]) {
         return;
     }
-    let a = python(PY311, None);
-    let b = python(PY311, None);
-    let c = python(PY312, None);
+    let a = python_ready(PY311, None);
+    let b = python_ready(PY311, None);
+    let c = python_ready(PY312, None);
     let inspector = Inspector::new(16);
     assert_eq!(counts(&inspector), (0, 0));
 
@@ -121,9 +70,9 @@ fn static_build_and_non_python_files_are_cached_too() {
     if !available(&[DEBIAN_PYTHON]) {
         return;
     }
-    let a = python(DEBIAN_PYTHON, None);
-    let b = python(DEBIAN_PYTHON, None);
-    let (s1, s2) = (sleep(), sleep());
+    let a = python_ready(DEBIAN_PYTHON, None);
+    let b = python_ready(DEBIAN_PYTHON, None);
+    let (s1, s2) = (spawn_sleep(), spawn_sleep());
     let inspector = Inspector::new(16);
 
     let pa = inspector.inspect(a.pid()).unwrap();
@@ -144,26 +93,16 @@ fn static_build_and_non_python_files_are_cached_too() {
     }
 }
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn replaced_file_is_analysed_again() {
     if !available(&[PY312, LIB312]) {
         return;
     }
-    let dir = TempDir(std::env::temp_dir().join(format!("pytrace-cache-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = TempDir::new("cache");
     let lib = dir.0.join("libpython3.12.so.1.0");
     std::fs::copy(LIB312, &lib).unwrap();
 
-    let old = python(PY312, Some(&dir.0));
+    let old = python_ready(PY312, Some(&dir.0));
     let inspector = Inspector::new(16);
     let p_old = inspector.inspect(old.pid()).unwrap();
     assert_eq!(p_old.binary, lib);
@@ -173,7 +112,7 @@ fn replaced_file_is_analysed_again() {
     let staged = dir.0.join("staged");
     std::fs::copy(LIB312, &staged).unwrap();
     std::fs::rename(&staged, &lib).unwrap();
-    let new = python(PY312, Some(&dir.0));
+    let new = python_ready(PY312, Some(&dir.0));
     let p_new = inspector.inspect(new.pid()).unwrap();
     assert_eq!(p_new.binary, lib);
     assert_eq!(counts(&inspector), (0, 2), "replaced file: analysed again");
@@ -197,9 +136,9 @@ fn cache_is_bounded() {
         return;
     }
     let targets = [
-        python(PY311, None),
-        python(PY312, None),
-        python(DEBIAN_PYTHON, None),
+        python_ready(PY311, None),
+        python_ready(PY312, None),
+        python_ready(DEBIAN_PYTHON, None),
     ];
     let inspector = Inspector::new(2);
     for _ in 0..2 {

@@ -8,10 +8,12 @@
 //!
 //! Needs root, `unshare` and `pivot_root` (util-linux).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Target;
 use pytrace::process;
 
 const PYENV_312: &str = "/root/.pyenv/versions/3.12.1";
@@ -54,7 +56,7 @@ const ROOT_LINKS: &[(&str, &str)] = &[
 
 impl RootDir {
     fn new(tag: &str) -> RootDir {
-        let dir = std::env::temp_dir().join(format!("pytrace-{tag}-{}", std::process::id()));
+        let dir = common::scratch_path(tag);
         for d in ROOT_DIRS {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
@@ -77,18 +79,8 @@ impl Drop for RootDir {
     }
 }
 
-struct Target(Child);
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn available() -> bool {
-    // SAFETY: getuid has no preconditions.
-    let root = unsafe { libc::getuid() } == 0;
+    let root = common::is_root();
     let tools = [
         "/usr/bin/unshare",
         "/usr/sbin/pivot_root",
@@ -106,7 +98,7 @@ fn available() -> bool {
 /// Start the interpreter in new namespaces; returns the guard, its host pid and its report
 /// (`major minor micro _PyRuntime pid-in-namespace`).
 fn start(mode: &str, root: &RootDir) -> (Target, u32, Vec<u64>) {
-    let mut target = Target(
+    let mut target = Target::spawn(
         Command::new("unshare")
             .args([
                 "--mount",
@@ -120,26 +112,16 @@ fn start(mode: &str, root: &RootDir) -> (Target, u32, Vec<u64>) {
             .env("ROOT", &root.0)
             .env("PYSRC", PYENV_312)
             .env("MODE", mode)
-            .env("PYSCRIPT", SCRIPT)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .env("PYSCRIPT", SCRIPT),
     );
-    let mut line = String::new();
-    BufReader::new(target.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let report: Vec<u64> = line
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let line = target.read_line();
+    let report = common::parse_u64s(&line);
     assert_eq!(
         report.len(),
         5,
         "{mode}: interpreter did not start: {line:?}"
     );
-    let unshare = target.0.id();
+    let unshare = target.pid();
     let children =
         std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).unwrap();
     let pid: u32 = children

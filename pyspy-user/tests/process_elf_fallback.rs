@@ -10,51 +10,21 @@
 //! is then unlinked to exercise `/proc/PID/map_files`. A 3.6 libpython whose `.symtab` lost
 //! `interp_head` gives `NoRuntime`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{pyenv_prefix, pyenv_python, read_u64, TempDir};
 use object::{Object, ObjectSection};
 use pytrace::process::elf::{ElfImage, RuntimeSource};
 use pytrace::process::{self, version};
 
-const PREFIX: &str = "/root/.pyenv/versions/3.13.0";
+const VERSION: &str = "3.13.0";
 const LIB_NAME: &str = "libpython3.13.so.1.0";
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("pytrace-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Target(Child);
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn original() -> Option<PathBuf> {
-    let path = Path::new(PREFIX).join("lib").join(LIB_NAME);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipping: {} is missing", path.display());
-        None
-    }
+    let path = pyenv_prefix(VERSION).join("lib").join(LIB_NAME);
+    common::present_or_skip(&path).then_some(path)
 }
 
 /// Rename `_PyRuntime` to `_PyRuntinD` (same GNU hash) in the dynamic and static string tables.
@@ -150,12 +120,6 @@ fn runtime_found_without_symbol_and_without_sections() {
     );
 }
 
-fn read_u64(pid: u32, addr: u64) -> u64 {
-    let mut buf = [0u8; 8];
-    process::read_memory(pid, addr, &mut buf).unwrap();
-    u64::from_le_bytes(buf)
-}
-
 /// Follow `_Py_DebugOffsets` (3.13.0 layout) from the runtime to the first thread state and
 /// back to its interpreter.
 fn check_debug_offsets_chain(pid: u32, runtime: u64) {
@@ -187,23 +151,8 @@ fn live_process_with_crafted_library() {
         .unwrap()
         .unwrap();
 
-    let script =
-        "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(30)";
-    let mut target = Target(
-        Command::new(Path::new(PREFIX).join("bin/python3.13"))
-            .args(["-c", script])
-            .env("LD_LIBRARY_PATH", &tmp.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(target.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
-    let pid = target.0.id();
+    let target = common::python_ready(pyenv_python(VERSION), Some(&tmp.0));
+    let pid = target.pid();
 
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let base_line = maps
@@ -233,13 +182,12 @@ fn live_process_with_crafted_library() {
 
 #[test]
 fn python36_without_interp_head_symbol_has_no_runtime() {
-    let orig_path = Path::new("/root/.pyenv/versions/3.6.15/lib/libpython3.6m.so.1.0");
-    if !orig_path.exists() {
-        eprintln!("skipping: {} is missing", orig_path.display());
+    let orig_path = pyenv_prefix("3.6.15").join("lib/libpython3.6m.so.1.0");
+    if !common::present_or_skip(&orig_path) {
         return;
     }
     let tmp = TempDir::new("elf-fallback-36");
-    let mut data = std::fs::read(orig_path).unwrap();
+    let mut data = std::fs::read(&orig_path).unwrap();
     assert_eq!(rename_symbol(&mut data, b"interp_head", b"interp_heaX"), 1);
     let lib = write(&tmp.0, "libpython3.6m.so.1.0", &data);
     assert_eq!(
@@ -250,25 +198,10 @@ fn python36_without_interp_head_symbol_has_no_runtime() {
         None
     );
 
-    let script =
-        "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(30)";
-    let mut target = Target(
-        Command::new("/root/.pyenv/versions/3.6.15/bin/python3.6")
-            .args(["-c", script])
-            .env("LD_LIBRARY_PATH", &tmp.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(target.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
-    match process::inspect(target.0.id()) {
+    let target = common::python_ready(pyenv_python("3.6.15"), Some(&tmp.0));
+    match process::inspect(target.pid()) {
         Err(process::InspectError::NoRuntime { pid, binary }) => {
-            assert_eq!(pid, target.0.id());
+            assert_eq!(pid, target.pid());
             assert_eq!(binary, lib);
         }
         other => panic!("expected NoRuntime, got {other:?}"),

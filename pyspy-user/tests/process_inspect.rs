@@ -6,19 +6,18 @@
 //! inspection must agree, and the interpreter list read from its memory at the found address must
 //! lead to the same interpreter. Needs root (or ptrace rights over the children).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{Target, DEBIAN_PYTHON};
 use pytrace::process::{self, InspectError};
 
-const PYENV: &str = "/root/.pyenv/versions";
 const PYENV_INTERPRETERS: &[&str] = &[
     "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0",
 ];
-const DEBIAN_PYTHON: &str = "/usr/bin/python3.11";
 
 const REPORT_SCRIPT: &str = r#"
 import sys, ctypes
@@ -44,56 +43,16 @@ struct Report {
     interp_head: u64,
 }
 
-/// A child process killed and reaped on drop.
-struct Target {
-    child: Child,
-}
-
-impl Target {
-    fn spawn(cmd: &mut Command) -> Target {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn target");
-        Target { child }
+fn read_report(target: &mut Target) -> Report {
+    let line = target.read_line();
+    let f = common::parse_u64s(&line);
+    assert_eq!(f.len(), 6, "bad report line {line:?}");
+    Report {
+        version: (f[0] as u8, f[1] as u8, f[2] as u8),
+        hexversion: f[3] as u32,
+        runtime: f[4],
+        interp_head: f[5],
     }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn read_report(&mut self) -> Report {
-        let mut line = String::new();
-        BufReader::new(self.child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let f: Vec<u64> = line
-            .split_whitespace()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        assert_eq!(f.len(), 6, "bad report line {line:?}");
-        Report {
-            version: (f[0] as u8, f[1] as u8, f[2] as u8),
-            hexversion: f[3] as u32,
-            runtime: f[4],
-            interp_head: f[5],
-        }
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read_u64(pid: u32, addr: u64) -> u64 {
-    let mut buf = [0u8; 8];
-    process::read_memory(pid, addr, &mut buf)
-        .unwrap_or_else(|e| panic!("read {addr:#x} in {pid}: {e}"));
-    u64::from_le_bytes(buf)
 }
 
 /// Offset of `interpreters.head` in `_PyRuntime`, from the layout of `_PyRuntimeState`
@@ -103,23 +62,14 @@ fn interpreters_head_offset(pid: u32, runtime: u64, minor: u8) -> u64 {
         7 => 24,
         8..=10 => 32,
         11 | 12 => 40,
-        _ => read_u64(pid, runtime + 40),
+        _ => common::read_u64(pid, runtime + 40),
     }
 }
 
 fn interpreters() -> Vec<(String, std::path::PathBuf)> {
     let mut list: Vec<(String, std::path::PathBuf)> = PYENV_INTERPRETERS
         .iter()
-        .map(|v| {
-            let minor = v.rsplit_once('.').unwrap().0;
-            (
-                format!("pyenv {v}"),
-                Path::new(PYENV)
-                    .join(v)
-                    .join("bin")
-                    .join(format!("python{minor}")),
-            )
-        })
+        .map(|v| (format!("pyenv {v}"), common::pyenv_python(v)))
         .collect();
     list.push(("debian 3.11".into(), DEBIAN_PYTHON.into()));
     list.retain(|(name, path)| {
@@ -147,7 +97,7 @@ fn inspects_every_interpreter() {
         .collect();
 
     for (name, target) in &mut targets {
-        let report = target.read_report();
+        let report = read_report(target);
         let pid = target.pid();
         let p = process::inspect(pid).unwrap_or_else(|e| panic!("{name}: {e}"));
         eprintln!(
@@ -176,14 +126,15 @@ fn inspects_every_interpreter() {
                 runtime, report.runtime,
                 "{name}: _PyRuntime differs from ctypes"
             );
-            let head = read_u64(pid, runtime + interpreters_head_offset(pid, runtime, minor));
+            let head =
+                common::read_u64(pid, runtime + interpreters_head_offset(pid, runtime, minor));
             assert_eq!(head, report.interp_head, "{name}: interpreters.head");
             if minor >= 13 {
                 let mut cookie = [0u8; 8];
                 process::read_memory(pid, runtime, &mut cookie).unwrap();
                 assert_eq!(&cookie, b"xdebugpy", "{name}");
                 assert_eq!(
-                    read_u64(pid, runtime + 8),
+                    common::read_u64(pid, runtime + 8),
                     report.hexversion as u64,
                     "{name}"
                 );
@@ -194,7 +145,7 @@ fn inspects_every_interpreter() {
                 .interp_head_addr
                 .unwrap_or_else(|| panic!("{name}: no interp_head"));
             assert_eq!(
-                read_u64(pid, interp_head),
+                common::read_u64(pid, interp_head),
                 report.interp_head,
                 "{name}: interp_head"
             );
@@ -212,18 +163,12 @@ fn inspects_every_interpreter() {
 
 #[test]
 fn python2_is_unsupported() {
-    let path = Path::new(PYENV).join("2.7.18/bin/python2.7");
-    if !path.exists() {
-        eprintln!("skipping: {} is missing", path.display());
+    let path = common::pyenv_python("2.7.18");
+    if !common::present_or_skip(&path) {
         return;
     }
-    let script =
-        "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(30)";
-    let mut target = Target::spawn(Command::new(&path).args(["-c", script]));
-    let mut line = String::new();
-    BufReader::new(target.child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut target = Target::spawn(Command::new(&path).args(["-c", common::READY_SCRIPT]));
+    target.read_line();
     match process::inspect(target.pid()) {
         Err(InspectError::UnsupportedVersion { pid, version }) => {
             assert_eq!(pid, target.pid());
@@ -234,25 +179,9 @@ fn python2_is_unsupported() {
     assert!(process::candidate_pids().contains(&target.pid()));
 }
 
-/// `spawn` returns once the child has switched to its new address space, slightly before the
-/// kernel renames it and maps the new program.
-fn wait_for_comm(pid: u32, comm: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim_end()
-        != comm
-    {
-        assert!(Instant::now() < deadline, "{pid} never became {comm}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(50));
-}
-
 #[test]
 fn sleep_is_not_python() {
-    let target = Target::spawn(Command::new("sleep").arg("30"));
-    wait_for_comm(target.pid(), "sleep");
+    let target = common::spawn_sleep();
     match process::inspect(target.pid()) {
         Err(InspectError::NotPython { pid, comm }) => {
             assert_eq!(pid, target.pid());
@@ -308,13 +237,11 @@ fn permission_denied_child() {
 
 #[test]
 fn unprivileged_caller_gets_permission_denied() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
+    if !common::is_root() {
         eprintln!("skipping: needs root to drop to nobody");
         return;
     }
-    let target = Target::spawn(Command::new("sleep").arg("30"));
-    wait_for_comm(target.pid(), "sleep");
+    let target = common::spawn_sleep();
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(&exe)
         .args([
