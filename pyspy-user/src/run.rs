@@ -223,7 +223,12 @@ impl Session {
             Ok(Record::Code(c)) => self.sym.add_code(c),
             Ok(Record::End(e)) => {
                 if let Some(raw) = self.asm.end(e) {
-                    let dump = self.sym.symbolize(&raw, self.boot_to_epoch_ns);
+                    let mut dump = self.sym.symbolize(&raw, self.boot_to_epoch_ns);
+                    if dump.ns_pid.is_some() {
+                        // In a PID namespace: the receiving thread's id as the target sees it,
+                        // while the thread still exists.
+                        dump.ns_tid = process::procfs::thread_ns_tid(dump.pid, dump.tid);
+                    }
                     self.format
                         .write_dump(&dump, &mut self.out)
                         .and_then(|_| self.out.flush())

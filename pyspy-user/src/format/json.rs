@@ -19,6 +19,8 @@ struct JsonDump<'a> {
     tid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     ns_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ns_tid: Option<u32>,
     comm: &'a str,
     signal: u32,
     signal_name: String,
@@ -85,6 +87,7 @@ impl DumpFormat for Json {
             pid: d.pid,
             tid: d.tid,
             ns_pid: d.ns_pid,
+            ns_tid: d.ns_tid,
             comm: &d.comm,
             signal: d.signal,
             signal_name: signals::name(d.signal),

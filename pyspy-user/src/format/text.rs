@@ -20,7 +20,8 @@ impl DumpFormat for Text {
     }
 }
 
-/// `Process 1234 (python3) Python 3.11.7, SIGILL from PID 99, 2026-11-25T10:00:00.000000Z`.
+/// `Process 1234 (python3) Python 3.11.7, SIGILL from PID 99, 2026-11-25T10:00:00.000000Z`;
+/// in a PID namespace, `Process 1234 [1 in its PID namespace] …, SIGILL to thread 1240 [7] …`.
 fn header(buf: &mut Vec<u8>, d: &Dump) {
     let _ = write!(buf, "Process {} ", d.pid);
     if let Some(ns) = d.ns_pid {
@@ -35,6 +36,9 @@ fn header(buf: &mut Vec<u8>, d: &Dump) {
     );
     if d.tid != d.pid {
         let _ = write!(buf, " to thread {}", d.tid);
+        if let Some(ns) = d.ns_tid {
+            let _ = write!(buf, " [{ns}]");
+        }
     }
     if let Some(sender) = d.sender_pid {
         let _ = write!(buf, " from PID {sender}");
