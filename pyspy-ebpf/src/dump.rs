@@ -127,9 +127,10 @@ fn run(
         state.busy = 0;
         return;
     }
-    walker::walk(state);
-    walker::finish(state);
-    state.busy = 0;
+    // No reference to the walk state is held across the walk: the loop's callback changes it
+    // through its own look-up.
+    walker::walk();
+    walker::finish();
 }
 
 /// `interp->gc.collecting`, where the version prints a "Garbage-collecting" line.

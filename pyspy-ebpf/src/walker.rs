@@ -55,10 +55,14 @@ pub struct WalkState {
     pub last_code: u64,
 }
 
-/// Walks every thread of the process described by `proc` and sends one thread record per
-/// thread, then the end record. The begin record is the caller's.
+/// Walks every thread of the process described by the walk state and sends one thread record
+/// per thread. The begin record is the caller's; [`finish`] sends the end.
 #[inline(always)]
-pub fn walk(state: &mut WalkState) {
+pub fn walk() {
+    let Some(state) = walk_state() else {
+        bump(Counter::NoScratch);
+        return;
+    };
     let first = match field_u64(state.proc.interp_head_addr, 0)
         .filter(|&interp| interp != 0)
         .and_then(|interp| field_u64(interp, state.proc.offsets.interp_threads_head))
@@ -73,40 +77,42 @@ pub fn walk(state: &mut WalkState) {
     state.tstate = first;
     state.thread_index = 0;
     state.thread_open = 0;
-    if first != 0 {
-        // SAFETY: `walk_step` has the callback signature bpf_loop expects; its context is unused.
-        unsafe {
-            bpf_loop(
-                WALK_STEPS,
-                walk_step as *mut c_void,
-                core::ptr::null_mut(),
-                0,
-            )
-        };
-        if state_tstate() != 0 {
+    if first == 0 {
+        return;
+    }
+    // SAFETY: `walk_step` has the callback signature bpf_loop expects; its context is unused.
+    unsafe {
+        bpf_loop(
+            WALK_STEPS,
+            walk_step as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    if let Some(s) = walk_state() {
+        if s.tstate != 0 {
             bump(Counter::StepsExhausted);
-            if let Some(s) = walk_state() {
-                s.end_flags |= end_flags::STEPS_EXHAUSTED;
-            }
+            s.end_flags |= end_flags::STEPS_EXHAUSTED;
         }
     }
 }
 
+/// A fresh reference to this CPU's walk state. Each phase takes its own, and none is held
+/// across `bpf_loop`, whose callback changes the state.
 #[inline(always)]
 fn walk_state() -> Option<&'static mut WalkState> {
     // SAFETY: per-CPU value; programs on one CPU do not interleave (the `busy` flag guards
-    // nesting between triggers).
+    // nesting between triggers), and callers do not keep two references alive at once.
     WALK.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
+/// Sends the end record of the dump and releases the walk state.
 #[inline(always)]
-fn state_tstate() -> u64 {
-    walk_state().map(|s| s.tstate).unwrap_or(0)
-}
-
-/// Sends the end record of the dump in `state`.
-#[inline(always)]
-pub fn finish(state: &mut WalkState) {
+pub fn finish() {
+    let Some(state) = walk_state() else {
+        bump(Counter::NoScratch);
+        return;
+    };
     let end = DumpEnd {
         kind: kind::DUMP_END,
         flags: state.end_flags,
@@ -117,6 +123,7 @@ pub fn finish(state: &mut WalkState) {
     if !emit::record(&end, Wake::Now) {
         state.lost += 1;
     }
+    state.busy = 0;
 }
 
 extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
