@@ -282,12 +282,12 @@ impl Session {
         Ok(())
     }
 
-    /// Counters on exit: all of them with -v; otherwise only losses.
+    /// Counters on exit: all of them with -v, or whenever something was lost or incomplete.
     fn report(&self) {
         let counters = self.probes.counters();
         let lost = counters
             .iter()
-            .filter(|(c, _)| matches!(c, pytrace_common::Counter::RingbufFull))
+            .filter(|(c, _)| c.is_loss())
             .map(|(_, n)| n)
             .sum::<u64>()
             + self.asm.torn

@@ -358,6 +358,25 @@ impl Counter {
         Counter::OtherSignal,
     ];
 
+    /// Whether this counter counts something lost or incomplete (reported even without -v).
+    pub const fn is_loss(self) -> bool {
+        matches!(
+            self,
+            Counter::NoInterpreter
+                | Counter::ThreadReadFailed
+                | Counter::FrameReadFailed
+                | Counter::CodeReadFailed
+                | Counter::StringReadFailed
+                | Counter::LineTableReadFailed
+                | Counter::LineTableTruncated
+                | Counter::ChainTooLong
+                | Counter::StepsExhausted
+                | Counter::RingbufFull
+                | Counter::NoScratch
+                | Counter::Nested
+        )
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             Counter::Dumps => "dumps",

@@ -44,11 +44,12 @@ fn header(buf: &mut Vec<u8>, d: &Dump) {
         let _ = write!(buf, " from PID {sender}");
     }
     let _ = write!(buf, ", {}", timestamp(d.time_ns));
-    if d.lost_records > 0 || d.unsymbolized_frames > 0 {
+    let torn = d.threads.iter().filter(|t| t.torn).count();
+    if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 {
         let _ = write!(
             buf,
-            " (incomplete: {} records lost, {} frames unsymbolized)",
-            d.lost_records, d.unsymbolized_frames
+            " (incomplete: {} records lost, {} frames unsymbolized, {} threads torn)",
+            d.lost_records, d.unsymbolized_frames, torn
         );
     }
     buf.push(b'\n');
