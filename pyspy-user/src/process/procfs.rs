@@ -152,6 +152,13 @@ pub fn page_size() -> u64 {
     }
 }
 
+/// The id of thread `tid` of process `pid` inside its own PID namespace (the last NSpid entry),
+/// when the thread still exists.
+pub fn thread_ns_tid(pid: u32, tid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/status"))).ok()?;
+    Status::parse(&text).ns_pids.last().copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,11 +191,4 @@ mod tests {
             PathBuf::from(format!("/proc/{me}/root/usr/lib/x.so"))
         );
     }
-}
-
-/// The id of thread `tid` of process `pid` inside its own PID namespace (the last NSpid entry),
-/// when the thread still exists.
-pub fn thread_ns_tid(pid: u32, tid: u32) -> Option<u32> {
-    let text = std::fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/status"))).ok()?;
-    Status::parse(&text).ns_pids.last().copied()
 }
