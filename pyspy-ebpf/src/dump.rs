@@ -9,7 +9,9 @@ use pytrace_common::{kind, Counter, DumpBegin, Skipped, Trigger};
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    maps::{FSBASE_OFFSET, PID_FILTER, PROCS, SIGNAL_MASK, WALK},
+    maps::{
+        SignalKey, FSBASE_OFFSET, PID_FILTER, PROCS, SENDERS, SIGNAL_MASK, TASK_TGID_OFFSET, WALK,
+    },
     read::{kernel_i32, kernel_u64},
     walker,
 };
@@ -18,6 +20,25 @@ use crate::{
 const SI_CODE: u64 = 8;
 const SI_PID: u64 = 16;
 const SI_UID: u64 = 20;
+/// `signal_generate`'s `result` when the signal was queued (`TRACE_SIGNAL_DELIVERED`).
+const TRACE_SIGNAL_DELIVERED: i32 = 0;
+
+/// In the sender: notes who sends a chosen signal to which process, by host ids.
+#[inline(always)]
+pub fn on_generate(sig: u32, target: u64, result: i32) {
+    if sig >= 64 || SIGNAL_MASK.load() & (1u64 << sig) == 0 || result != TRACE_SIGNAL_DELIVERED {
+        return;
+    }
+    let Some(pid) = kernel_i32(target + TASK_TGID_OFFSET.load()) else {
+        return;
+    };
+    let sender = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let key = SignalKey {
+        pid: pid as u32,
+        signal: sig,
+    };
+    let _ = SENDERS.insert(&key, &sender, 0);
+}
 
 #[inline(always)]
 pub fn on_signal(sig: u32, info: u64) {
@@ -28,7 +49,7 @@ pub fn on_signal(sig: u32, info: u64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let pid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
-    let (si_code, sender_pid, sender_uid) = if info != 0 {
+    let (si_code, si_pid, sender_uid) = if info != 0 {
         (
             kernel_i32(info + SI_CODE).unwrap_or(0),
             kernel_i32(info + SI_PID).unwrap_or(0) as u32,
@@ -36,6 +57,17 @@ pub fn on_signal(sig: u32, info: u64) {
         )
     } else {
         (0, 0, 0)
+    };
+    // `si_pid` is the sender as the target's PID namespace sees it (0 when the sender is
+    // outside it); the host's view was noted when the signal was generated.
+    let key = SignalKey { pid, signal: sig };
+    // SAFETY: lookup; the value is copied.
+    let sender_pid = match unsafe { SENDERS.get(&key) }.copied() {
+        Some(host) => {
+            let _ = SENDERS.remove(&key);
+            host
+        }
+        None => si_pid,
     };
     run(
         Trigger::Signal,

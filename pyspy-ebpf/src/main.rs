@@ -26,6 +26,17 @@ pub fn signal_deliver(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// `signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task, int group,
+/// int result)`: runs in the sender.
+#[btf_tracepoint(function = "signal_generate")]
+pub fn signal_generate(ctx: BtfTracePointContext) -> i32 {
+    let sig: i32 = ctx.arg(0);
+    let task: u64 = ctx.arg(2);
+    let result: i32 = ctx.arg(4);
+    dump::on_generate(sig as u32, task, result);
+    0
+}
+
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`: the
 /// process has its new image (and its new comm).
 #[btf_tracepoint(function = "sched_process_exec")]

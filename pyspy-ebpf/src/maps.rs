@@ -33,6 +33,17 @@ pub static PROCS: HashMap<u32, ProcInfo> = HashMap::with_max_entries(16384, 0);
 #[map]
 pub static RECENTLY_REPORTED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
+/// Who sent a chosen signal to a process (host tgid), noted in the sender, taken at delivery.
+#[map]
+pub static SENDERS: LruHashMap<SignalKey, u32> = LruHashMap::with_max_entries(4096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SignalKey {
+    pub pid: u32,
+    pub signal: u32,
+}
+
 /// Code objects already sent to user space.
 #[map]
 pub static SENT_CODES: LruHashMap<CodeKey, u8> = LruHashMap::with_max_entries(65536, 0);

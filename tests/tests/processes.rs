@@ -138,9 +138,6 @@ struct Expected {
     comm: String,
     version: String,
     signal: Signal,
-    /// Whether the header may leave the sender out: the kernel gives a process no PID for a
-    /// sender outside its PID namespace.
-    sender_may_be_hidden: bool,
 }
 
 impl Expected {
@@ -151,7 +148,6 @@ impl Expected {
             comm: comm.to_string(),
             version: build.version.clone(),
             signal: SIGUSR1,
-            sender_may_be_hidden: false,
         }
     }
 
@@ -166,15 +162,11 @@ impl Expected {
         );
         let sender = format!(" from PID {}, ", std::process::id());
         let rest = dump.header.strip_prefix(&start).unwrap_or_default();
-        let sender_ok = rest.starts_with(&sender)
-            || (self.sender_may_be_hidden && rest.starts_with(", ") && !rest.contains(" from "));
-        if !sender_ok || dump.header.contains("incomplete") {
-            let hidden = match self.sender_may_be_hidden {
-                true => " (or without the sender)",
-                false => "",
-            };
+        // The sender is the host's PID even for a target in another PID namespace (where the
+        // kernel's siginfo says 0).
+        if !rest.starts_with(&sender) || dump.header.contains("incomplete") {
             return Err(format!(
-                "header {:?}, expected it to start with {:?}{hidden} and be complete",
+                "header {:?}, expected it to start with {:?} and be complete",
                 dump.header,
                 start + &sender
             ));
@@ -817,7 +809,6 @@ fn check_in_namespaces(pytrace: &Pytrace, interp: &Interpreter, ns_pid: u32) -> 
     }
     let expected = Expected {
         ns_pid: Some(ns_pid),
-        sender_may_be_hidden: true,
         ..Expected::new(pid, &comm_of(&interp.python), &build)
     };
     signal_and_compare(pytrace, &mut target, &expected, &THREAD_DEPTHS, interp)

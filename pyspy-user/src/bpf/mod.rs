@@ -76,6 +76,8 @@ impl Probes {
     /// Attaches the signal-delivery program (`tp_btf/signal_deliver`: BTF tracepoints need no
     /// tracefs).
     pub fn attach_signal(&mut self) -> Result<(), Error> {
+        // The sender's host PID, noted at generation, for targets in other PID namespaces.
+        self.attach_btf_tracepoint("signal_generate", "signal_generate")?;
         self.attach_btf_tracepoint("signal_deliver", "signal_deliver")
     }
 
