@@ -99,9 +99,9 @@ impl Symbolizer {
             unsymbolized_frames: 0,
             lost_records: raw.end.lost_records,
         };
-        let mut threads = raw.threads.clone();
+        let mut threads: Vec<_> = raw.threads.iter().collect();
         threads.sort_by_key(|(h, _)| h.index);
-        for (hdr, frames) in &threads {
+        for (hdr, frames) in threads {
             let chain = frames
                 .iter()
                 .map(|f| match proc {

@@ -30,6 +30,8 @@ pub struct ProbeConfig {
 
 pub struct Probes {
     ebpf: Ebpf,
+    /// The kernel's BTF, parsed once for every program to load against.
+    btf: Btf,
     /// Keeps the kernel's per-program run-time statistics on while held.
     _stats: Option<std::os::fd::OwnedFd>,
     procs: HashMap<MapData, u32, ProcInfo>,
@@ -41,6 +43,8 @@ impl Probes {
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
         check_privileges()?;
         let k = btf::kernel_offsets()?;
+        let kernel_btf = Btf::from_sys_fs()
+            .map_err(|e| Error::KernelSupport(format!("cannot read the kernel's BTF: {e}")))?;
         let mask = config
             .signals
             .iter()
@@ -67,6 +71,7 @@ impl Probes {
             .flatten();
         Ok(Probes {
             ebpf,
+            btf: kernel_btf,
             _stats: stats,
             procs,
             counters,
@@ -82,7 +87,8 @@ impl Probes {
     }
 
     /// Attaches the process-lifecycle programs: exec (`tp_btf/sched_process_exec`), exit
-    /// (`tp_btf/sched_process_exit`), fork (`tp_btf/sched_process_fork`) and the dynamic loader's `_dl_debug_state` hook (uprobe
+    /// (`tp_btf/sched_process_exit`), fork (`tp_btf/sched_process_fork`) and the dynamic
+    /// loader's `_dl_debug_state` hook (uprobe
     /// on every `loaders`), which runs after libraries are loaded at start-up or by `dlopen`.
     /// Returns the loaders that could not be probed, with why.
     pub fn attach_lifecycle(&mut self, loaders: &[PathBuf]) -> Result<Vec<String>, Error> {
@@ -119,7 +125,6 @@ impl Probes {
             probe: format!("tp_btf/{tracepoint}"),
             reason,
         };
-        let btf = Btf::from_sys_fs().map_err(|e| attach_err(format!("kernel BTF: {e}")))?;
         let program: &mut BtfTracePoint = self
             .ebpf
             .program_mut(program)
@@ -127,7 +132,7 @@ impl Probes {
             .try_into()
             .map_err(|e| attach_err(format!("{e}")))?;
         program
-            .load(tracepoint, &btf)
+            .load(tracepoint, &self.btf)
             .map_err(|e| attach_err(verifier_summary(&e)))?;
         program.attach().map_err(|e| attach_err(format!("{e}")))?;
         Ok(())
