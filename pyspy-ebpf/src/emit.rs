@@ -1,26 +1,37 @@
 //! Writes to the ring buffer. A failed write is counted here and reported by the caller in the
-//! dump's end record.
+//! capture's end record.
 
 use core::mem::size_of;
 
+use aya_ebpf::Global;
 use pytrace_common::Counter;
 
 use crate::{counters::bump, maps::EVENTS};
 
-/// `BPF_RB_NO_WAKEUP`: the middle of a dump does not wake the reader...
+/// `BPF_RB_NO_WAKEUP`: the middle of a capture does not wake the reader...
 const NO_WAKEUP: u64 = 1;
-/// `BPF_RB_FORCE_WAKEUP`: ...its end does.
+/// `BPF_RB_FORCE_WAKEUP`: ...the end of one that must be read at once does.
 const FORCE_WAKEUP: u64 = 2;
+/// `bpf_ringbuf_query` flag: bytes written and not yet consumed.
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// A batched record wakes the reader once this many bytes wait (set by the loader; the reader
+/// also drains on its own clock).
+#[no_mangle]
+static WAKE_BATCH_BYTES: Global<u64> = Global::new(1 << 20);
 
 /// When the reader is woken up for a record. (The kernel's adaptive default is not used: it
 /// only wakes a reader that has consumed everything, which a record written without a wake-up
 /// prevents.)
 #[derive(Clone, Copy)]
 pub enum Wake {
-    /// More records of the same dump follow.
+    /// More records of the same capture follow, or the record can wait for the next wake-up.
     Later,
-    /// The last record of a dump.
+    /// The last record of a capture that must be read at once (a dump).
     Now,
+    /// The last record of a capture that can wait (a sample): wakes the reader only once
+    /// `WAKE_BATCH_BYTES` are waiting.
+    Batch,
 }
 
 impl Wake {
@@ -29,6 +40,13 @@ impl Wake {
         match self {
             Wake::Later => NO_WAKEUP,
             Wake::Now => FORCE_WAKEUP,
+            Wake::Batch => {
+                if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_BATCH_BYTES.load() {
+                    FORCE_WAKEUP
+                } else {
+                    NO_WAKEUP
+                }
+            }
         }
     }
 }

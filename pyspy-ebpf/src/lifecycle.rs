@@ -3,15 +3,23 @@
 //! when libpython is loaded by an embedding program), and forgets a traced process when it
 //! exits or execs.
 
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns};
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
+    macros::map,
+    maps::LruHashMap,
+};
 use pytrace_common::{kind, Counter, ProcessEvent};
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    maps::{PROCS, RECENTLY_REPORTED, TASK_PID_OFFSET, TASK_TGID_OFFSET},
+    maps::{PROCS, TASK_PID_OFFSET, TASK_TGID_OFFSET},
     read::kernel_i32,
 };
+
+/// When a process's library-list change was last reported (boot ns).
+#[map]
+static RECENTLY_REPORTED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 #[inline(always)]
 pub fn on_exec() {

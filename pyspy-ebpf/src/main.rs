@@ -1,19 +1,22 @@
-//! pytrace's eBPF programs: thin entry points, one per trigger, over one CPython walker.
+//! pytrace's eBPF programs: thin entry points, one adapter per trigger (`signal`, `timer`),
+//! one capture transaction (`capture`) over one CPython walker (`walker`).
 #![no_std]
 #![no_main]
 
+mod capture;
 mod counters;
-mod dump;
 mod emit;
 mod lifecycle;
 mod maps;
 mod read;
+mod signal;
 mod symbols;
+mod timer;
 mod walker;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, uprobe},
-    programs::{BtfTracePointContext, ProbeContext},
+    macros::{btf_tracepoint, perf_event, uprobe},
+    programs::{BtfTracePointContext, PerfEventContext, ProbeContext},
 };
 
 /// `signal_deliver(int sig, struct kernel_siginfo *info, struct k_sigaction *ka)`: runs in the
@@ -22,7 +25,7 @@ use aya_ebpf::{
 pub fn signal_deliver(ctx: BtfTracePointContext) -> i32 {
     let sig: i32 = ctx.arg(0);
     let info: u64 = ctx.arg(1);
-    dump::on_signal(sig as u32, info);
+    signal::on_signal(sig as u32, info);
     0
 }
 
@@ -33,7 +36,14 @@ pub fn signal_generate(ctx: BtfTracePointContext) -> i32 {
     let sig: i32 = ctx.arg(0);
     let task: u64 = ctx.arg(2);
     let result: i32 = ctx.arg(4);
-    dump::on_generate(sig as u32, task, result);
+    signal::on_generate(sig as u32, task, result);
+    0
+}
+
+/// A software CPU-clock perf event on one CPU: runs in the interrupted task's context.
+#[perf_event]
+pub fn cpu_clock(_ctx: PerfEventContext) -> u32 {
+    timer::on_tick();
     0
 }
 

@@ -2,18 +2,41 @@
 //! code record, once per code object and process: a process killed by the signal is gone
 //! before user space could read it.
 
+use aya_ebpf::{
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+};
 use pytrace_common::{
-    code_flags, kind, Counter, ProcInfo, PyStr, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
-    STR_MAX_CODEPOINTS, UNICODE_ASCII_BIT, UNICODE_COMPACT_BIT, UNICODE_KIND_MASK,
+    code_flags, kind, CodeRecord, Counter, ProcInfo, PyStr, CODE_RECORD_FIXED, LINETABLE_MAX,
+    STR_MAX_BYTES, STR_MAX_CODEPOINTS, UNICODE_ASCII_BIT, UNICODE_COMPACT_BIT, UNICODE_KIND_MASK,
     UNICODE_KIND_SHIFT,
 };
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    maps::{CodeKey, CODE_SCRATCH, SENT_CODES},
     read::{field_u64, user_bytes, user_u32},
 };
+
+/// Code objects already sent to user space.
+#[map]
+static SENT_CODES: LruHashMap<CodeKey, u8> = LruHashMap::with_max_entries(65536, 0);
+
+#[map]
+static CODE_SCRATCH: PerCpuArray<CodeRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Identity of a code object as sent: the object and the three objects the record copies, so a
+/// freed and reused address is sent again.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CodeKey {
+    pid: u32,
+    generation: u32,
+    code: u64,
+    filename: u64,
+    name: u64,
+    linetable: u64,
+}
 
 /// Sends the code record for `code` unless this process's copy was already sent.
 #[inline(always)]
@@ -120,7 +143,7 @@ fn copy_str(dst: &mut PyStr, obj: u64, proc: &ProcInfo) -> bool {
 
 /// Copies the start of the line table (a `bytes` object); returns the bytes copied.
 #[inline(always)]
-fn copy_linetable(rec: &mut pytrace_common::CodeRecord, obj: u64, proc: &ProcInfo) -> u32 {
+fn copy_linetable(rec: &mut CodeRecord, obj: u64, proc: &ProcInfo) -> u32 {
     let off = &proc.offsets;
     rec.linetable_len = 0;
     rec.linetable_copied = 0;

@@ -1,24 +1,30 @@
-//! The CPython walker: from the interpreter's thread list down every thread's frame chain,
-//! shared by every trigger.
+//! The CPython walker: from the interpreter's thread list down every thread's frame chain (or
+//! only the chain of the thread the trigger ran in), shared by every trigger.
 //!
 //! One `bpf_loop` drives the whole walk, one step per callback: open a thread, read one chain
 //! entry, or close the thread (send its record) and move to the next. The state lives in a
 //! per-CPU map, not in the callback context: on-stack counters compared to constants never
 //! finished verifying, while map state keeps the callback small (about a thousand verified
 //! instructions instead of the 1,000,001-instruction limit that nested loops hit).
+//!
+//! The capture (`capture.rs`) owns the transaction: it fills the walk state, sends the begin and
+//! end records; this module only walks.
 
 use core::{ffi::c_void, mem::size_of};
 
-use aya_ebpf::helpers::generated::bpf_loop;
+use aya_ebpf::{
+    helpers::generated::bpf_loop,
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+};
 use pytrace_common::{
-    end_flags, kind, thread_flags, Counter, DumpEnd, FrameEntry, ProcInfo, ThreadHeader, MAX_CHAIN,
-    MAX_FRAMES, MAX_THREADS, NO_OFFSET, WALK_STEPS,
+    end_flags, kind, thread_flags, Counter, FrameEntry, ProcInfo, ThreadHeader, ThreadRecord,
+    MAX_CHAIN, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
 };
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    maps::{THREAD_SCRATCH, WALK},
     read::{field_u64, user_u8},
     symbols,
 };
@@ -26,19 +32,40 @@ use crate::{
 /// Code objects are at least 8-byte aligned; 3.14 keeps tag bits in `f_executable`.
 const CODE_TAG_MASK: u64 = !0b111;
 
-/// Per-CPU state of the walk in progress.
+/// `WalkState.scope`: every thread of the interpreter's list.
+pub const SCOPE_ALL_THREADS: u32 = 0;
+/// `WalkState.scope`: only the thread whose `thread_id` is the trigger's FS base.
+pub const SCOPE_ONLY_THREAD: u32 = 1;
+
+#[map]
+static WALK: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static THREAD_SCRATCH: PerCpuArray<ThreadRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Thread state last found for a thread, by host (tgid << 32 | tid): a capture of one thread
+/// starts there instead of scanning the list. Checked on use (its `thread_id` must still be the
+/// thread's FS base), so a stale entry only costs a scan.
+#[map]
+static THREAD_STATES: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Per-CPU state of the walk in progress. Every field is set by the capture before a walk.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct WalkState {
     pub proc: ProcInfo,
-    pub dump_id: u64,
-    /// `pthread_self()` of the receiving thread: its thread state is "Current".
+    pub capture_id: u64,
+    /// `pthread_self()` of the thread the trigger ran in: its thread state is "Current".
     pub fsbase: u64,
     /// Thread state being walked; 0 when the walk is over.
     pub tstate: u64,
     /// Next frame of the open thread's chain; 0 at the end of the chain.
     pub frame: u64,
+    /// Thread state holding the GIL at the event, 0 when none or unknown.
+    pub gil_holder: u64,
     pub pid: u32,
+    /// Host tid of the thread the trigger ran in.
+    pub tid: u32,
     pub thread_index: u32,
     /// Chain entries stored for the open thread.
     pub nchain: u32,
@@ -49,24 +76,32 @@ pub struct WalkState {
     pub end_flags: u32,
     pub lost: u32,
     pub busy: u32,
-    pub _pad: u32,
+    /// `SCOPE_ALL_THREADS` or `SCOPE_ONLY_THREAD`.
+    pub scope: u32,
+    /// Threads sent at most; the list going on past them sets `MORE_THREADS`.
+    pub max_threads: u32,
+    /// Real frames kept per thread; one more is read to know whether the stack goes on.
+    pub max_frames: u32,
+    /// 1: send each new code object's record.
+    pub copy_code: u32,
+    /// 1: the open thread state came from `THREAD_STATES`, not from the list.
+    pub from_cache: u32,
+    /// Threads passed over looking for the trigger's thread.
+    pub scanned: u32,
     /// Code object whose record was last checked in this walk: recursion repeats one code
     /// object many times, and it needs no second look-up.
     pub last_code: u64,
 }
 
-/// Walks every thread of the process described by the walk state and sends one thread record
-/// per thread. The begin record is the caller's; [`finish`] sends the end.
+/// Walks the threads the walk state asks for and sends one thread record per thread. The
+/// begin and end records are the capture's.
 #[inline(always)]
 pub fn walk() {
     let Some(state) = walk_state() else {
         bump(Counter::NoScratch);
         return;
     };
-    let first = match field_u64(state.proc.interp_head_addr, 0)
-        .filter(|&interp| interp != 0)
-        .and_then(|interp| field_u64(interp, state.proc.offsets.interp_threads_head))
-    {
+    let first = match first_thread(&state.proc) {
         Some(t) => t,
         None => {
             bump(Counter::NoInterpreter);
@@ -75,10 +110,16 @@ pub fn walk() {
         }
     };
     state.tstate = first;
-    state.thread_index = 0;
-    state.thread_open = 0;
     if first == 0 {
         return;
+    }
+    if state.scope == SCOPE_ONLY_THREAD {
+        let key = thread_key(state);
+        // SAFETY: lookup; the value is copied.
+        if let Some(&cached) = unsafe { THREAD_STATES.get(&key) } {
+            state.tstate = cached;
+            state.from_cache = 1;
+        }
     }
     // SAFETY: `walk_step` has the callback signature bpf_loop expects; its context is unused.
     unsafe {
@@ -94,7 +135,24 @@ pub fn walk() {
             bump(Counter::StepsExhausted);
             s.end_flags |= end_flags::STEPS_EXHAUSTED;
         }
+        if s.scope == SCOPE_ONLY_THREAD && s.thread_index == 0 && s.end_flags == 0 {
+            bump(Counter::NoThreadState);
+            s.end_flags |= end_flags::NO_THREAD_STATE;
+        }
     }
+}
+
+/// The head of the (first) interpreter's thread list.
+#[inline(always)]
+fn first_thread(proc: &ProcInfo) -> Option<u64> {
+    field_u64(proc.interp_head_addr, 0)
+        .filter(|&interp| interp != 0)
+        .and_then(|interp| field_u64(interp, proc.offsets.interp_threads_head))
+}
+
+#[inline(always)]
+fn thread_key(state: &WalkState) -> u64 {
+    ((state.pid as u64) << 32) | state.tid as u64
 }
 
 /// A fresh reference to this CPU's walk state. Each phase takes its own, and none is held
@@ -106,24 +164,10 @@ fn walk_state() -> Option<&'static mut WalkState> {
     WALK.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
-/// Sends the end record of the dump and releases the walk state.
+/// This CPU's walk state, for the capture that owns it.
 #[inline(always)]
-pub fn finish() {
-    let Some(state) = walk_state() else {
-        bump(Counter::NoScratch);
-        return;
-    };
-    let end = DumpEnd {
-        kind: kind::DUMP_END,
-        flags: state.end_flags,
-        dump_id: state.dump_id,
-        nthreads: state.thread_index,
-        lost_records: state.lost,
-    };
-    if !emit::record(&end, Wake::Now) {
-        state.lost += 1;
-    }
-    state.busy = 0;
+pub fn state() -> Option<&'static mut WalkState> {
+    walk_state()
 }
 
 extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
@@ -136,7 +180,10 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
     }
     if state.thread_open == 0 {
         open_thread(state);
-    } else if state.frame != 0 && state.nreal <= MAX_FRAMES && (state.nchain as usize) < MAX_CHAIN {
+    } else if state.frame != 0
+        && state.nreal <= state.max_frames
+        && (state.nchain as usize) < MAX_CHAIN
+    {
         read_entry(state);
     } else {
         close_thread(state);
@@ -157,6 +204,11 @@ fn open_thread(state: &mut WalkState) {
     let off = &state.proc.offsets;
     let tstate = state.tstate;
     let Some(thread_id) = field_u64(tstate, off.tstate_thread_id) else {
+        if state.from_cache != 0 {
+            // A cached thread state that is gone: look through the list instead.
+            restart_from_list(state);
+            return;
+        }
         bump(Counter::ThreadReadFailed);
         state.tstate = 0;
         return;
@@ -166,6 +218,10 @@ fn open_thread(state: &mut WalkState) {
     } else {
         0
     };
+    if state.scope == SCOPE_ONLY_THREAD && !(state.fsbase != 0 && thread_id == state.fsbase) {
+        pass_over(state);
+        return;
+    }
     let mut flags = 0;
     let frame = match top_frame(tstate, &state.proc) {
         Some(f) => f,
@@ -178,10 +234,13 @@ fn open_thread(state: &mut WalkState) {
     if state.fsbase != 0 && thread_id == state.fsbase {
         flags |= thread_flags::CURRENT;
     }
+    if state.gil_holder != 0 && tstate == state.gil_holder {
+        flags |= thread_flags::HOLDS_GIL;
+    }
     *hdr = ThreadHeader {
         kind: kind::THREAD,
         flags,
-        dump_id: state.dump_id,
+        capture_id: state.capture_id,
         thread_id,
         native_id,
         tstate,
@@ -247,7 +306,11 @@ fn read_entry(state: &mut WalkState) {
     let code = if shim { 0 } else { code & CODE_TAG_MASK };
     if !shim {
         state.nreal += 1;
-        if state.nreal <= MAX_FRAMES && code != 0 && code != state.last_code {
+        if state.copy_code != 0
+            && state.nreal <= state.max_frames
+            && code != 0
+            && code != state.last_code
+        {
             symbols::send_code(state.pid, code, &state.proc, &mut state.lost);
             state.last_code = code;
         }
@@ -271,7 +334,7 @@ fn read_entry(state: &mut WalkState) {
 fn close_thread(state: &mut WalkState) {
     if state.frame != 0 {
         state.thread_flags |= thread_flags::CHAIN_CONTINUES;
-        if state.nreal <= MAX_FRAMES {
+        if state.nreal <= state.max_frames {
             bump(Counter::ChainTooLong);
         }
     }
@@ -287,6 +350,14 @@ fn close_thread(state: &mut WalkState) {
     }
     state.thread_open = 0;
     state.thread_index += 1;
+    if state.scope == SCOPE_ONLY_THREAD {
+        // The one thread asked for: remember where it was found, and stop.
+        if state.from_cache == 0 {
+            let _ = THREAD_STATES.insert(&thread_key(state), &state.tstate, 0);
+        }
+        state.tstate = 0;
+        return;
+    }
     let next = match field_u64(state.tstate, state.proc.offsets.tstate_next) {
         Some(n) => n,
         None => {
@@ -294,11 +365,41 @@ fn close_thread(state: &mut WalkState) {
             0
         }
     };
-    if next != 0 && state.thread_index >= MAX_THREADS {
+    if next != 0 && state.thread_index >= state.max_threads {
         bump(Counter::ThreadLimit);
         state.end_flags |= end_flags::MORE_THREADS;
         state.tstate = 0;
         return;
     }
     state.tstate = next;
+}
+
+/// Moves past a thread state that is not the one a capture of one thread looks for.
+#[inline(always)]
+fn pass_over(state: &mut WalkState) {
+    if state.from_cache != 0 {
+        // The cached thread state now belongs to another thread.
+        restart_from_list(state);
+        return;
+    }
+    state.scanned += 1;
+    if state.scanned >= MAX_SCAN_THREADS {
+        state.tstate = 0;
+        return;
+    }
+    state.tstate = match field_u64(state.tstate, state.proc.offsets.tstate_next) {
+        Some(n) => n,
+        None => {
+            bump(Counter::ThreadReadFailed);
+            0
+        }
+    };
+}
+
+/// Drops a stale cache entry and scans the thread list from its head.
+#[inline(always)]
+fn restart_from_list(state: &mut WalkState) {
+    let _ = THREAD_STATES.remove(&thread_key(state));
+    state.from_cache = 0;
+    state.tstate = first_thread(&state.proc).unwrap_or(0);
 }

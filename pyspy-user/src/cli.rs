@@ -1,22 +1,44 @@
-//! Command-line arguments.
+//! Command-line arguments: `pytrace --signal SIG …` (the dump mode, also `pytrace dump`),
+//! `pytrace record` and `pytrace top`.
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::format::FormatKind;
 
-/// Dump the Python stacks of any process, from the kernel, exactly as faulthandler would.
+/// Dump or sample the Python stacks of any process, from the kernel.
 ///
 /// With --signal, every CPython process on the host (or each --pid) that receives that signal
 /// gets its threads dumped as `faulthandler.dump_traceback(all_threads=True)` would print them
 /// at that moment. The target is only read, never changed: the signal still has its effect.
 #[derive(Debug, Parser)]
-#[command(name = "pytrace", version)]
+#[command(
+    name = "pytrace",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// `pytrace --signal SIG …`: the same as `pytrace dump --signal SIG …`.
+    #[command(flatten)]
+    pub dump: DumpArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dump every thread of a process when it receives a signal (the default command).
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
     /// Signal whose delivery triggers a dump: a name (SIGILL, ILL, SIGRTMIN+1) or a number.
-    #[arg(long, short = 's', value_name = "SIGNAL")]
-    pub signal: String,
+    #[arg(long, short = 's', value_name = "SIGNAL", required = true)]
+    pub signal: Option<String>,
 
     /// Only dump this process (repeatable). Filtered in the kernel.
     #[arg(long, short = 'p', value_name = "PID")]
@@ -38,6 +60,13 @@ pub struct Cli {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
     /// Report ignored events and the walker's counters on standard error (-vv: more).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,

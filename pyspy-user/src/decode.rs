@@ -1,4 +1,4 @@
-//! Ring-buffer bytes → typed records, and records → whole dumps.
+//! Ring-buffer bytes → typed records, and records → whole captures.
 //!
 //! The bytes come from the kernel, but are checked as if untrusted: every length is verified
 //! and decoding returns an error, never panics.
@@ -6,8 +6,8 @@
 use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
-    code_flags, kind, CodeRecord, DumpBegin, DumpEnd, FrameEntry, ProcessEvent, PyStr, Skipped,
-    ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
+    code_flags, kind, CaptureBegin, CaptureEnd, CodeRecord, FrameEntry, ProcessEvent, PyStr,
+    SignalInfo, Skipped, ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
 };
 
 use crate::model::PyText;
@@ -39,10 +39,12 @@ pub struct CodeInfo {
 
 #[derive(Clone, Debug)]
 pub enum Record {
-    Begin(DumpBegin),
+    Begin(CaptureBegin),
+    /// What the signal trigger adds to its capture.
+    Signal(SignalInfo),
     Thread(ThreadHeader, Vec<FrameEntry>),
     Code(CodeInfo),
-    End(DumpEnd),
+    End(CaptureEnd),
     Skipped(Skipped),
     /// A process mapped a python/libpython executable file.
     Mapped(u32),
@@ -64,8 +66,9 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
 
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     match read::<u32>(bytes)? {
-        kind::DUMP_BEGIN => Ok(Record::Begin(read(bytes)?)),
-        kind::DUMP_END => Ok(Record::End(read(bytes)?)),
+        kind::CAPTURE_BEGIN => Ok(Record::Begin(read(bytes)?)),
+        kind::SIGNAL_INFO => Ok(Record::Signal(read(bytes)?)),
+        kind::CAPTURE_END => Ok(Record::End(read(bytes)?)),
         kind::SKIPPED => Ok(Record::Skipped(read(bytes)?)),
         kind::THREAD => decode_thread(bytes),
         kind::CODE => decode_code(bytes),
@@ -147,53 +150,77 @@ fn pystr(s: &PyStr) -> Option<PyText> {
     })
 }
 
-/// A dump whose records have all arrived, still in kernel terms.
+/// A capture whose records have all arrived, still in kernel terms.
 #[derive(Clone, Debug)]
-pub struct RawDump {
-    pub begin: DumpBegin,
+pub struct RawCapture {
+    pub begin: CaptureBegin,
+    /// Present when a signal triggered the capture.
+    pub signal: Option<SignalInfo>,
     pub threads: Vec<ThreadRecordData>,
-    pub end: DumpEnd,
+    pub end: CaptureEnd,
+}
+
+/// A capture still waiting for its end record.
+struct OpenCapture {
+    begin: CaptureBegin,
+    signal: Option<SignalInfo>,
+    threads: Vec<ThreadRecordData>,
 }
 
 /// One thread record: its header and its chain entries.
 pub type ThreadRecordData = (ThreadHeader, Vec<FrameEntry>);
 
-/// Groups thread records under their dump until its end record arrives.
+/// Groups thread records under their capture until its end record arrives.
 #[derive(Default)]
 pub struct Assembler {
-    open: BTreeMap<u64, (DumpBegin, Vec<ThreadRecordData>)>,
-    /// Dumps abandoned because their end record never came (lost in a full ring buffer).
+    open: BTreeMap<u64, OpenCapture>,
+    /// Captures abandoned because their end record never came (lost in a full ring buffer).
     pub torn: u64,
-    /// Thread or end records that matched no open dump.
+    /// Trigger, thread or end records that matched no open capture.
     pub orphans: u64,
 }
 
-/// Open dumps kept waiting for their end record; older ones are counted as torn.
-const MAX_OPEN_DUMPS: usize = 256;
+/// Open captures kept waiting for their end record; older ones are counted as torn.
+const MAX_OPEN_CAPTURES: usize = 256;
 
 impl Assembler {
-    pub fn begin(&mut self, begin: DumpBegin) {
-        if self.open.len() >= MAX_OPEN_DUMPS {
+    pub fn begin(&mut self, begin: CaptureBegin) {
+        if self.open.len() >= MAX_OPEN_CAPTURES {
             if let Some((&oldest, _)) = self.open.iter().next() {
                 self.open.remove(&oldest);
                 self.torn += 1;
             }
         }
-        self.open.insert(begin.dump_id, (begin, Vec::new()));
+        self.open.insert(
+            begin.capture_id,
+            OpenCapture {
+                begin,
+                signal: None,
+                threads: Vec::new(),
+            },
+        );
     }
 
-    pub fn thread(&mut self, hdr: ThreadHeader, frames: Vec<FrameEntry>) {
-        match self.open.get_mut(&hdr.dump_id) {
-            Some((_, threads)) => threads.push((hdr, frames)),
+    pub fn signal(&mut self, info: SignalInfo) {
+        match self.open.get_mut(&info.capture_id) {
+            Some(c) => c.signal = Some(info),
             None => self.orphans += 1,
         }
     }
 
-    pub fn end(&mut self, end: DumpEnd) -> Option<RawDump> {
-        match self.open.remove(&end.dump_id) {
-            Some((begin, threads)) => Some(RawDump {
-                begin,
-                threads,
+    pub fn thread(&mut self, hdr: ThreadHeader, frames: Vec<FrameEntry>) {
+        match self.open.get_mut(&hdr.capture_id) {
+            Some(c) => c.threads.push((hdr, frames)),
+            None => self.orphans += 1,
+        }
+    }
+
+    pub fn end(&mut self, end: CaptureEnd) -> Option<RawCapture> {
+        match self.open.remove(&end.capture_id) {
+            Some(c) => Some(RawCapture {
+                begin: c.begin,
+                signal: c.signal,
+                threads: c.threads,
                 end,
             }),
             None => {
@@ -217,7 +244,7 @@ mod tests {
     fn thread_record_round_trip_and_bad_counts() {
         let hdr = ThreadHeader {
             kind: kind::THREAD,
-            dump_id: 7,
+            capture_id: 7,
             thread_id: 0x7f00,
             nframes: 2,
             ..Default::default()
@@ -303,48 +330,40 @@ mod tests {
     #[test]
     fn assembler_groups_and_counts_torn() {
         let mut a = Assembler::default();
-        let begin = DumpBegin {
-            kind: kind::DUMP_BEGIN,
-            trigger: 1,
-            dump_id: 5,
-            boot_ns: 0,
+        let begin = CaptureBegin {
+            kind: kind::CAPTURE_BEGIN,
+            trigger: pytrace_common::trigger::SIGNAL,
+            capture_id: 5,
             pid: 1,
             tid: 1,
-            signal: 4,
-            si_code: 0,
-            sender_pid: 0,
-            sender_uid: 0,
-            gc_collecting: 0,
-            version_hex: 0,
-            fsbase: 0,
-            comm: [0; 16],
+            ..Default::default()
         };
         a.begin(begin);
         a.thread(
             ThreadHeader {
-                dump_id: 5,
+                capture_id: 5,
                 ..Default::default()
             },
             vec![],
         );
         a.thread(
             ThreadHeader {
-                dump_id: 6,
+                capture_id: 6,
                 ..Default::default()
             },
             vec![],
         );
         let done = a
-            .end(DumpEnd {
-                dump_id: 5,
+            .end(CaptureEnd {
+                capture_id: 5,
                 ..Default::default()
             })
             .unwrap();
         assert_eq!(done.threads.len(), 1);
         assert_eq!(a.orphans, 1);
-        for id in 0..(MAX_OPEN_DUMPS as u64 + 3) {
-            a.begin(DumpBegin {
-                dump_id: 100 + id,
+        for id in 0..(MAX_OPEN_CAPTURES as u64 + 3) {
+            a.begin(CaptureBegin {
+                capture_id: 100 + id,
                 ..begin
             });
         }

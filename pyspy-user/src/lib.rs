@@ -1,8 +1,9 @@
 //! pytrace: CPython stacks read from eBPF, printed as faulthandler would.
 //!
-//! Data flows one way: trigger → eBPF walker (`pyspy-ebpf`) → ring buffer → [`decode`] →
-//! [`symbolize`] → [`format`]. [`process`], [`python`] and [`tracker`] turn a PID into the
-//! per-process table the walker needs.
+//! Data flows one way: trigger → eBPF capture (`pyspy-ebpf`) → ring buffer → [`decode`] →
+//! [`symbolize`] → an output ([`format`]), driven by [`session`] for every command in [`run`].
+//! [`process`], [`python`] and [`tracker`] turn a PID into the per-process table the walker
+//! needs.
 pub mod bpf;
 pub mod cli;
 pub mod decode;
@@ -13,6 +14,7 @@ pub mod process;
 pub mod python;
 pub mod run;
 pub mod schedule;
+pub mod session;
 pub mod signals;
 pub mod symbolize;
 pub mod tracker;

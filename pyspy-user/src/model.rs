@@ -1,4 +1,5 @@
-//! The decoded, symbolized form of one dump: what every output format reads.
+//! The decoded, symbolized form of one capture (a signal's dump or a timer's sample): what
+//! every output reads.
 //!
 //! Built by the decoder and symbolizer from ring-buffer records; never holds raw kernel
 //! layouts.
@@ -53,8 +54,10 @@ pub struct ThreadStack {
     pub thread_id: u64,
     /// `PyThreadState.native_thread_id` where the version has it.
     pub native_id: Option<u64>,
-    /// The thread that received the signal.
+    /// The thread the trigger ran in (the one that received the signal).
     pub current: bool,
+    /// The thread held the GIL at the event (meaningful when the capture's `gil_known`).
+    pub holds_gil: bool,
     pub chain: Vec<ChainEntry>,
     /// The chain goes on past the last entry in `chain`.
     pub chain_continues: bool,
@@ -62,17 +65,38 @@ pub struct ThreadStack {
     pub torn: bool,
 }
 
-/// One dump of one process.
+/// Why a capture was taken, and what the trigger adds to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerInfo {
+    /// Delivery of a chosen signal to the thread `Capture::tid`.
+    Signal {
+        signal: u32,
+        /// The process that sent it (host PID), when a process did.
+        sender_pid: Option<u32>,
+    },
+    /// A CPU-clock tick that interrupted the thread `Capture::tid` on this CPU.
+    Timer { cpu: u32 },
+}
+
+impl Default for TriggerInfo {
+    fn default() -> Self {
+        TriggerInfo::Signal {
+            signal: 0,
+            sender_pid: None,
+        }
+    }
+}
+
+/// One capture of one process.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Dump {
-    /// Host tgid and tid of the receiving thread.
+pub struct Capture {
+    /// Host tgid and tid of the thread the trigger ran in.
     pub pid: u32,
     pub tid: u32,
     /// Same ids as seen inside the target's PID namespace, where they differ.
     pub ns_pid: Option<u32>,
     pub ns_tid: Option<u32>,
-    pub signal: u32,
-    pub sender_pid: Option<u32>,
+    pub trigger: TriggerInfo,
     /// Wall-clock time of the event, nanoseconds since the Unix epoch.
     pub time_ns: u64,
     pub comm: String,
@@ -80,10 +104,17 @@ pub struct Dump {
     pub python_version: (u8, u8, u8),
     /// `interp->gc.collecting` was set.
     pub gc_collecting: bool,
-    /// Threads in list order (head = newest first), at most `MAX_THREADS`.
+    /// Threads in list order (head = newest first), at most the trigger's thread bound (a
+    /// timer sample holds only the interrupted thread).
     pub threads: Vec<ThreadStack>,
-    /// The list held more than `MAX_THREADS` threads.
+    /// The list held more threads than the bound.
     pub more_threads: bool,
+    /// The interpreter or its thread list could not be read (not initialised yet, or gone).
+    pub no_interpreter: bool,
+    /// A capture of one thread found no thread state for it (not a Python thread).
+    pub no_thread_state: bool,
+    /// The GIL could be read: `ThreadStack::holds_gil` is meaningful.
+    pub gil_known: bool,
     /// Frames whose code object could not be symbolized.
     pub unsymbolized_frames: u32,
     /// Records of this dump lost in the ring buffer.

@@ -1,13 +1,13 @@
-//! Raw dumps → [`Dump`]s: code addresses become file, name and line, using the code records
-//! the kernel copied for each process.
+//! Raw captures → [`Capture`]s: code addresses become file, name and line, using the code
+//! records the kernel copied for each process.
 
 use std::collections::HashMap;
 
-use pytrace_common::{thread_flags, FrameEntry};
+use pytrace_common::{begin_flags, end_flags, thread_flags, trigger, FrameEntry};
 
 use crate::{
-    decode::{CodeInfo, RawDump},
-    model::{ChainEntry, Dump, Frame, ThreadStack},
+    decode::{CodeInfo, RawCapture},
+    model::{Capture, ChainEntry, Frame, ThreadStack, TriggerInfo},
     python::{
         layout::{InstrKind, VersionLayout},
         linetable,
@@ -79,25 +79,41 @@ impl Symbolizer {
         }
     }
 
-    /// Symbolizes a dump. `boot_to_epoch_ns` converts the kernel's boot-time clock to wall time.
-    pub fn symbolize(&self, raw: &RawDump, boot_to_epoch_ns: i128) -> Dump {
+    /// Symbolizes a capture. `boot_to_epoch_ns` converts the kernel's boot-time clock to wall
+    /// time.
+    pub fn symbolize(&self, raw: &RawCapture, boot_to_epoch_ns: i128) -> Capture {
         let b = &raw.begin;
         let proc = self.procs.get(&b.pid);
-        let mut dump = Dump {
+        let trigger = match (b.trigger, &raw.signal) {
+            (trigger::TIMER, _) => TriggerInfo::Timer { cpu: b.cpu },
+            (_, Some(s)) => TriggerInfo::Signal {
+                signal: s.signal,
+                sender_pid: (s.si_code <= SI_USER && s.sender_pid != 0).then_some(s.sender_pid),
+            },
+            // The signal record was lost: the signal is unknown.
+            (_, None) => TriggerInfo::Signal {
+                signal: 0,
+                sender_pid: None,
+            },
+        };
+        let lost_signal = u32::from(b.trigger == trigger::SIGNAL && raw.signal.is_none());
+        let mut dump = Capture {
             pid: b.pid,
             tid: b.tid,
             ns_pid: proc.and_then(|p| p.meta.ns_pid),
             ns_tid: None,
-            signal: b.signal,
-            sender_pid: (b.si_code <= SI_USER && b.sender_pid != 0).then_some(b.sender_pid),
+            trigger,
             time_ns: (b.boot_ns as i128 + boot_to_epoch_ns).max(0) as u64,
             comm: comm_string(&b.comm),
             python_version: proc.map(|p| p.meta.version).unwrap_or_default(),
             gc_collecting: b.gc_collecting != 0,
             threads: Vec::with_capacity(raw.threads.len()),
-            more_threads: raw.end.flags & pytrace_common::end_flags::MORE_THREADS != 0,
+            more_threads: raw.end.flags & end_flags::MORE_THREADS != 0,
+            no_interpreter: raw.end.flags & end_flags::NO_INTERPRETER != 0,
+            no_thread_state: raw.end.flags & end_flags::NO_THREAD_STATE != 0,
+            gil_known: b.flags & begin_flags::GIL_KNOWN != 0,
             unsymbolized_frames: 0,
-            lost_records: raw.end.lost_records,
+            lost_records: raw.end.lost_records.max(lost_signal),
         };
         let mut threads: Vec<_> = raw.threads.iter().collect();
         threads.sort_by_key(|(h, _)| h.index);
@@ -117,6 +133,7 @@ impl Symbolizer {
                 thread_id: hdr.thread_id,
                 native_id: (hdr.native_id != 0).then_some(hdr.native_id),
                 current: hdr.flags & thread_flags::CURRENT != 0,
+                holds_gil: hdr.flags & thread_flags::HOLDS_GIL != 0,
                 chain,
                 chain_continues: hdr.flags & thread_flags::CHAIN_CONTINUES != 0,
                 torn: hdr.flags & thread_flags::READ_FAILED != 0,
@@ -161,8 +178,8 @@ mod tests {
     use std::mem::size_of;
 
     use pytrace_common::{
-        kind, thread_flags, CodeRecord, DumpBegin, DumpEnd, FrameEntry, ThreadHeader,
-        CODE_RECORD_FIXED,
+        kind, thread_flags, CaptureBegin, CaptureEnd, CodeRecord, FrameEntry, SignalInfo,
+        ThreadHeader, CODE_RECORD_FIXED,
     };
 
     use super::*;
@@ -208,23 +225,25 @@ mod tests {
                 ns_pid: None,
             },
         );
-        let begin = DumpBegin {
-            kind: kind::DUMP_BEGIN,
-            trigger: 1,
-            dump_id: 9,
-            boot_ns: 0,
+        let begin = CaptureBegin {
+            kind: kind::CAPTURE_BEGIN,
+            trigger: pytrace_common::trigger::SIGNAL,
+            capture_id: 9,
             pid,
             tid: pid,
-            signal: 10,
-            si_code: 0,
-            sender_pid: 7,
-            sender_uid: 0,
-            gc_collecting: 0,
             version_hex: 0x030812f0,
             fsbase: 0x7f00_0000_0001,
             comm: *b"python3.8\0\0\0\0\0\0\0",
+            ..Default::default()
         };
-        let mut records = vec![bytes_of(&begin)];
+        let signal = SignalInfo {
+            kind: kind::SIGNAL_INFO,
+            signal: 10,
+            capture_id: 9,
+            sender_pid: 7,
+            ..Default::default()
+        };
+        let mut records = vec![bytes_of(&begin), bytes_of(&signal)];
         // lnotab (addr += 0, line += 1), (addr += 6, line += 2): f_lasti 8 is line 13, 0 is 11.
         records.push(code_record(pid, 0x1000, "/srv/a.py", "f", &[0, 1, 6, 2]));
         records.push(code_record(pid, 0x2000, "/srv/b.py", "<module>", &[]));
@@ -245,7 +264,7 @@ mod tests {
                 } else {
                     0
                 },
-                dump_id: 9,
+                capture_id: 9,
                 thread_id: tid,
                 index: index as u32,
                 nframes: frames.len() as u32,
@@ -262,9 +281,9 @@ mod tests {
             }
             records.push(rec);
         }
-        records.push(bytes_of(&DumpEnd {
-            kind: kind::DUMP_END,
-            dump_id: 9,
+        records.push(bytes_of(&CaptureEnd {
+            kind: kind::CAPTURE_END,
+            capture_id: 9,
             nthreads: 2,
             ..Default::default()
         }));
@@ -274,6 +293,7 @@ mod tests {
         for r in &records {
             match decode(r).unwrap() {
                 Record::Begin(b) => asm.begin(b),
+                Record::Signal(s) => asm.signal(s),
                 Record::Thread(h, f) => asm.thread(h, f),
                 Record::Code(c) => sym.add_code(c),
                 Record::End(e) => dumps.extend(asm.end(e)),
@@ -282,10 +302,16 @@ mod tests {
         }
         assert_eq!(dumps.len(), 1);
         let dump = sym.symbolize(&dumps[0], 0);
-        assert_eq!(dump.sender_pid, Some(7));
+        assert_eq!(
+            dump.trigger,
+            TriggerInfo::Signal {
+                signal: 10,
+                sender_pid: Some(7)
+            }
+        );
         let mut out = Vec::new();
         format::new(FormatKind::Text)
-            .write_dump(&dump, &mut out)
+            .record(&dump, &mut out)
             .unwrap();
         let text = String::from_utf8(out).unwrap();
         let (header, body) = text.split_once('\n').unwrap();

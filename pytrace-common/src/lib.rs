@@ -5,12 +5,18 @@
 //! of the walker's counters. Both sides compile this same file, so a layout change is one edit.
 #![no_std]
 
-/// faulthandler prints at most this many threads (`MAX_NTHREADS` in `Python/traceback.c`).
+/// faulthandler prints at most this many threads (`MAX_NTHREADS` in `Python/traceback.c`):
+/// the signal trigger's thread bound.
 pub const MAX_THREADS: u32 = 100;
-/// faulthandler prints at most this many frames per thread (`MAX_FRAME_DEPTH`).
+/// faulthandler prints at most this many frames per thread (`MAX_FRAME_DEPTH`): the signal
+/// trigger's frame bound.
 pub const MAX_FRAMES: u32 = 100;
-/// Frame-chain entries kept per thread, shim frames included. The walk stops after
-/// `MAX_FRAMES + 1` real frames (the extra one tells the formatter that the stack goes on).
+/// Real frames a timer sample keeps per stack (the chain bound `MAX_CHAIN` leaves room for the
+/// shim frames between them).
+pub const SAMPLE_MAX_FRAMES: u32 = 127;
+/// Frame-chain entries kept per thread, shim frames included: the capture's hard bound. A
+/// capture stops after its frame bound + 1 real frames (the extra one tells the formatter that
+/// the stack goes on).
 pub const MAX_CHAIN: usize = 160;
 /// Bytes copied from a `str`: 501 code points of up to 4 bytes (500 printed, one more shows
 /// truncation; the true length travels beside it).
@@ -19,9 +25,12 @@ pub const STR_MAX_BYTES: usize = 2048;
 pub const STR_MAX_CODEPOINTS: u64 = 500;
 /// Bytes of a code object's line table copied by the kernel (lnotab / linetable / locations).
 pub const LINETABLE_MAX: usize = 16384;
-/// `bpf_loop` iterations for one dump: every thread costs one start step, one step per chain
-/// entry and one finish step.
+/// `bpf_loop` iterations for one capture: every thread walked costs one start step, one step
+/// per chain entry and one finish step; every thread passed over (a capture of one thread
+/// looking for it) costs one step.
 pub const WALK_STEPS: u32 = MAX_THREADS * (MAX_CHAIN as u32 + 2) + 8;
+/// Threads a capture of one thread passes over looking for it before giving up.
+pub const MAX_SCAN_THREADS: u32 = 4096;
 
 /// An offset that does not exist in this CPython version.
 pub const NO_OFFSET: u32 = u32::MAX;
@@ -100,24 +109,25 @@ pub struct ProcInfo {
     pub offsets: PyOffsets,
 }
 
-/// What made the walker run.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    Signal = 1,
-    Timer = 2,
+/// What made the walker run (`CaptureBegin.trigger`).
+pub mod trigger {
+    /// Delivery of a chosen signal; a `SignalInfo` record follows the begin record.
+    pub const SIGNAL: u32 = 1;
+    /// A CPU-clock perf event: one sample of the interrupted thread.
+    pub const TIMER: u32 = 2;
 }
 
 /// Tag at the start of every ring-buffer record.
 pub mod kind {
-    pub const DUMP_BEGIN: u32 = 1;
+    pub const CAPTURE_BEGIN: u32 = 1;
     pub const THREAD: u32 = 2;
     pub const CODE: u32 = 3;
-    pub const DUMP_END: u32 = 4;
+    pub const CAPTURE_END: u32 = 4;
     pub const SKIPPED: u32 = 5;
     pub const MAPPED: u32 = 6;
     pub const EXITED: u32 = 7;
     pub const FORKED: u32 = 8;
+    pub const SIGNAL_INFO: u32 = 9;
 }
 
 /// A process may have become a CPython process: it exec'd a `python*` binary or its dynamic
@@ -134,29 +144,48 @@ pub struct ProcessEvent {
     pub _pad: u32,
 }
 
-/// First record of a dump.
+/// First record of a capture, whatever triggered it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct DumpBegin {
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CaptureBegin {
     pub kind: u32,
+    /// A `trigger::*` value.
     pub trigger: u32,
-    pub dump_id: u64,
+    pub capture_id: u64,
     /// `bpf_ktime_get_boot_ns()` at the event.
     pub boot_ns: u64,
-    /// Host tgid and tid of the thread that received the signal.
+    /// Host tgid and tid of the thread the trigger ran in.
     pub pid: u32,
     pub tid: u32,
+    pub cpu: u32,
+    /// `interp->gc.collecting` at the event (0 where the version has none).
+    pub gc_collecting: u32,
+    pub version_hex: u32,
+    /// `begin_flags::*`.
+    pub flags: u32,
+    /// Thread-local base of that thread (= its `pthread_self()` on glibc x86_64).
+    pub fsbase: u64,
+    pub comm: [u8; 16],
+}
+
+/// Flags of a capture's begin record.
+pub mod begin_flags {
+    /// The GIL could be read: thread records carry `thread_flags::HOLDS_GIL` truthfully.
+    pub const GIL_KNOWN: u32 = 1;
+}
+
+/// What the signal trigger adds to a capture: sent right after its begin record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SignalInfo {
+    pub kind: u32,
     pub signal: u32,
+    pub capture_id: u64,
     /// `si_code` and sender of the signal (from the siginfo), 0 when unknown.
     pub si_code: i32,
     pub sender_pid: u32,
     pub sender_uid: u32,
-    /// `interp->gc.collecting` at the event (0 where the version has none).
-    pub gc_collecting: u32,
-    pub version_hex: u32,
-    /// Thread-local base of the receiving thread (= its `pthread_self()` on glibc x86_64).
-    pub fsbase: u64,
-    pub comm: [u8; 16],
+    pub _pad: u32,
 }
 
 /// Flags of a thread record.
@@ -167,6 +196,8 @@ pub mod thread_flags {
     pub const CHAIN_CONTINUES: u32 = 2;
     /// A read of the chain failed; the entries sent are those read before it.
     pub const READ_FAILED: u32 = 4;
+    /// The thread held the GIL at the event (meaningful with `begin_flags::GIL_KNOWN`).
+    pub const HOLDS_GIL: u32 = 8;
 }
 
 /// One entry of a thread's frame chain.
@@ -189,7 +220,7 @@ pub struct FrameEntry {
 pub struct ThreadHeader {
     pub kind: u32,
     pub flags: u32,
-    pub dump_id: u64,
+    pub capture_id: u64,
     pub thread_id: u64,
     pub native_id: u64,
     pub tstate: u64,
@@ -250,25 +281,27 @@ pub struct CodeRecord {
 /// Byte offset of `linetable` inside `CodeRecord`.
 pub const CODE_RECORD_FIXED: usize = core::mem::size_of::<CodeRecord>() - LINETABLE_MAX;
 
-/// Flags of a dump's end record.
+/// Flags of a capture's end record.
 pub mod end_flags {
-    /// More than `MAX_THREADS` threads: faulthandler writes "...".
+    /// More threads than the capture's thread bound: faulthandler writes "...".
     pub const MORE_THREADS: u32 = 1;
     /// The interpreter or its thread list could not be read.
     pub const NO_INTERPRETER: u32 = 2;
     /// The walk ran out of `bpf_loop` steps.
     pub const STEPS_EXHAUSTED: u32 = 4;
+    /// A capture of one thread found no thread state for it.
+    pub const NO_THREAD_STATE: u32 = 8;
 }
 
-/// Last record of a dump.
+/// Last record of a capture.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct DumpEnd {
+pub struct CaptureEnd {
     pub kind: u32,
     pub flags: u32,
-    pub dump_id: u64,
+    pub capture_id: u64,
     pub nthreads: u32,
-    /// Records of this dump that did not fit in the ring buffer.
+    /// Records of this capture that did not fit in the ring buffer.
     pub lost_records: u32,
 }
 
@@ -329,9 +362,13 @@ pub enum Counter {
     Forked,
     /// Deliveries of signals other than the chosen ones (the walker returns at once).
     OtherSignal,
+    /// Timer samples of a thread whose process has no CPython table (never reported).
+    SampleNotPython,
+    /// Captures of one thread that found no thread state for it.
+    NoThreadState,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::OtherSignal as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::NoThreadState as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -356,6 +393,8 @@ impl Counter {
         Counter::Exited,
         Counter::Forked,
         Counter::OtherSignal,
+        Counter::SampleNotPython,
+        Counter::NoThreadState,
     ];
 
     /// Whether this counter counts something lost or incomplete (reported even without -v).
@@ -400,6 +439,8 @@ impl Counter {
             Counter::Exited => "exited",
             Counter::Forked => "forked",
             Counter::OtherSignal => "other_signal",
+            Counter::SampleNotPython => "sample_not_python",
+            Counter::NoThreadState => "no_thread_state",
         }
     }
 }

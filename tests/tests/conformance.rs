@@ -100,3 +100,24 @@ fn several_pids_other_processes_ignored_count_2() {
         )
     });
 }
+
+/// `pytrace dump --signal …` is the same command as `pytrace --signal …`.
+#[test]
+fn the_dump_subcommand_is_the_signal_mode() {
+    for_each_interpreter(|interp| {
+        let case = &THREAD_DEPTHS;
+        let mut target = Target::start(interp, case.script, case.registered)?;
+        let pid = target.pid();
+        let mut args = vec!["dump".to_string()];
+        args.extend(watch_args(case.watched, &[pid], 1, "text"));
+        let mut pytrace = Pytrace::attach(&args)?;
+        let before = target.output().len();
+        target.trigger(case.trigger, case.watched)?;
+        let expected = take_oracle(&mut target, case, interp, before)?;
+        expect_dumps(
+            &mut pytrace,
+            &[(pid, expected)],
+            &format!("dump subcommand {}", interp.name),
+        )
+    });
+}

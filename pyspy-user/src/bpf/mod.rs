@@ -4,7 +4,11 @@ mod btf;
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{uprobe::UProbeScope, BtfTracePoint, UProbe},
+    programs::{
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+        uprobe::UProbeScope,
+        BtfTracePoint, PerfEvent, UProbe,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use std::path::PathBuf;
@@ -24,6 +28,8 @@ pub struct ProbeConfig {
     pub pid_filter: bool,
     /// Ring-buffer size in bytes (a power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
+    /// Batched records (samples) wake the reader once this many bytes wait.
+    pub wake_batch_bytes: u32,
     /// Ask the kernel to account each program's run time (small cost per run).
     pub run_time_stats: bool,
 }
@@ -51,6 +57,7 @@ impl Probes {
             .filter(|&&s| s < 64)
             .fold(0u64, |m, &s| m | (1u64 << s));
         let pid_filter = u32::from(config.pid_filter);
+        let wake_batch_bytes = config.wake_batch_bytes as u64;
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
@@ -58,6 +65,7 @@ impl Probes {
             .override_global("TASK_TGID_OFFSET", &k.task_tgid, true)
             .override_global("SIGNAL_MASK", &mask, true)
             .override_global("PID_FILTER", &pid_filter, true)
+            .override_global("WAKE_BATCH_BYTES", &wake_batch_bytes, true)
             .map_max_entries("EVENTS", config.ringbuf_bytes)
             .load(OBJECT)
             .map_err(|e| Error::KernelSupport(format!("loading the eBPF object failed: {e}")))?;
@@ -84,6 +92,43 @@ impl Probes {
         // The sender's host PID, noted at generation, for targets in other PID namespaces.
         self.attach_btf_tracepoint("signal_generate", "signal_generate")?;
         self.attach_btf_tracepoint("signal_deliver", "signal_deliver")
+    }
+
+    /// Attaches the CPU-clock program to a software perf event firing `hz` times per second
+    /// of CPU time on every online CPU (no hardware PMU needed). Returns the number of CPUs.
+    pub fn attach_cpu_clock(&mut self, hz: u64) -> Result<usize, Error> {
+        let attach_err = |reason: String| Error::Attach {
+            probe: "perf_event/cpu-clock".into(),
+            reason,
+        };
+        let cpus = aya::util::online_cpus()
+            .map_err(|(what, e)| attach_err(format!("cannot list online CPUs ({what}): {e}")))?;
+        let program: &mut PerfEvent = self
+            .ebpf
+            .program_mut("cpu_clock")
+            .ok_or_else(|| attach_err("program missing from the object".into()))?
+            .try_into()
+            .map_err(|e| attach_err(format!("{e}")))?;
+        program
+            .load()
+            .map_err(|e| attach_err(verifier_summary(&e)))?;
+        for &cpu in &cpus {
+            program
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(hz),
+                    false,
+                )
+                .map_err(|e| attach_err(format!("CPU {cpu}: {e}")))?;
+        }
+        Ok(cpus.len())
+    }
+
+    /// Attaches only the exit program (`tp_btf/sched_process_exit`), to learn when chosen
+    /// processes exit.
+    pub fn attach_exits(&mut self) -> Result<(), Error> {
+        self.attach_btf_tracepoint("process_exit", "sched_process_exit")
     }
 
     /// Attaches the process-lifecycle programs: exec (`tp_btf/sched_process_exec`), exit

@@ -1,11 +1,11 @@
-//! The text `faulthandler.dump_traceback(all_threads=True)` writes, rebuilt from a [`Dump`].
+//! The text `faulthandler.dump_traceback(all_threads=True)` writes, rebuilt from a [`Capture`].
 //!
 //! This is the body `_Py_DumpTracebackThreads(fd, interp, current_tstate)` writes in
 //! CPython's `Python/traceback.c`: one block per thread of the interpreter's list, each a
 //! header and the thread's frames, innermost first. What differs between CPython versions
 //! is data in a [`Style`], chosen by [`style_for_release`] or [`style_for`].
 
-use crate::model::{ChainEntry, Dump, Frame, PyText, ThreadStack};
+use crate::model::{Capture, ChainEntry, Frame, PyText, ThreadStack};
 use pytrace_common::{MAX_FRAMES, STR_MAX_CODEPOINTS};
 
 /// How the frame loop of one CPython release treats shim frames (entries that belong to
@@ -132,7 +132,7 @@ pub fn style_for(major: u8, minor: u8) -> Style {
 
 /// The whole text of `dump_traceback(all_threads=True)`: the thread blocks separated by an
 /// empty line, then `...` when the list went on past `MAX_THREADS`.
-pub fn write_threads(out: &mut Vec<u8>, dump: &Dump, style: &Style) {
+pub fn write_threads(out: &mut Vec<u8>, dump: &Capture, style: &Style) {
     for (i, thread) in dump.threads.iter().enumerate() {
         if i != 0 {
             out.push(b'\n');
@@ -357,14 +357,14 @@ mod tests {
         }
     }
 
-    fn dump_of(threads: Vec<ThreadStack>) -> Dump {
-        Dump {
+    fn dump_of(threads: Vec<ThreadStack>) -> Capture {
+        Capture {
             threads,
             ..Default::default()
         }
     }
 
-    fn render(dump: &Dump, style: &Style) -> String {
+    fn render(dump: &Capture, style: &Style) -> String {
         let mut out = Vec::new();
         write_threads(&mut out, dump, style);
         String::from_utf8(out).unwrap()
@@ -873,7 +873,7 @@ mod tests {
                         }
                     })
                     .collect();
-                let dump = Dump {
+                let dump = Capture {
                     python_version: (v[0], v[1], v[2]),
                     gc_collecting: case["gc"].as_bool().unwrap(),
                     more_threads: case["more_threads"].as_bool().unwrap(),

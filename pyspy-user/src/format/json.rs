@@ -5,9 +5,9 @@ use std::io::{self, Write};
 use pytrace_common::MAX_FRAMES;
 use serde::Serialize;
 
-use super::{timestamp, version_string, DumpFormat};
+use super::{timestamp, version_string, Output};
 use crate::{
-    model::{ChainEntry, Dump, PyText},
+    model::{Capture, ChainEntry, PyText, TriggerInfo},
     signals,
 };
 
@@ -22,8 +22,12 @@ struct JsonDump<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     ns_tid: Option<u32>,
     comm: &'a str,
-    signal: u32,
-    signal_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sender_pid: Option<u32>,
     time: String,
@@ -58,8 +62,12 @@ fn text(t: &Option<PyText>) -> Option<String> {
     t.as_ref().map(PyText::to_string_lossy)
 }
 
-impl DumpFormat for Json {
-    fn write_dump(&mut self, d: &Dump, out: &mut dyn Write) -> io::Result<()> {
+impl Output for Json {
+    fn record(&mut self, d: &Capture, out: &mut dyn Write) -> io::Result<()> {
+        let (signal, sender_pid, cpu) = match d.trigger {
+            TriggerInfo::Signal { signal, sender_pid } => (Some(signal), sender_pid, None),
+            TriggerInfo::Timer { cpu } => (None, None, Some(cpu)),
+        };
         let threads = d
             .threads
             .iter()
@@ -90,9 +98,10 @@ impl DumpFormat for Json {
             ns_pid: d.ns_pid,
             ns_tid: d.ns_tid,
             comm: &d.comm,
-            signal: d.signal,
-            signal_name: signals::name(d.signal),
-            sender_pid: d.sender_pid,
+            signal,
+            signal_name: signal.map(signals::name),
+            cpu,
+            sender_pid,
             time: timestamp(d.time_ns),
             time_ns: d.time_ns,
             python_version: version_string(d.python_version),

@@ -1,5 +1,6 @@
-//! Output formats. Each reads symbolized [`Dump`]s and writes bytes; none collects or
-//! symbolizes anything.
+//! Outputs of captures. Each reads symbolized [`Capture`]s and writes bytes; none collects or
+//! symbolizes anything. Text and JSON write each capture as it comes; an aggregating output
+//! writes at [`Output::finish`].
 
 pub mod faulthandler;
 mod json;
@@ -9,12 +10,16 @@ use std::io::{self, Write};
 
 use clap::ValueEnum;
 
-use crate::model::Dump;
+use crate::model::Capture;
 
-/// One output format.
-pub trait DumpFormat {
-    /// Writes one dump.
-    fn write_dump(&mut self, dump: &Dump, out: &mut dyn Write) -> io::Result<()>;
+/// One consumer of captures.
+pub trait Output {
+    /// Takes one capture (and writes it, for per-capture formats).
+    fn record(&mut self, capture: &Capture, out: &mut dyn Write) -> io::Result<()>;
+    /// Writes what was aggregated, once no capture follows.
+    fn finish(&mut self, _out: &mut dyn Write) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -25,7 +30,7 @@ pub enum FormatKind {
     Json,
 }
 
-pub fn new(kind: FormatKind) -> Box<dyn DumpFormat> {
+pub fn new(kind: FormatKind) -> Box<dyn Output> {
     match kind {
         FormatKind::Text => Box::new(text::Text),
         FormatKind::Json => Box::new(json::Json),

@@ -3,13 +3,16 @@
 
 use std::io::{self, Write};
 
-use super::{faulthandler, timestamp, version_string, DumpFormat};
-use crate::{model::Dump, signals};
+use super::{faulthandler, timestamp, version_string, Output};
+use crate::{
+    model::{Capture, TriggerInfo},
+    signals,
+};
 
 pub struct Text;
 
-impl DumpFormat for Text {
-    fn write_dump(&mut self, dump: &Dump, out: &mut dyn Write) -> io::Result<()> {
+impl Output for Text {
+    fn record(&mut self, dump: &Capture, out: &mut dyn Write) -> io::Result<()> {
         let mut buf = Vec::with_capacity(4096);
         header(&mut buf, dump);
         let (major, minor, micro) = dump.python_version;
@@ -21,26 +24,36 @@ impl DumpFormat for Text {
 }
 
 /// `Process 1234 (python3) Python 3.11.7, SIGILL from PID 99, 2026-11-25T10:00:00.000000Z`;
-/// in a PID namespace, `Process 1234 [1 in its PID namespace] …, SIGILL to thread 1240 [7] …`.
-fn header(buf: &mut Vec<u8>, d: &Dump) {
+/// in a PID namespace, `Process 1234 [1 in its PID namespace] …, SIGILL to thread 1240 [7] …`;
+/// for a timer sample, `…, CPU clock on CPU 3 in thread 1240, …`.
+fn header(buf: &mut Vec<u8>, d: &Capture) {
     let _ = write!(buf, "Process {} ", d.pid);
     if let Some(ns) = d.ns_pid {
         let _ = write!(buf, "[{ns} in its PID namespace] ");
     }
     let _ = write!(
         buf,
-        "({}) Python {}, {}",
+        "({}) Python {}, ",
         d.comm,
-        version_string(d.python_version),
-        signals::name(d.signal)
+        version_string(d.python_version)
     );
+    let (preposition, sender) = match d.trigger {
+        TriggerInfo::Signal { signal, sender_pid } => {
+            let _ = write!(buf, "{}", signals::name(signal));
+            ("to", sender_pid)
+        }
+        TriggerInfo::Timer { cpu } => {
+            let _ = write!(buf, "CPU clock on CPU {cpu}");
+            ("in", None)
+        }
+    };
     if d.tid != d.pid {
-        let _ = write!(buf, " to thread {}", d.tid);
+        let _ = write!(buf, " {preposition} thread {}", d.tid);
         if let Some(ns) = d.ns_tid {
             let _ = write!(buf, " [{ns}]");
         }
     }
-    if let Some(sender) = d.sender_pid {
+    if let Some(sender) = sender {
         let _ = write!(buf, " from PID {sender}");
     }
     let _ = write!(buf, ", {}", timestamp(d.time_ns));

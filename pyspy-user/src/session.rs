@@ -1,0 +1,483 @@
+//! The trigger-agnostic driver: loads the programs, registers CPython processes (at start and
+//! as they appear), attaches what the mode needs, then drains the ring buffer — decode →
+//! assemble → symbolize — and hands each finished [`Capture`] to a [`Consumer`] until told to
+//! stop. What a capture becomes (text, JSON, a profile) is the consumer's business.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{io::unix::AsyncFd, signal::unix::SignalKind, time::Instant};
+
+use crate::{
+    bpf::{ProbeConfig, Probes},
+    decode::{self, Assembler, Record},
+    error::Error,
+    model::{Capture, TriggerInfo},
+    process,
+    schedule::{Due, Schedule, NOT_PYTHON_RECHECKS},
+    signals,
+    symbolize::Symbolizer,
+    tracker::{self, Tracker},
+};
+
+/// What triggers captures.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// A dump of every thread at each delivery of this signal.
+    Signal(u32),
+    /// A sample of the interrupted thread at this many ticks per second on every CPU.
+    Timer { hz: u64 },
+}
+
+pub struct SessionConfig {
+    pub mode: Mode,
+    /// Only these processes (filtered in the kernel); empty: every CPython process, including
+    /// new ones.
+    pub pids: Vec<u32>,
+    pub verbose: u8,
+    pub ringbuf_mib: u32,
+    /// Stop once a run of this long is over.
+    pub duration: Option<f64>,
+    /// Stop once every process of `pids` has exited.
+    pub stop_when_targets_exit: bool,
+}
+
+/// Whether the session goes on after a capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// What the session's captures go to.
+pub trait Consumer {
+    fn capture(&mut self, capture: Capture) -> Result<Flow, Error>;
+    /// Called on the session's drain clock (timer mode), with the session's progress.
+    fn tick(&mut self, _progress: &Progress) {}
+}
+
+/// Where a session stands, for progress lines.
+pub struct Progress {
+    pub elapsed: Duration,
+    pub captures: u64,
+    pub processes: usize,
+}
+
+/// Samples are read on this clock (they wake the reader only in large batches).
+const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
+/// A sampling session wakes the reader once a quarter of the ring buffer is full.
+const BATCH_FRACTION: u32 = 4;
+
+pub struct Session {
+    config: SessionConfig,
+    probes: Probes,
+    sym: Symbolizer,
+    tracker: Tracker,
+    schedule: Schedule,
+    asm: Assembler,
+    ring: Option<RingBuf<MapData>>,
+    stop: Stop,
+    /// `--pid` processes not yet seen exiting.
+    targets: BTreeSet<u32>,
+    captures: u64,
+    decode_errors: u64,
+    /// Signals to new processes that arrived before their inspection finished.
+    missed_new: u64,
+    boot_to_epoch_ns: i128,
+    started: Instant,
+    /// Online CPUs the timer is attached on.
+    pub cpus: usize,
+}
+
+impl Session {
+    /// Checks the requested PIDs, loads the programs, registers the processes and attaches
+    /// the mode's programs. SIGINT and SIGTERM are caught from here on.
+    pub fn start(config: SessionConfig) -> Result<Self, Error> {
+        // Check the requested PIDs before touching the kernel: a typo is the commonest error.
+        for &pid in &config.pids {
+            process::inspect(pid).map_err(tracker::inspect_error)?;
+        }
+        let ringbuf_bytes = config.ringbuf_mib.max(1).next_power_of_two() * 1024 * 1024;
+        let mut probes = Probes::load(&ProbeConfig {
+            signals: match config.mode {
+                Mode::Signal(s) => vec![s],
+                Mode::Timer { .. } => vec![],
+            },
+            pid_filter: !config.pids.is_empty(),
+            ringbuf_bytes,
+            wake_batch_bytes: ringbuf_bytes / BATCH_FRACTION,
+            run_time_stats: config.verbose > 0,
+        })?;
+        let mut sym = Symbolizer::default();
+        let mut tracker = Tracker::default();
+        let mut schedule = Schedule::default();
+        let ring = probes.events()?;
+        if config.pids.is_empty() {
+            // Attach the lifecycle probes first, so a process started during the scan is not
+            // missed.
+            for failure in probes.attach_lifecycle(&dynamic_loaders())? {
+                eprintln!(
+                    "pytrace: warning: {failure}; processes loading libpython later may be missed"
+                );
+            }
+            for pid in process::candidate_pids() {
+                match tracker.register(pid, &mut probes, &mut sym) {
+                    Ok(()) => schedule.registered(pid),
+                    Err(e) if config.verbose > 0 => eprintln!("pytrace: skipping {e}"),
+                    Err(_) => {}
+                }
+            }
+        } else {
+            if config.stop_when_targets_exit {
+                // To notice that the chosen processes are all gone.
+                probes.attach_exits()?;
+            }
+            for &pid in &config.pids {
+                tracker.register(pid, &mut probes, &mut sym)?;
+            }
+        }
+        let cpus = match config.mode {
+            Mode::Signal(_) => {
+                probes.attach_signal()?;
+                0
+            }
+            Mode::Timer { hz } => probes.attach_cpu_clock(hz)?,
+        };
+        // Installed before "attached" is printed: a SIGTERM right after it must detach cleanly.
+        let stop = Stop::install()?;
+        Ok(Session {
+            targets: config.pids.iter().copied().collect(),
+            config,
+            probes,
+            sym,
+            tracker,
+            schedule,
+            asm: Assembler::default(),
+            ring: Some(ring),
+            stop,
+            captures: 0,
+            decode_errors: 0,
+            missed_new: 0,
+            boot_to_epoch_ns: boot_to_epoch_ns(),
+            started: Instant::now(),
+            cpus,
+        })
+    }
+
+    /// Python processes known now.
+    pub fn process_count(&self) -> usize {
+        self.sym.process_count()
+    }
+
+    /// Captures handed to the consumer so far.
+    pub fn captures(&self) -> u64 {
+        self.captures
+    }
+
+    /// Drains captures into `consumer` until a stop: SIGINT/SIGTERM, the duration, the
+    /// consumer's `Flow::Stop`, or (if asked) the exit of every chosen process.
+    pub async fn run(&mut self, consumer: &mut dyn Consumer) -> Result<(), Error> {
+        let ring = self
+            .ring
+            .take()
+            .ok_or_else(|| Error::Runtime("the session has already run".into()))?;
+        // SAFETY: the ring buffer owns its file descriptor, which stays open (and is not closed
+        // or reused behind tokio's back) for as long as the AsyncFd owns the ring buffer.
+        let mut fd = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| Error::Runtime(format!("ring buffer: {e}")))?;
+        self.started = Instant::now();
+        let deadline = self
+            .config
+            .duration
+            .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        let drain_clock = matches!(self.config.mode, Mode::Timer { .. });
+        let mut ticker = tokio::time::interval(DRAIN_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let next_inspect = self.schedule.next();
+            let inspect = async {
+                match next_inspect {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let tick = async {
+                if drain_clock {
+                    ticker.tick().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let flow = tokio::select! {
+                guard = fd.readable_mut() => {
+                    let mut guard = guard.map_err(|e| Error::Runtime(format!("ring buffer: {e}")))?;
+                    let flow = self.drain(guard.get_inner_mut(), consumer)?;
+                    guard.clear_ready();
+                    flow
+                }
+                _ = tick => {
+                    let flow = self.drain(fd.get_mut(), consumer)?;
+                    consumer.tick(&Progress {
+                        elapsed: self.started.elapsed(),
+                        captures: self.captures,
+                        processes: self.sym.process_count(),
+                    });
+                    flow
+                }
+                _ = self.stop.interrupt.recv() => Flow::Stop,
+                _ = self.stop.terminate.recv() => Flow::Stop,
+                _ = sleep => Flow::Stop,
+                _ = inspect => {
+                    self.inspect_due();
+                    Flow::Continue
+                }
+            };
+            if flow == Flow::Stop {
+                // What is already in the ring buffer belongs to the run: keep it.
+                if drain_clock {
+                    self.drain(fd.get_mut(), consumer)?;
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles every record waiting in the ring buffer.
+    fn drain(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        consumer: &mut dyn Consumer,
+    ) -> Result<Flow, Error> {
+        while let Some(item) = ring.next() {
+            let bytes = item.to_vec();
+            drop(item);
+            if self.handle(&bytes, consumer)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Does what the schedule says is due: inspections of reported processes (file names
+    /// first, which is cheap; the full inspection only for likely interpreters), and the
+    /// second look at newly registered ones.
+    fn inspect_due(&mut self) {
+        for due in self.schedule.take_due(Instant::now()) {
+            match due {
+                Due::Recheck(pid) => {
+                    if process::is_gone(pid) {
+                        self.tracker
+                            .unregister(pid, &mut self.probes, &mut self.sym);
+                    }
+                }
+                Due::Inspect { pid, attempt } => self.inspect(pid, attempt),
+            }
+        }
+    }
+
+    fn inspect(&mut self, pid: u32, attempt: usize) {
+        let result = if process::is_candidate(pid) {
+            self.tracker.register(pid, &mut self.probes, &mut self.sym)
+        } else if process::is_gone(pid) {
+            Err(Error::NoSuchProcess(pid))
+        } else {
+            Err(Error::NotPython {
+                pid,
+                comm: String::new(),
+            })
+        };
+        match result {
+            Ok(()) => {
+                self.schedule.registered(pid);
+                if self.config.verbose > 0 {
+                    eprintln!("pytrace: now tracing new process {pid}");
+                }
+            }
+            Err(Error::NoSuchProcess(_)) => {}
+            Err(Error::NotPython { .. }) if attempt >= NOT_PYTHON_RECHECKS => {}
+            Err(e) => {
+                if Schedule::has_retry(attempt) {
+                    self.schedule.retry(pid, attempt + 1);
+                } else if self.config.verbose > 0 {
+                    eprintln!("pytrace: not tracing new process {pid}: {e}");
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, bytes: &[u8], consumer: &mut dyn Consumer) -> Result<Flow, Error> {
+        match decode::decode(bytes) {
+            Ok(Record::Begin(b)) => self.asm.begin(b),
+            Ok(Record::Signal(s)) => self.asm.signal(s),
+            Ok(Record::Thread(h, f)) => self.asm.thread(h, f),
+            Ok(Record::Code(c)) => self.sym.add_code(c),
+            Ok(Record::End(e)) => {
+                if let Some(raw) = self.asm.end(e) {
+                    let mut capture = self.sym.symbolize(&raw, self.boot_to_epoch_ns);
+                    if capture.ns_pid.is_some()
+                        && matches!(capture.trigger, TriggerInfo::Signal { .. })
+                    {
+                        // In a PID namespace: the receiving thread's id as the target sees it,
+                        // while the thread still exists.
+                        capture.ns_tid = process::procfs::thread_ns_tid(capture.pid, capture.tid);
+                    }
+                    self.captures += 1;
+                    return consumer.capture(capture);
+                }
+            }
+            Ok(Record::Mapped(pid)) => {
+                if self.config.pids.is_empty() && !self.sym.has_process(pid) {
+                    self.schedule.reported(pid);
+                }
+            }
+            Ok(Record::Forked(child, parent)) => {
+                if self.sym.fork_process(parent, child) && self.config.verbose > 0 {
+                    eprintln!("pytrace: now tracing process {child}, forked from {parent}");
+                }
+            }
+            Ok(Record::Exited(pid)) => {
+                self.schedule.forget(pid);
+                self.tracker
+                    .unregister(pid, &mut self.probes, &mut self.sym);
+                if self.targets.remove(&pid)
+                    && self.targets.is_empty()
+                    && self.config.stop_when_targets_exit
+                {
+                    if self.config.verbose > 0 {
+                        eprintln!("pytrace: every chosen process has exited");
+                    }
+                    return Ok(Flow::Stop);
+                }
+            }
+            Ok(Record::Skipped(s)) if self.schedule.is_waiting(s.pid) => {
+                // A new process, signalled before its inspection finished: count it and say
+                // so, since the dump is lost.
+                self.missed_new += 1;
+                eprintln!(
+                    "pytrace: process {} received {} before pytrace finished inspecting it; not dumped",
+                    s.pid,
+                    signals::name(s.signal)
+                );
+            }
+            Ok(Record::Skipped(s)) => {
+                if self.config.verbose > 0 {
+                    let end = s.comm.iter().position(|&c| c == 0).unwrap_or(16);
+                    eprintln!(
+                        "pytrace: process {} ({}) received {}: not a known Python process, ignored",
+                        s.pid,
+                        String::from_utf8_lossy(&s.comm[..end]),
+                        signals::name(s.signal)
+                    );
+                }
+            }
+            Err(e) => {
+                self.decode_errors += 1;
+                if self.config.verbose > 1 {
+                    eprintln!("pytrace: undecodable record: {e}");
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Counters on exit: all of them with -v, or whenever something was lost or incomplete.
+    /// `written` names what the consumer wrote (`printed=N`).
+    pub fn report(&self, written: (&str, u64)) {
+        let counters = self.probes.counters();
+        let lost = counters
+            .iter()
+            .filter(|(c, _)| c.is_loss())
+            .map(|(_, n)| n)
+            .sum::<u64>()
+            + self.asm.torn
+            + self.decode_errors
+            + self.missed_new;
+        if self.config.verbose == 0 && lost == 0 {
+            return;
+        }
+        let mut line = format!("pytrace: stats: {}={}", written.0, written.1);
+        for (c, n) in counters {
+            line.push_str(&format!(" {}={}", c.name(), n));
+        }
+        line.push_str(&format!(
+            " torn_dumps={} orphan_records={} decode_errors={} stray_codes={} missed_new_processes={}",
+            self.asm.torn,
+            self.asm.orphans,
+            self.decode_errors,
+            self.sym.stray_codes,
+            self.missed_new
+        ));
+        eprintln!("{line}");
+        if self.config.verbose > 0 {
+            for (name, runs, ns) in self.probes.run_stats() {
+                eprintln!("pytrace: bpf: {name} runs={runs} ns={ns}");
+            }
+        }
+    }
+
+    /// The kernel side's counters (totals over all CPUs).
+    pub fn counters(&self) -> Vec<(pytrace_common::Counter, u64)> {
+        self.probes.counters()
+    }
+
+    /// Captures lost whole: torn in the ring buffer, or undecodable.
+    pub fn torn(&self) -> u64 {
+        self.asm.torn + self.decode_errors
+    }
+}
+
+/// SIGINT and SIGTERM, caught so that pytrace detaches and reports before exiting.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn install() -> Result<Self, Error> {
+        let catch = |kind| {
+            tokio::signal::unix::signal(kind)
+                .map_err(|e| Error::Runtime(format!("cannot catch SIGINT/SIGTERM: {e}")))
+        };
+        Ok(Stop {
+            interrupt: catch(SignalKind::interrupt())?,
+            terminate: catch(SignalKind::terminate())?,
+        })
+    }
+}
+
+/// The dynamic loaders present on the host (their `_dl_debug_state` runs in every process
+/// that uses them).
+fn dynamic_loaders() -> Vec<std::path::PathBuf> {
+    const KNOWN: [&str; 3] = [
+        "/lib64/ld-linux-x86-64.so.2",
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "/lib/ld-musl-x86_64.so.1",
+    ];
+    let mut found: Vec<std::path::PathBuf> = KNOWN
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// CLOCK_REALTIME − CLOCK_BOOTTIME, in nanoseconds.
+fn boot_to_epoch_ns() -> i128 {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into a valid timespec.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_BOOTTIME)
+}
