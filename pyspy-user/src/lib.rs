@@ -11,6 +11,7 @@ pub mod error;
 pub mod format;
 pub mod model;
 pub mod process;
+pub mod profile;
 pub mod python;
 pub mod run;
 pub mod schedule;
