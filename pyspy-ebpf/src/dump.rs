@@ -4,7 +4,7 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_boot_ns,
     generated::bpf_get_smp_processor_id,
 };
-use pytrace_common::{kind, Counter, DumpBegin, Skipped, Trigger};
+use pytrace_common::{kind, signal_bit, Counter, DumpBegin, Skipped, Trigger};
 
 use crate::{
     counters::bump,
@@ -26,7 +26,7 @@ const TRACE_SIGNAL_DELIVERED: i32 = 0;
 /// In the sender: notes who sends a chosen signal to which process, by host ids.
 #[inline(always)]
 pub fn on_generate(sig: u32, target: u64, result: i32) {
-    if sig >= 64 || SIGNAL_MASK.load() & (1u64 << sig) == 0 || result != TRACE_SIGNAL_DELIVERED {
+    if SIGNAL_MASK.load() & signal_bit(sig) == 0 || result != TRACE_SIGNAL_DELIVERED {
         return;
     }
     let Some(pid) = kernel_i32(target + TASK_TGID_OFFSET.load()) else {
@@ -42,7 +42,7 @@ pub fn on_generate(sig: u32, target: u64, result: i32) {
 
 #[inline(always)]
 pub fn on_signal(sig: u32, info: u64) {
-    if sig >= 64 || SIGNAL_MASK.load() & (1u64 << sig) == 0 {
+    if SIGNAL_MASK.load() & signal_bit(sig) == 0 {
         bump(Counter::OtherSignal);
         return;
     }

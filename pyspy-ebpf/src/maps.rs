@@ -18,7 +18,7 @@ pub static FSBASE_OFFSET: Global<u64> = Global::new(0);
 pub static TASK_PID_OFFSET: Global<u64> = Global::new(0);
 #[no_mangle]
 pub static TASK_TGID_OFFSET: Global<u64> = Global::new(0);
-/// Bit `n` set: signal `n` triggers a dump.
+/// Bit `n - 1` set (`signal_bit`): signal `n` triggers a dump.
 #[no_mangle]
 pub static SIGNAL_MASK: Global<u64> = Global::new(0);
 /// 1: processes missing from `PROCS` were filtered out by the user (`--pid`), not unknown.

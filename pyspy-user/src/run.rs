@@ -3,8 +3,7 @@
 
 use std::{
     fs::File,
-    io::{self, Write},
-    time::Duration,
+    io::{self, IsTerminal, Write},
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -15,8 +14,11 @@ use crate::{
     cli::Cli,
     decode::{self, Assembler, Record},
     error::Error,
+    escape,
     format::{self, DumpFormat},
-    process,
+    pidwatch::PidWatch,
+    privileges, process,
+    ratelimit::RateLimit,
     schedule::{Due, Schedule, NOT_PYTHON_RECHECKS},
     signals,
     symbolize::Symbolizer,
@@ -25,6 +27,8 @@ use crate::{
 
 pub fn main(cli: Cli) -> Result<(), Error> {
     let signal = signals::parse(&cli.signal)?;
+    privileges::check()?;
+    check_procfs()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -46,17 +50,28 @@ struct Session {
     /// Signals to new processes that arrived before their inspection finished.
     missed_new: u64,
     boot_to_epoch_ns: i128,
+    /// `--max-dumps-per-sec`.
+    limit: RateLimit,
+    /// The output was closed by its reader (a closed pipe): the session ends quietly.
+    output_closed: bool,
 }
 
 async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
     // Check the requested PIDs before touching the kernel: a typo is the commonest error.
     for &pid in &cli.pid {
-        process::inspect(pid).map_err(tracker::inspect_error)?;
+        process::inspect(pid)
+            .map_err(tracker::inspect_error)
+            .map_err(|e| match e {
+                Error::NoSuchProcess(pid) if process::procfs::exited_unreaped(pid) => {
+                    Error::Zombie(pid)
+                }
+                e => e,
+            })?;
     }
     let mut probes = Probes::load(&ProbeConfig {
         signals: vec![signal],
         pid_filter: !cli.pid.is_empty(),
-        ringbuf_bytes: cli.ringbuf_mib.max(1).next_power_of_two() * 1024 * 1024,
+        ringbuf_bytes: cli.ringbuf_mib.next_power_of_two() * 1024 * 1024,
         run_time_stats: cli.verbose > 0,
     })?;
     let mut sym = Symbolizer::default();
@@ -66,14 +81,21 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
     if cli.pid.is_empty() {
         // Attach the lifecycle probes first, so a process started during the scan is not missed.
         for failure in probes.attach_lifecycle(&dynamic_loaders())? {
+            let why = if privileges::can_attach_uprobes() {
+                ""
+            } else {
+                " (uprobes need CAP_SYS_ADMIN)"
+            };
             eprintln!(
-                "pytrace: warning: {failure}; processes loading libpython later may be missed"
+                "pytrace: warning: {failure}{why}; processes loading libpython later may be missed"
             );
         }
         for pid in process::candidate_pids() {
             match tracker.register(pid, &mut probes, &mut sym) {
                 Ok(()) => schedule.registered(pid),
-                Err(e) if cli.verbose > 0 => eprintln!("pytrace: skipping {e}"),
+                Err(e) if cli.verbose > 0 => {
+                    eprintln!("pytrace: skipping {}", escape::field(&e.to_string()))
+                }
                 Err(_) => {}
             }
         }
@@ -85,20 +107,25 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
     probes.attach_signal()?;
     // Installed before "attached" is printed: a SIGTERM right after it must detach cleanly.
     let stop = Stop::install()?;
-    let out: Box<dyn Write> = match &cli.output {
-        Some(path) => Box::new(
-            File::create(path)
-                .map_err(|e| Error::Output(format!("cannot create {}: {e}", path.display())))?,
-        ),
-        None => Box::new(io::stdout()),
+    let (out, terminal): (Box<dyn Write>, bool) = match &cli.output {
+        Some(path) => {
+            let file = File::create(path)
+                .map_err(|e| Error::Output(format!("cannot create {}: {e}", path.display())))?;
+            let terminal = file.is_terminal();
+            (Box::new(file), terminal)
+        }
+        None => (Box::new(io::stdout()), io::stdout().is_terminal()),
     };
+    let watch = PidWatch::new(&cli.pid);
     eprintln!(
         "pytrace: attached to signal delivery for {}; {} Python process(es) known",
         signals::name(signal),
         sym.process_count()
     );
     let mut s = Session {
-        format: format::new(cli.format),
+        format: format::for_output(cli.format, terminal),
+        limit: RateLimit::new(cli.max_dumps_per_sec),
+        output_closed: false,
         cli,
         probes,
         sym,
@@ -111,21 +138,23 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         missed_new: 0,
         boot_to_epoch_ns: boot_to_epoch_ns(),
     };
-    let result = s.pump(ring, stop).await;
+    let result = s.pump(ring, stop, watch).await;
     s.report();
     result
 }
 
 impl Session {
-    async fn pump(&mut self, ring: RingBuf<MapData>, mut stop: Stop) -> Result<(), Error> {
+    async fn pump(
+        &mut self,
+        ring: RingBuf<MapData>,
+        mut stop: Stop,
+        watch: PidWatch,
+    ) -> Result<(), Error> {
         // SAFETY: the ring buffer owns its file descriptor, which stays open (and is not closed
         // or reused behind tokio's back) for as long as the AsyncFd owns the ring buffer.
         let mut fd = unsafe { AsyncFd::register(ring) }
             .map_err(|e| Error::Runtime(format!("ring buffer: {e}")))?;
-        let deadline = self
-            .cli
-            .duration
-            .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        let deadline = self.cli.duration.map(|d| tokio::time::Instant::now() + d);
         loop {
             if self.done() {
                 return Ok(());
@@ -146,16 +175,16 @@ impl Session {
             tokio::select! {
                 guard = fd.readable_mut() => {
                     let mut guard = guard.map_err(|e| Error::Runtime(format!("ring buffer: {e}")))?;
-                    let ring = guard.get_inner_mut();
-                    while let Some(item) = ring.next() {
-                        let bytes = item.to_vec();
-                        drop(item);
-                        self.handle(&bytes)?;
-                        if self.done() {
-                            break;
-                        }
-                    }
+                    self.drain(guard.get_inner_mut())?;
                     guard.clear_ready();
+                }
+                _ = watch.all_exited() => {
+                    // Their last records are already in the ring buffer.
+                    self.drain(fd.get_mut())?;
+                    if !self.done() {
+                        eprintln!("pytrace: every selected process has exited");
+                    }
+                    return Ok(());
                 }
                 _ = stop.interrupt.recv() => return Ok(()),
                 _ = stop.terminate.recv() => return Ok(()),
@@ -206,14 +235,50 @@ impl Session {
                 if Schedule::has_retry(attempt) {
                     self.schedule.retry(pid, attempt + 1);
                 } else if self.cli.verbose > 0 {
-                    eprintln!("pytrace: not tracing new process {pid}: {e}");
+                    eprintln!(
+                        "pytrace: not tracing new process {pid}: {}",
+                        escape::field(&e.to_string())
+                    );
                 }
             }
         }
     }
 
+    /// Handles every record in the ring buffer, or until the session is done.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<(), Error> {
+        while let Some(item) = ring.next() {
+            let bytes = item.to_vec();
+            drop(item);
+            self.handle(&bytes)?;
+            if self.done() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn done(&self) -> bool {
-        self.cli.count.is_some_and(|n| self.dumps >= n)
+        self.output_closed || self.cli.count.is_some_and(|n| self.dumps >= n)
+    }
+
+    /// Whether `--max-dumps-per-sec` lets this dump of `pid` through; says so the first time
+    /// it does not.
+    fn within_limit(&mut self, pid: u32, comm: &[u8; 16]) -> bool {
+        match self.limit.allow(pid, std::time::Instant::now()) {
+            Ok(()) => true,
+            Err(first) => {
+                if first {
+                    let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
+                    eprintln!(
+                        "pytrace: process {pid} ({}) is signalled more than {} times a second; \
+                         leaving dumps out (counted; --max-dumps-per-sec)",
+                        escape::field_bytes(&comm[..end]),
+                        self.limit.rate()
+                    );
+                }
+                false
+            }
+        }
     }
 
     fn handle(&mut self, bytes: &[u8]) -> Result<(), Error> {
@@ -223,17 +288,27 @@ impl Session {
             Ok(Record::Code(c)) => self.sym.add_code(c),
             Ok(Record::End(e)) => {
                 if let Some(raw) = self.asm.end(e) {
+                    if !self.within_limit(raw.begin.pid, &raw.begin.comm) {
+                        return Ok(());
+                    }
                     let mut dump = self.sym.symbolize(&raw, self.boot_to_epoch_ns);
                     if dump.ns_pid.is_some() {
                         // In a PID namespace: the receiving thread's id as the target sees it,
                         // while the thread still exists.
                         dump.ns_tid = process::procfs::thread_ns_tid(dump.pid, dump.tid);
                     }
-                    self.format
+                    match self
+                        .format
                         .write_dump(&dump, &mut self.out)
                         .and_then(|_| self.out.flush())
-                        .map_err(|e| Error::Output(format!("writing a dump: {e}")))?;
-                    self.dumps += 1;
+                    {
+                        Ok(()) => self.dumps += 1,
+                        // The reader is gone (`| head`): end quietly, as command-line tools do.
+                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                            self.output_closed = true
+                        }
+                        Err(e) => return Err(Error::Output(format!("writing a dump: {e}"))),
+                    }
                 }
             }
             Ok(Record::Mapped(pid)) => {
@@ -248,6 +323,7 @@ impl Session {
             }
             Ok(Record::Exited(pid)) => {
                 self.schedule.forget(pid);
+                self.limit.forget(pid);
                 self.tracker
                     .unregister(pid, &mut self.probes, &mut self.sym);
             }
@@ -267,7 +343,7 @@ impl Session {
                     eprintln!(
                         "pytrace: process {} ({}) received {}: not a known Python process, ignored",
                         s.pid,
-                        String::from_utf8_lossy(&s.comm[..end]),
+                        escape::field_bytes(&s.comm[..end]),
                         signals::name(s.signal)
                     );
                 }
@@ -292,7 +368,8 @@ impl Session {
             .sum::<u64>()
             + self.asm.torn
             + self.decode_errors
-            + self.missed_new;
+            + self.missed_new
+            + self.limit.suppressed_total();
         if self.cli.verbose == 0 && lost == 0 {
             return;
         }
@@ -301,20 +378,54 @@ impl Session {
             line.push_str(&format!(" {}={}", c.name(), n));
         }
         line.push_str(&format!(
-            " torn_dumps={} orphan_records={} decode_errors={} stray_codes={} missed_new_processes={}",
+            " torn_dumps={} orphan_records={} decode_errors={} stray_codes={} missed_new_processes={} \
+             rate_limited={}",
             self.asm.torn,
             self.asm.orphans,
             self.decode_errors,
             self.sym.stray_codes,
-            self.missed_new
+            self.missed_new,
+            self.limit.suppressed_total()
         ));
         eprintln!("{line}");
+        if let Some(line) = rate_limit_report(&self.limit) {
+            eprintln!("{line}");
+        }
         if self.cli.verbose > 0 {
             for (name, runs, ns) in self.probes.run_stats() {
                 eprintln!("pytrace: bpf: {name} runs={runs} ns={ns}");
             }
         }
     }
+}
+
+/// `pytrace: 120 dumps left out by --max-dumps-per-sec 10: process 41 120`, when any were.
+fn rate_limit_report(limit: &RateLimit) -> Option<String> {
+    const SHOWN: usize = 10;
+    let per_pid = limit.suppressed();
+    if per_pid.is_empty() {
+        return None;
+    }
+    let mut line = format!(
+        "pytrace: {} dumps left out by --max-dumps-per-sec {}:",
+        limit.suppressed_total(),
+        limit.rate()
+    );
+    for (pid, n) in per_pid.iter().take(SHOWN) {
+        line.push_str(&format!(" process {pid} {n},"));
+    }
+    line.pop();
+    if per_pid.len() > SHOWN {
+        line.push_str(&format!(" and {} more processes", per_pid.len() - SHOWN));
+    }
+    Some(line)
+}
+
+/// Inspection reads `/proc`: without it pytrace could find nothing.
+fn check_procfs() -> Result<(), Error> {
+    std::fs::metadata("/proc/self/stat")
+        .map(|_| ())
+        .map_err(|e| Error::NoProcfs(format!("/proc is not mounted here ({e})")))
 }
 
 /// SIGINT and SIGTERM, caught so that pytrace detaches and reports before exiting.

@@ -48,8 +48,7 @@ impl Probes {
         let mask = config
             .signals
             .iter()
-            .filter(|&&s| s < 64)
-            .fold(0u64, |m, &s| m | (1u64 << s));
+            .fold(0u64, |m, &s| m | pytrace_common::signal_bit(s));
         let pid_filter = u32::from(config.pid_filter);
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
