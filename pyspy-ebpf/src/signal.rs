@@ -14,7 +14,7 @@ use crate::{
     walker::SCOPE_ALL_THREADS,
 };
 
-/// Bit `n` set: signal `n` triggers a dump.
+/// Bit `n - 1` set (`signal_bit`): signal `n` triggers a dump.
 #[no_mangle]
 static SIGNAL_MASK: Global<u64> = Global::new(0);
 
@@ -55,7 +55,7 @@ pub fn on_generate(sig: u32, target: u64, result: i32) {
 
 #[inline(always)]
 fn chosen(sig: u32) -> bool {
-    sig < 64 && SIGNAL_MASK.load() & (1u64 << sig) != 0
+    SIGNAL_MASK.load() & pytrace_common::signal_bit(sig) != 0
 }
 
 /// In the receiving thread, before its handler or default action runs.

@@ -1,7 +1,8 @@
 //! Command-line arguments: `pytrace --signal SIG …` (the dump mode, also `pytrace dump`),
-//! `pytrace record` and `pytrace top`.
+//! `pytrace record` and `pytrace top`. Each value is checked as it is parsed: a bad value is a
+//! usage error (exit 2) with a one-line reason.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -40,17 +41,23 @@ pub struct DumpArgs {
     #[arg(long, short = 's', value_name = "SIGNAL", required = true)]
     pub signal: Option<String>,
 
-    /// Only dump this process (repeatable). Filtered in the kernel.
-    #[arg(long, short = 'p', value_name = "PID")]
+    /// Only dump this process (repeatable). Filtered in the kernel. pytrace exits when every
+    /// one of them has exited.
+    #[arg(long, short = 'p', value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Vec<u32>,
 
-    /// Exit after this many dumps.
-    #[arg(long, short = 'n', value_name = "N")]
+    /// Exit after this many dumps (at least 1).
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
 
-    /// Exit after this many seconds.
-    #[arg(long, short = 'd', value_name = "SECS")]
-    pub duration: Option<f64>,
+    /// Exit after this many seconds (more than 0, at most one year; fractions allowed).
+    #[arg(long, short = 'd', value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Print at most this many dumps per second of each process (0: no limit), after a burst of
+    /// twice as many; the dumps left out are counted and reported at exit.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_dumps_per_sec: u32,
 
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value = "text")]
@@ -71,7 +78,116 @@ pub struct CommonArgs {
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Ring-buffer size in MiB (rounded up to a power of two).
-    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    /// Ring-buffer size in MiB, from 1 to 1024 (rounded up to a power of two).
+    #[arg(long, default_value_t = 16, value_name = "MIB", value_parser = parse_ringbuf_mib)]
     pub ringbuf_mib: u32,
+}
+
+/// Largest ring buffer: 1 GiB of locked kernel memory.
+pub const MAX_RINGBUF_MIB: u32 = 1024;
+
+/// Longest `--duration`: a year (longer runs need no `--duration`).
+pub const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// `--count`: at least 1.
+fn parse_count(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (without --count pytrace runs until stopped)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("not a whole number of dumps".into()),
+    }
+}
+
+/// `--ringbuf-mib`: from 1 to [`MAX_RINGBUF_MIB`].
+fn parse_ringbuf_mib(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_RINGBUF_MIB).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a whole number of MiB from 1 to {MAX_RINGBUF_MIB}"
+        )),
+    }
+}
+
+/// `--duration`: a finite number of seconds, more than 0 and at most [`MAX_DURATION_SECS`].
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "not a number of seconds".to_string())?;
+    if !secs.is_finite() {
+        return Err("must be a finite number of seconds".into());
+    }
+    if secs <= 0.0 {
+        return Err("must be more than 0 seconds".into());
+    }
+    if secs > MAX_DURATION_SECS {
+        return Err(format!(
+            "must be at most {MAX_DURATION_SECS} seconds (a year); without --duration pytrace runs until stopped"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A clap error as one line (`--help` and `--version` output is not an error and is kept).
+pub fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let reason: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let reason = reason.join(" ");
+    let reason = reason.strip_prefix("error: ").unwrap_or(&reason);
+    format!("{reason} (see --help)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["pytrace", "--signal", "SIGUSR1"].iter().chain(args))
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse(&["--duration", "1.5"]).unwrap().duration,
+            Some(Duration::from_millis(1500))
+        );
+        for bad in ["inf", "1e30", "0", "nan", "-1", "-0", "x", "", "31536001"] {
+            let e = parse(&[&format!("--duration={bad}")]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            let line = one_line(&e);
+            assert!(
+                !line.contains('\n') && line.contains("--duration"),
+                "{bad}: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_sizes_and_pids() {
+        for args in [
+            &["--count", "0"][..],
+            &["--ringbuf-mib", "0"],
+            &["--ringbuf-mib", "4096"],
+            &["--ringbuf-mib", "1025"],
+            &["--pid", "0"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(one_line(&e).contains(args[0]), "{args:?}: {}", one_line(&e));
+        }
+        assert_eq!(parse(&["--ringbuf-mib", "1024"]).unwrap().ringbuf_mib, 1024);
+        assert_eq!(parse(&["--count", "1"]).unwrap().count, Some(1));
+        assert_eq!(parse(&[]).unwrap().max_dumps_per_sec, 10);
+    }
+
+    #[test]
+    fn missing_signal_is_one_line() {
+        let e = Cli::try_parse_from(["pytrace"]).unwrap_err();
+        let line = one_line(&e);
+        assert!(line.contains("--signal") && !line.contains('\n'), "{line}");
+    }
 }

@@ -12,8 +12,9 @@ use crate::{
     bpf::{ProbeConfig, Probes},
     decode::{self, Assembler, Record},
     error::Error,
+    escape,
     model::{Capture, TriggerInfo},
-    process,
+    privileges, process,
     schedule::{Due, Schedule, NOT_PYTHON_RECHECKS},
     signals,
     symbolize::Symbolizer,
@@ -54,6 +55,8 @@ pub trait Consumer {
     fn capture(&mut self, capture: Capture) -> Result<Flow, Error>;
     /// Called on the session's drain clock (timer mode), with the session's progress.
     fn tick(&mut self, _progress: &Progress) {}
+    /// A traced process has exited.
+    fn exited(&mut self, _pid: u32) {}
 }
 
 /// Where a session stands, for progress lines.
@@ -95,9 +98,17 @@ impl Session {
     pub fn start(config: SessionConfig) -> Result<Self, Error> {
         // Check the requested PIDs before touching the kernel: a typo is the commonest error.
         for &pid in &config.pids {
-            process::inspect(pid).map_err(tracker::inspect_error)?;
+            process::inspect(pid)
+                .map_err(tracker::inspect_error)
+                .map_err(|e| match e {
+                    Error::NoSuchProcess(pid) if process::procfs::exited_unreaped(pid) => {
+                        Error::Zombie(pid)
+                    }
+                    e => e,
+                })?;
         }
-        let ringbuf_bytes = config.ringbuf_mib.max(1).next_power_of_two() * 1024 * 1024;
+        // `--ringbuf-mib` is checked by the command line (1 to 1024).
+        let ringbuf_bytes = config.ringbuf_mib.next_power_of_two() * 1024 * 1024;
         let mut probes = Probes::load(&ProbeConfig {
             signals: match config.mode {
                 Mode::Signal(s) => vec![s],
@@ -116,14 +127,21 @@ impl Session {
             // Attach the lifecycle probes first, so a process started during the scan is not
             // missed.
             for failure in probes.attach_lifecycle(&dynamic_loaders())? {
+                let why = if privileges::can_attach_uprobes() {
+                    ""
+                } else {
+                    " (uprobes need CAP_SYS_ADMIN)"
+                };
                 eprintln!(
-                    "pytrace: warning: {failure}; processes loading libpython later may be missed"
+                    "pytrace: warning: {failure}{why}; processes loading libpython later may be missed"
                 );
             }
             for pid in process::candidate_pids() {
                 match tracker.register(pid, &mut probes, &mut sym) {
                     Ok(()) => schedule.registered(pid),
-                    Err(e) if config.verbose > 0 => eprintln!("pytrace: skipping {e}"),
+                    Err(e) if config.verbose > 0 => {
+                        eprintln!("pytrace: skipping {}", escape::field(&e.to_string()))
+                    }
                     Err(_) => {}
                 }
             }
@@ -305,7 +323,10 @@ impl Session {
                 if Schedule::has_retry(attempt) {
                     self.schedule.retry(pid, attempt + 1);
                 } else if self.config.verbose > 0 {
-                    eprintln!("pytrace: not tracing new process {pid}: {e}");
+                    eprintln!(
+                        "pytrace: not tracing new process {pid}: {}",
+                        escape::field(&e.to_string())
+                    );
                 }
             }
         }
@@ -345,13 +366,13 @@ impl Session {
                 self.schedule.forget(pid);
                 self.tracker
                     .unregister(pid, &mut self.probes, &mut self.sym);
+                consumer.exited(pid);
                 if self.targets.remove(&pid)
                     && self.targets.is_empty()
                     && self.config.stop_when_targets_exit
                 {
-                    if self.config.verbose > 0 {
-                        eprintln!("pytrace: every chosen process has exited");
-                    }
+                    // Their last records came before this one: nothing is left behind.
+                    eprintln!("pytrace: every selected process has exited");
                     return Ok(Flow::Stop);
                 }
             }
@@ -371,7 +392,7 @@ impl Session {
                     eprintln!(
                         "pytrace: process {} ({}) received {}: not a known Python process, ignored",
                         s.pid,
-                        String::from_utf8_lossy(&s.comm[..end]),
+                        escape::field_bytes(&s.comm[..end]),
                         signals::name(s.signal)
                     );
                 }
@@ -389,6 +410,11 @@ impl Session {
     /// Counters on exit: all of them with -v, or whenever something was lost or incomplete.
     /// `written` names what the consumer wrote (`printed=N`).
     pub fn report(&self, written: (&str, u64)) {
+        self.report_with(written, &[]);
+    }
+
+    /// [`Session::report`], with the consumer's own losses (`name=N`, counted as lost).
+    pub fn report_with(&self, written: (&str, u64), consumer_lost: &[(&str, u64)]) {
         let counters = self.probes.counters();
         let lost = counters
             .iter()
@@ -397,7 +423,8 @@ impl Session {
             .sum::<u64>()
             + self.asm.torn
             + self.decode_errors
-            + self.missed_new;
+            + self.missed_new
+            + consumer_lost.iter().map(|(_, n)| n).sum::<u64>();
         if self.config.verbose == 0 && lost == 0 {
             return;
         }
@@ -413,6 +440,9 @@ impl Session {
             self.sym.stray_codes,
             self.missed_new
         ));
+        for (name, n) in consumer_lost {
+            line.push_str(&format!(" {name}={n}"));
+        }
         eprintln!("{line}");
         if self.config.verbose > 0 {
             for (name, runs, ns) in self.probes.run_stats() {

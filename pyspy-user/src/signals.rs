@@ -1,8 +1,9 @@
-//! Signal names and numbers, as `kill -l` spells them.
+//! Signal names and numbers, as `kill -l` spells them, with the usual aliases accepted.
 
 use crate::error::Error;
 
-const NAMES: [(&str, i32); 31] = [
+/// Names without `SIG`; the first name of a number is the one printed.
+const NAMES: [(&str, i32); 34] = [
     ("HUP", libc::SIGHUP),
     ("INT", libc::SIGINT),
     ("QUIT", libc::SIGQUIT),
@@ -34,17 +35,25 @@ const NAMES: [(&str, i32); 31] = [
     ("IO", libc::SIGIO),
     ("PWR", libc::SIGPWR),
     ("SYS", libc::SIGSYS),
+    // Aliases, accepted but never printed.
+    ("IOT", libc::SIGIOT),
+    ("CLD", libc::SIGCHLD),
+    ("POLL", libc::SIGPOLL),
 ];
 
 /// Highest signal number on Linux (`SIGRTMAX`).
 const SIG_MAX: i32 = 64;
 
-/// Parses `SIGILL`, `ILL`, `sigill`, `4`, `SIGRTMIN+2` or `RTMAX-1`.
+/// Parses `SIGILL`, `ILL`, `sigill`, `4`, `SIGRTMIN+2` or `RTMAX-1`. The numbers between
+/// the standard signals and `SIGRTMIN` (32 and 33 with glibc, which uses them internally) are
+/// refused.
 pub fn parse(text: &str) -> Result<u32, Error> {
     let unknown = || Error::UnknownSignal(text.to_string());
     let t = text.trim();
     if let Ok(n) = t.parse::<i32>() {
-        return if (1..=SIG_MAX).contains(&n) {
+        return if is_reserved(n) {
+            Err(Error::ReservedSignal(n as u32))
+        } else if (1..=SIG_MAX).contains(&n) {
             Ok(n as u32)
         } else {
             Err(unknown())
@@ -78,15 +87,25 @@ pub fn parse(text: &str) -> Result<u32, Error> {
     };
     match n {
         Some(n) if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) => Ok(n as u32),
+        Some(n) if is_reserved(n) => Err(Error::ReservedSignal(n as u32)),
         _ => Err(unknown()),
     }
 }
 
-/// `SIGILL` for 4; `SIGRTMIN+n` for real-time signals; the number otherwise.
+/// Signal numbers the C library keeps for itself: above the standard ones, below `SIGRTMIN`.
+fn is_reserved(n: i32) -> bool {
+    n > libc::SIGSYS && n < libc::SIGRTMIN()
+}
+
+/// `SIGILL` for 4; `SIGRTMAX` for the last signal and `SIGRTMIN+n` for the other real-time
+/// signals; the number otherwise.
 pub fn name(sig: u32) -> String {
     let n = sig as i32;
     if let Some((name, _)) = NAMES.iter().find(|(_, v)| *v == n) {
         return format!("SIG{name}");
+    }
+    if n == libc::SIGRTMAX() {
+        return "SIGRTMAX".to_string();
     }
     if n >= libc::SIGRTMIN() && n <= libc::SIGRTMAX() {
         return format!("SIGRTMIN+{}", n - libc::SIGRTMIN());
@@ -111,5 +130,35 @@ mod tests {
         assert!(parse("RTMIN+99").is_err());
         assert_eq!(name(4), "SIGILL");
         assert_eq!(name(parse("RTMIN+3").unwrap()), "SIGRTMIN+3");
+    }
+
+    #[test]
+    fn aliases() {
+        assert_eq!(parse("SIGIOT").unwrap(), 6);
+        assert_eq!(parse("cld").unwrap(), 17);
+        assert_eq!(parse("SIGPOLL").unwrap(), 29);
+        assert_eq!(name(6), "SIGABRT");
+        assert_eq!(name(17), "SIGCHLD");
+        assert_eq!(name(29), "SIGIO");
+    }
+
+    #[test]
+    fn rtmax_by_name() {
+        assert_eq!(parse("SIGRTMAX").unwrap(), 64);
+        assert_eq!(name(64), "SIGRTMAX");
+        assert_eq!(name(63), "SIGRTMIN+29");
+        assert_eq!(parse(&name(64)).unwrap(), 64);
+    }
+
+    #[test]
+    fn glibc_reserved_numbers() {
+        for text in ["32", "33", "SIGRTMIN-1", "RTMIN-2"] {
+            assert!(
+                matches!(parse(text), Err(Error::ReservedSignal(32 | 33))),
+                "{text}"
+            );
+        }
+        assert!(matches!(parse("RTMIN-3"), Err(Error::UnknownSignal(_))));
+        assert_eq!(parse("34").unwrap() as i32, libc::SIGRTMIN());
     }
 }

@@ -155,9 +155,13 @@ pub fn inspect_error(e: InspectError) -> Error {
         InspectError::UnsupportedVersion { pid, version } => {
             Error::UnsupportedPython { pid, version }
         }
-        InspectError::PermissionDenied(pid) => {
-            Error::Privileges(format!("cannot inspect process {pid}"))
-        }
+        // pytrace has checked its capabilities at start: a refusal now is the process's own
+        // (not dumpable, another user namespace's), not a lack of privileges.
+        InspectError::PermissionDenied(pid) => Error::Inspect {
+            pid,
+            reason: "cannot inspect it: permission denied reading its /proc entries or files"
+                .into(),
+        },
         other => Error::Runtime(other.to_string()),
     }
 }

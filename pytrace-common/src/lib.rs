@@ -25,6 +25,17 @@ pub const STR_MAX_BYTES: usize = 2048;
 pub const STR_MAX_CODEPOINTS: u64 = 500;
 /// Bytes of a code object's line table copied by the kernel (lnotab / linetable / locations).
 pub const LINETABLE_MAX: usize = 16384;
+/// The bit of signal `sig` (1 to 64: bit `sig - 1`, so that `SIGRTMAX` fits) in the mask of
+/// signals that trigger a dump; 0 for a number outside that range.
+#[inline(always)]
+pub const fn signal_bit(sig: u32) -> u64 {
+    if sig >= 1 && sig <= 64 {
+        1u64 << (sig - 1)
+    } else {
+        0
+    }
+}
+
 /// `bpf_loop` iterations for one capture: every thread walked costs one start step, one step
 /// per chain entry and one finish step; every thread passed over (a capture of one thread
 /// looking for it) costs one step.

@@ -3,7 +3,7 @@
 //! makes the test fail instead of turning it into a comparison of something trivial.
 
 use crate::dump::{escape, Dump};
-use crate::{Interpreter, Result, Signal, SIGILL, SIGQUIT, SIGUSR1, SIGUSR2};
+use crate::{Interpreter, Result, Signal, SIGILL, SIGQUIT, SIGRTMAX, SIGUSR1, SIGUSR2};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -116,6 +116,26 @@ pub const FATAL_SIGILL: Case = Case {
     check: check_thread_depths,
 };
 
+/// A process whose name holds terminal control sequences and a newline.
+pub const HOSTILE_NAME: Case = Case {
+    name: "hostile_name",
+    script: "hostile_name.py",
+    registered: &[SIGUSR1],
+    watched: SIGUSR1,
+    trigger: Trigger::Process,
+    check: check_main_only,
+};
+
+/// The main thread alone, signalled with `SIGRTMAX` (queued: every one sent is delivered).
+pub const SERVE_RTMAX: Case = Case {
+    name: "serve_rtmax",
+    script: "serve.py",
+    registered: &[SIGRTMAX],
+    watched: SIGRTMAX,
+    trigger: Trigger::Process,
+    check: check_main_only,
+};
+
 pub const ALL: &[&Case] = &[
     &THREAD_DEPTHS,
     &DEEP_RECURSION,
@@ -191,6 +211,11 @@ fn no_gc_line(dump: &Dump) -> Result<()> {
         true => Err("unexpected `Garbage-collecting` line".into()),
         false => Ok(()),
     }
+}
+
+fn check_main_only(_: &Interpreter, dump: &Dump) -> Result<()> {
+    no_gc_line(dump)?;
+    expect_threads(dump, &[main_thread(true, &["serve", "<module>"])])
 }
 
 fn check_thread_depths(_: &Interpreter, dump: &Dump) -> Result<()> {

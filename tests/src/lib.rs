@@ -249,6 +249,11 @@ pub const SIGQUIT: Signal = Signal {
     name: "SIGQUIT",
     number: libc::SIGQUIT,
 };
+/// The last real-time signal (64 with glibc on Linux); pytrace names it `SIGRTMAX`.
+pub const SIGRTMAX: Signal = Signal {
+    name: "SIGRTMAX",
+    number: 64,
+};
 pub const SIGILL: Signal = Signal {
     name: "SIGILL",
     number: libc::SIGILL,

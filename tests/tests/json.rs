@@ -23,6 +23,24 @@ fn string<'a>(object: &'a Value, key: &str) -> Result<&'a str> {
         .ok_or_else(|| format!("{key:?} is not a string in {object}"))
 }
 
+/// A string of a frame as faulthandler prints it: at most 500 code points, and `...` when
+/// `<key>_truncated` says the string was cut there (it must say so whenever it was).
+fn shown(frame: &Value, key: &str) -> Result<String> {
+    let text = string(frame, key)?;
+    let flag = format!("{key}_truncated");
+    let cut = match frame.get(&flag) {
+        None => false,
+        Some(Value::Bool(true)) => true,
+        Some(other) => return Err(format!("{flag} is {other}, expected true or absent")),
+    };
+    let length = text.chars().count();
+    match (cut, length) {
+        (true, 500) => Ok(format!("{}...", escape(text))),
+        (false, 0..=500) => Ok(escape(text)),
+        _ => Err(format!("{key} has {length} code points with {flag} {cut}")),
+    }
+}
+
 fn check_json(interp: &Interpreter, case: &Case) -> Result<()> {
     let mut target = Target::start(interp, case.script, case.registered)?;
     let pid = target.pid();
@@ -149,8 +167,8 @@ fn check_record(
         }
         for (depth, (frame, want)) in frames.iter().zip(&expected.frames).enumerate() {
             let at = |e: String| format!("thread {index} frame {depth}: {e}");
-            let filename = escape(string(frame, "filename").map_err(at)?);
-            let name = escape(string(frame, "name").map_err(at)?);
+            let filename = shown(frame, "filename").map_err(at)?;
+            let name = shown(frame, "name").map_err(at)?;
             let line = field(frame, "line").map_err(at)?;
             let line = if line.is_null() {
                 None
@@ -190,6 +208,11 @@ fn json_several_threads_at_different_recursion_depths() {
 #[test]
 fn json_non_ascii_function_and_file_names() {
     for_each_interpreter(|interp| check_json(interp, &NON_ASCII_NAMES));
+}
+
+#[test]
+fn json_long_names_are_cut_and_marked() {
+    for_each_interpreter(|interp| check_json(interp, &LONG_PATH));
 }
 
 #[test]

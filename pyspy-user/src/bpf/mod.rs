@@ -54,8 +54,7 @@ impl Probes {
         let mask = config
             .signals
             .iter()
-            .filter(|&&s| s < 64)
-            .fold(0u64, |m, &s| m | (1u64 << s));
+            .fold(0u64, |m, &s| m | pytrace_common::signal_bit(s));
         let pid_filter = u32::from(config.pid_filter);
         let wake_batch_bytes = config.wake_batch_bytes as u64;
         raise_memlock_limit();

@@ -300,11 +300,22 @@ fn write_frame(out: &mut Vec<u8>, frame: &Frame) {
     out.push(b'\n');
 }
 
+/// The part of `text` that faulthandler shows (its first 500 code points, as far as they were
+/// copied) and whether the string is longer (faulthandler then writes `...`). Every format
+/// cuts strings here.
+pub fn shown(text: &PyText) -> (&[u32], bool) {
+    let n = text.length.min(STR_MAX_CODEPOINTS) as usize;
+    (
+        &text.codepoints[..n.min(text.codepoints.len())],
+        text.length > STR_MAX_CODEPOINTS,
+    )
+}
+
 /// `_Py_DumpASCII`: the first 500 code points, printable ASCII as is and everything else
 /// as `\xNN`, `\uNNNN` or `\UNNNNNNNN` (lowercase hex), then `...` if the string is longer.
 pub fn escape_into(out: &mut Vec<u8>, text: &PyText) {
-    let shown = text.length.min(STR_MAX_CODEPOINTS);
-    for &ch in text.codepoints.iter().take(shown as usize) {
+    let (codepoints, cut) = shown(text);
+    for &ch in codepoints {
         match ch {
             0x20..=0x7e => out.push(ch as u8),
             0..=0xff => out.extend_from_slice(format!("\\x{ch:02x}").as_bytes()),
@@ -312,7 +323,7 @@ pub fn escape_into(out: &mut Vec<u8>, text: &PyText) {
             _ => out.extend_from_slice(format!("\\U{ch:08x}").as_bytes()),
         }
     }
-    if text.length > STR_MAX_CODEPOINTS {
+    if cut {
         out.extend_from_slice(b"...");
     }
 }

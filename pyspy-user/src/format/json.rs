@@ -1,11 +1,13 @@
-//! The JSON format: one object per dump, one dump per line.
+//! The JSON format: one object per dump, one dump per line. Strings are cut where the text
+//! format cuts them ([`faulthandler::shown`]: 500 code points); a cut one is followed by
+//! `"filename_truncated": true` or `"name_truncated": true` (absent when not cut).
 
 use std::io::{self, Write};
 
 use pytrace_common::MAX_FRAMES;
 use serde::Serialize;
 
-use super::{timestamp, version_string, Output};
+use super::{faulthandler, timestamp, version_string, Output};
 use crate::{
     model::{Capture, ChainEntry, PyText, TriggerInfo},
     signals,
@@ -54,12 +56,43 @@ struct JsonThread {
 #[derive(Serialize)]
 struct JsonFrame {
     filename: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    filename_truncated: bool,
     name: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    name_truncated: bool,
     line: Option<i32>,
 }
 
-fn text(t: &Option<PyText>) -> Option<String> {
-    t.as_ref().map(PyText::to_string_lossy)
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The shown part of a string (lone surrogates become U+FFFD) and whether it was cut.
+fn text(t: &Option<PyText>) -> (Option<String>, bool) {
+    match t {
+        Some(t) => {
+            let (codepoints, cut) = faulthandler::shown(t);
+            let s = codepoints
+                .iter()
+                .map(|&c| char::from_u32(c).unwrap_or('\u{fffd}'))
+                .collect();
+            (Some(s), cut)
+        }
+        None => (None, false),
+    }
+}
+
+fn frame(f: &crate::model::Frame) -> JsonFrame {
+    let (filename, filename_truncated) = text(&f.filename);
+    let (name, name_truncated) = text(&f.name);
+    JsonFrame {
+        filename,
+        filename_truncated,
+        name,
+        name_truncated,
+        line: f.line,
+    }
 }
 
 impl Output for Json {
@@ -81,11 +114,7 @@ impl Output for Json {
                     .chain
                     .iter()
                     .filter_map(|e| match e {
-                        ChainEntry::Frame(f) => Some(JsonFrame {
-                            filename: text(&f.filename),
-                            name: text(&f.name),
-                            line: f.line,
-                        }),
+                        ChainEntry::Frame(f) => Some(frame(f)),
                         ChainEntry::Shim => None,
                     })
                     .take(MAX_FRAMES as usize)
@@ -114,5 +143,32 @@ impl Output for Json {
         };
         serde_json::to_writer(&mut *out, &obj)?;
         out.write_all(b"\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Frame;
+
+    #[test]
+    fn cut_where_the_text_is_cut_and_marked() {
+        let long = PyText {
+            codepoints: vec![u32::from('n'); 501],
+            length: 600,
+        };
+        let exact = PyText::from_text(&"e".repeat(500));
+        let f = frame(&Frame {
+            filename: Some(exact),
+            name: Some(long),
+            line: Some(3),
+        });
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["name"].as_str().unwrap(), "n".repeat(500));
+        assert_eq!(v["name_truncated"], true);
+        assert_eq!(v["filename"].as_str().unwrap(), "e".repeat(500));
+        assert!(v.get("filename_truncated").is_none());
+        let none = serde_json::to_value(frame(&Frame::default())).unwrap();
+        assert!(none["name"].is_null() && none.get("name_truncated").is_none());
     }
 }

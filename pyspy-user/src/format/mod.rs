@@ -30,9 +30,16 @@ pub enum FormatKind {
     Json,
 }
 
+/// The writer for `kind`, writing to a file or a pipe.
 pub fn new(kind: FormatKind) -> Box<dyn Output> {
+    for_output(kind, false)
+}
+
+/// The writer for `kind`; `terminal`: the output is a terminal, where control characters in
+/// faulthandler's text (3.14's thread names) are shown escaped.
+pub fn for_output(kind: FormatKind, terminal: bool) -> Box<dyn Output> {
     match kind {
-        FormatKind::Text => Box::new(text::Text),
+        FormatKind::Text => Box::new(text::Text { terminal }),
         FormatKind::Json => Box::new(json::Json),
     }
 }

@@ -1,15 +1,21 @@
 //! The text format: a header line, then exactly what faulthandler would print, then an empty
-//! line.
+//! line. Target-originated text in the header is escaped ([`escape::field`]); faulthandler's
+//! text is kept byte for byte, except on a terminal, where control characters in it (3.14
+//! writes thread names raw) are shown escaped ([`escape::for_terminal`]).
 
 use std::io::{self, Write};
 
 use super::{faulthandler, timestamp, version_string, Output};
 use crate::{
+    escape,
     model::{Capture, TriggerInfo},
     signals,
 };
 
-pub struct Text;
+pub struct Text {
+    /// The output is a terminal.
+    pub terminal: bool,
+}
 
 impl Output for Text {
     fn record(&mut self, dump: &Capture, out: &mut dyn Write) -> io::Result<()> {
@@ -19,7 +25,11 @@ impl Output for Text {
         let style = faulthandler::style_for_release(major, minor, micro);
         faulthandler::write_threads(&mut buf, dump, &style);
         buf.push(b'\n');
-        out.write_all(&buf)
+        if self.terminal {
+            out.write_all(&escape::for_terminal(&buf))
+        } else {
+            out.write_all(&buf)
+        }
     }
 }
 
@@ -34,7 +44,7 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
     let _ = write!(
         buf,
         "({}) Python {}, ",
-        d.comm,
+        escape::field(&d.comm),
         version_string(d.python_version)
     );
     let (preposition, sender) = match d.trigger {

@@ -85,6 +85,11 @@ pub fn is_gone(pid: u32) -> bool {
     }
 }
 
+/// Whether `pid` has exited but is still listed (a zombie, not yet reaped by its parent).
+pub fn exited_unreaped(pid: u32) -> bool {
+    read_status(pid).is_ok_and(|s| s.is_gone())
+}
+
 /// Target of `/proc/PID/exe` as the process sees it, without a ` (deleted)` suffix.
 pub fn exe_path(pid: u32) -> io::Result<PathBuf> {
     let link = fs::read_link(proc_dir(pid).join("exe"))?;
@@ -179,6 +184,22 @@ mod tests {
     }
 
     #[test]
+    fn zombie_child() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Wait for the exit without reaping: the child stays a zombie until `wait`.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with a valid siginfo pointer; WNOWAIT leaves the child unreaped.
+        let rc =
+            unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        assert_eq!(rc, 0);
+        assert!(exited_unreaped(pid));
+        assert!(is_gone(pid));
+        child.wait().unwrap();
+        assert!(!exited_unreaped(pid));
+    }
+
+    #[test]
     fn own_process() {
         let me = std::process::id();
         assert!(same_root(me));
@@ -186,6 +207,8 @@ mod tests {
         assert_eq!(read_status(me).unwrap().ns_pids.first(), Some(&me));
         assert!(!is_gone(me));
         assert!(is_gone(u32::MAX));
+        assert!(!exited_unreaped(me));
+        assert!(!exited_unreaped(u32::MAX));
         assert_eq!(
             in_root(me, Path::new("/usr/lib/x.so")),
             PathBuf::from(format!("/proc/{me}/root/usr/lib/x.so"))
