@@ -35,6 +35,12 @@ fn needs_escape(c: char, mode: Mode) -> bool {
     }
 }
 
+/// A character a terminal acts on (C0 and C1 controls, DEL, bidirectional formatting), other
+/// than the newline.
+pub fn is_terminal_control(c: char) -> bool {
+    c != '\n' && needs_escape(c, Mode::Lines)
+}
+
 /// Appends `input` to `out` with what `mode` escapes escaped (see the module's rule).
 pub fn escape_into(out: &mut String, input: &[u8], mode: Mode) {
     for chunk in input.utf8_chunks() {

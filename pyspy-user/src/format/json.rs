@@ -1,6 +1,9 @@
 //! The JSON format: one object per dump, one dump per line. Strings are cut where the text
 //! format cuts them ([`faulthandler::shown`]: 500 code points); a cut one is followed by
-//! `"filename_truncated": true` or `"name_truncated": true` (absent when not cut).
+//! `"filename_truncated": true` or `"name_truncated": true` (absent when not cut). Besides
+//! the control characters JSON escapes, C1 controls, DEL and bidirectional formatting
+//! characters are written as `\uNNNN` too, so that no string from a target reaches a terminal
+//! raw.
 
 use std::io::{self, Write};
 
@@ -9,6 +12,7 @@ use serde::Serialize;
 
 use super::{faulthandler, timestamp, version_string, Output};
 use crate::{
+    escape,
     model::{Capture, ChainEntry, PyText, TriggerInfo},
     signals,
 };
@@ -95,6 +99,27 @@ fn frame(f: &crate::model::Frame) -> JsonFrame {
     }
 }
 
+/// serde_json's compact output, with what a terminal would act on escaped as `\uNNNN`.
+struct SafeFormatter;
+
+impl serde_json::ser::Formatter for SafeFormatter {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if escape::is_terminal_control(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                write!(writer, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
 impl Output for Json {
     fn record(&mut self, d: &Capture, out: &mut dyn Write) -> io::Result<()> {
         let (signal, sender_pid, cpu) = match d.trigger {
@@ -141,7 +166,8 @@ impl Output for Json {
             torn_threads: d.threads.iter().filter(|t| t.torn).count(),
             threads,
         };
-        serde_json::to_writer(&mut *out, &obj)?;
+        let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeFormatter);
+        obj.serialize(&mut ser)?;
         out.write_all(b"\n")
     }
 }
@@ -150,6 +176,23 @@ impl Output for Json {
 mod tests {
     use super::*;
     use crate::model::Frame;
+
+    #[test]
+    fn terminal_controls_are_escaped_and_the_json_stays_valid() {
+        let dump = Dump {
+            comm: "a\u{9b}2J\u{202e}\x1b\u{e9}".into(),
+            ..Dump::default()
+        };
+        let mut out = Vec::new();
+        Json.write_dump(&dump, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("\"comm\":\"a\\u009b2J\\u202e\\u001b\u{e9}\""),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["comm"], "a\u{9b}2J\u{202e}\x1b\u{e9}");
+    }
 
     #[test]
     fn cut_where_the_text_is_cut_and_marked() {

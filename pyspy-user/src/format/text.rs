@@ -77,3 +77,63 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
     }
     buf.push(b'\n');
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChainEntry, Frame, PyText, ThreadStack};
+
+    fn dump() -> Dump {
+        Dump {
+            pid: 7,
+            tid: 7,
+            signal: 10,
+            comm: "\x1b[2J\x1b[H\nProcess".into(),
+            python_version: (3, 14, 0),
+            threads: vec![ThreadStack {
+                thread_id: 1,
+                current: true,
+                chain: vec![ChainEntry::Frame(Frame {
+                    filename: Some(PyText::from_text("a\\b.py")),
+                    name: Some(PyText::from_text("f")),
+                    line: Some(1),
+                })],
+                ..ThreadStack::default()
+            }],
+            ..Dump::default()
+        }
+    }
+
+    fn render(terminal: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        Text { terminal }.write_dump(&dump(), &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn header_shows_the_name_escaped_on_one_line() {
+        let out = render(false);
+        let header = out.split(|&b| b == b'\n').next().unwrap();
+        let header = std::str::from_utf8(header).unwrap();
+        assert!(
+            header.starts_with("Process 7 (\\x1b[2J\\x1b[H\\x0aProcess) Python 3.14.0, SIGUSR1,"),
+            "{header}"
+        );
+        assert!(!out.iter().any(|&b| b < 0x20 && b != b'\n'));
+    }
+
+    #[test]
+    fn faulthandler_text_is_kept_and_escaped_only_on_a_terminal() {
+        // Stand-in for a raw 3.14 thread name inside faulthandler's text.
+        let raw = b"Thread 0x1 [\x1b]0;t\x07]\n";
+        assert_eq!(
+            &*escape::for_terminal(raw),
+            b"Thread 0x1 [\\x1b]0;t\\x07]\n"
+        );
+        // Without control characters, terminal or not, the bytes are the same.
+        assert_eq!(render(false), render(true));
+        assert!(String::from_utf8(render(true))
+            .unwrap()
+            .contains("File \"a\\b.py\""));
+    }
+}
