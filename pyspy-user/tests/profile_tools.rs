@@ -185,8 +185,11 @@ fn as_pprof_prints(frame: &str) -> String {
     }
 }
 
+/// One sample as `go tool pprof -traces` shows it: labels, root-first frames, count.
+type Trace = (BTreeMap<String, String>, Vec<String>, u64);
+
 /// `go tool pprof -traces` on a file: (labels, root-first frames, count) per sample.
-fn pprof_traces(path: &Path) -> (String, Vec<(BTreeMap<String, String>, Vec<String>, u64)>) {
+fn pprof_traces(path: &Path) -> (String, Vec<Trace>) {
     let text = run(go()
         .args([
             "tool",
@@ -472,7 +475,7 @@ fn folded_rerendered_by_inferno_and_svg_well_formed() {
     let mut again = Vec::new();
     let mut opt = inferno::flamegraph::Options::default();
     opt.count_name = "samples".into();
-    inferno::flamegraph::from_files(&mut opt, &[folded.clone()], &mut again).unwrap();
+    inferno::flamegraph::from_files(&mut opt, std::slice::from_ref(&folded), &mut again).unwrap();
     let rerendered = svg_titles(std::str::from_utf8(&again).unwrap());
     let count = |t: &[(String, u64)]| -> BTreeMap<String, u64> {
         let mut m = BTreeMap::new();
