@@ -26,12 +26,32 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// A scratch directory for this test, emptied first.
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pytrace-profile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch directory for one test, emptied first; removed when the test passes, kept (under
+/// `$TMPDIR/pytrace-profile-PID-NAME`) when it fails.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("pytrace-profile-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Names and files with what targets can hold: `<…>`, `&`, `;`, spaces, non-ASCII.
@@ -234,7 +254,7 @@ fn pprof_traces(path: &Path) -> (String, Vec<Trace>) {
 
 #[test]
 fn pprof_opened_by_go_tool_pprof_matches_folded() {
-    let dir = scratch("pprof");
+    let dir = Scratch::new("pprof");
     let agg = synthetic(options());
     let folded = read_folded(&write(&agg, ProfileFormat::Folded, &dir));
     let pprof = write(&agg, ProfileFormat::Pprof, &dir);
@@ -306,7 +326,7 @@ fn pprof_opened_by_go_tool_pprof_matches_folded() {
 
 #[test]
 fn pprof_of_one_process_without_thread_frames() {
-    let dir = scratch("pprof-one");
+    let dir = Scratch::new("pprof-one");
     let mut agg = Aggregate::new(Options::default(), 999);
     agg.record(&Sample {
         pid: 7,
@@ -349,7 +369,7 @@ fn speedscope_validator() -> jsonschema::Validator {
 
 #[test]
 fn speedscope_valid_against_its_schema_and_matches_folded() {
-    let dir = scratch("speedscope");
+    let dir = Scratch::new("speedscope");
     let validator = speedscope_validator();
     for options in [options(), Options::default()] {
         let agg = synthetic(options);
@@ -452,7 +472,7 @@ fn folded_frames(folded: &Path) -> BTreeSet<String> {
 
 #[test]
 fn folded_rerendered_by_inferno_and_svg_well_formed() {
-    let dir = scratch("inferno");
+    let dir = Scratch::new("inferno");
     let agg = synthetic(options());
     let folded = write(&agg, ProfileFormat::Folded, &dir);
     let total: u64 = read_folded(&folded).values().sum();
