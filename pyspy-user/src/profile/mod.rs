@@ -169,7 +169,7 @@ pub struct ThreadTotals {
 }
 
 /// Counts of unique stacks, with what every format needs around them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Aggregate {
     options: Options,
     hz: u32,
@@ -195,7 +195,19 @@ impl Aggregate {
         Aggregate {
             options,
             hz: hz.max(1),
-            ..Default::default()
+            frames: Vec::new(),
+            frame_ids: HashMap::new(),
+            reasons: Vec::new(),
+            stacks: HashMap::new(),
+            processes: BTreeMap::new(),
+            threads: BTreeMap::new(),
+            first_ns: None,
+            last_ns: None,
+            span: None,
+            filtered_no_gil: 0,
+            truncated: 0,
+            incomplete: BTreeMap::new(),
+            lost: BTreeMap::new(),
         }
     }
 
