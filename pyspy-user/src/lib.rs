@@ -11,6 +11,7 @@ pub mod error;
 pub mod escape;
 pub mod format;
 pub mod model;
+pub mod pidwatch;
 pub mod privileges;
 pub mod process;
 pub mod profile;

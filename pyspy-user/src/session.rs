@@ -3,7 +3,7 @@
 //! assemble → symbolize — and hands each finished [`Capture`] to a [`Consumer`] until told to
 //! stop. What a capture becomes (text, JSON, a profile) is the consumer's business.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind, time::Instant};
@@ -14,6 +14,7 @@ use crate::{
     error::Error,
     escape,
     model::{Capture, TriggerInfo},
+    pidwatch::PidWatch,
     privileges, process,
     schedule::{Due, Schedule, NOT_PYTHON_RECHECKS},
     signals,
@@ -80,8 +81,8 @@ pub struct Session {
     asm: Assembler,
     ring: Option<RingBuf<MapData>>,
     stop: Stop,
-    /// `--pid` processes not yet seen exiting.
-    targets: BTreeSet<u32>,
+    /// The `--pid` processes, watched when their exits end the session.
+    watch: Option<PidWatch>,
     captures: u64,
     decode_errors: u64,
     /// Signals to new processes that arrived before their inspection finished.
@@ -164,7 +165,9 @@ impl Session {
         // Installed before "attached" is printed: a SIGTERM right after it must detach cleanly.
         let stop = Stop::install()?;
         Ok(Session {
-            targets: config.pids.iter().copied().collect(),
+            watch: config
+                .stop_when_targets_exit
+                .then(|| PidWatch::new(&config.pids)),
             config,
             probes,
             sym,
@@ -209,6 +212,15 @@ impl Session {
             .duration
             .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
         let drain_clock = matches!(self.config.mode, Mode::Timer { .. });
+        // Exit records ride the next wake-up: the chosen processes' pidfds say at once.
+        let watch = self.watch.take();
+        let all_exited = async {
+            match &watch {
+                Some(w) => w.all_exited().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(all_exited);
         let mut ticker = tokio::time::interval(DRAIN_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -247,6 +259,14 @@ impl Session {
                         processes: self.sym.process_count(),
                     });
                     flow
+                }
+                _ = &mut all_exited => {
+                    // Their last records are already in the ring buffer.
+                    let flow = self.drain(fd.get_mut(), consumer)?;
+                    if flow == Flow::Continue {
+                        eprintln!("pytrace: every selected process has exited");
+                    }
+                    return Ok(());
                 }
                 _ = self.stop.interrupt.recv() => Flow::Stop,
                 _ = self.stop.terminate.recv() => Flow::Stop,
@@ -367,14 +387,6 @@ impl Session {
                 self.tracker
                     .unregister(pid, &mut self.probes, &mut self.sym);
                 consumer.exited(pid);
-                if self.targets.remove(&pid)
-                    && self.targets.is_empty()
-                    && self.config.stop_when_targets_exit
-                {
-                    // Their last records came before this one: nothing is left behind.
-                    eprintln!("pytrace: every selected process has exited");
-                    return Ok(Flow::Stop);
-                }
             }
             Ok(Record::Skipped(s)) if self.schedule.is_waiting(s.pid) => {
                 // A new process, signalled before its inspection finished: count it and say

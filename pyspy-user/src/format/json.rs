@@ -179,12 +179,12 @@ mod tests {
 
     #[test]
     fn terminal_controls_are_escaped_and_the_json_stays_valid() {
-        let dump = Dump {
+        let dump = Capture {
             comm: "a\u{9b}2J\u{202e}\x1b\u{e9}".into(),
-            ..Dump::default()
+            ..Capture::default()
         };
         let mut out = Vec::new();
-        Json.write_dump(&dump, &mut out).unwrap();
+        Json.record(&dump, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("\"comm\":\"a\\u009b2J\\u202e\\u001b\u{e9}\""),

@@ -83,11 +83,14 @@ mod tests {
     use super::*;
     use crate::model::{ChainEntry, Frame, PyText, ThreadStack};
 
-    fn dump() -> Dump {
-        Dump {
+    fn dump() -> Capture {
+        Capture {
             pid: 7,
             tid: 7,
-            signal: 10,
+            trigger: TriggerInfo::Signal {
+                signal: 10,
+                sender_pid: None,
+            },
             comm: "\x1b[2J\x1b[H\nProcess".into(),
             python_version: (3, 14, 0),
             threads: vec![ThreadStack {
@@ -100,13 +103,13 @@ mod tests {
                 })],
                 ..ThreadStack::default()
             }],
-            ..Dump::default()
+            ..Capture::default()
         }
     }
 
     fn render(terminal: bool) -> Vec<u8> {
         let mut out = Vec::new();
-        Text { terminal }.write_dump(&dump(), &mut out).unwrap();
+        Text { terminal }.record(&dump(), &mut out).unwrap();
         out
     }
 
