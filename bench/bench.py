@@ -640,7 +640,8 @@ class Bench:
         self.report.extend(lines)
 
     def pytrace(self, extra):
-        return Pytrace(self.a.pytrace, ["--signal", self.a.signal] + extra)
+        # Every signal of the latency rounds must be dumped: no per-process rate limit.
+        return Pytrace(self.a.pytrace, ["--signal", self.a.signal, "--max-dumps-per-sec", "0"] + extra)
 
     def fail(self, section, msg):
         log(f"ERROR in {section}: {msg}")

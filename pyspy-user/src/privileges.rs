@@ -8,7 +8,8 @@
 //! - `CAP_SYS_PTRACE`: read another process's `/proc/PID/maps`, `exe`, `root` and memory
 //!   (ptrace read access: a root target holds capabilities that a reduced pytrace lacks);
 //! - `CAP_DAC_READ_SEARCH`: open the interpreter files those processes map whoever owns them
-//!   (a pyenv build under a `0700` home, a container's files).
+//!   (a pyenv build under a `0700` home, a container's files); `CAP_DAC_OVERRIDE`, which
+//!   container runtimes grant by default, does as well.
 //!
 //! Optional: `CAP_SYS_ADMIN` for the host-wide uprobe on the dynamic loader (a uprobe perf
 //! event with raw samples needs it while `kernel.perf_event_paranoid` is above -1; without it
@@ -31,7 +32,10 @@ pub fn missing() -> Vec<Capability> {
         (Capability::CAP_BPF, admin),
         (Capability::CAP_PERFMON, admin),
         (Capability::CAP_SYS_PTRACE, false),
-        (Capability::CAP_DAC_READ_SEARCH, false),
+        (
+            Capability::CAP_DAC_READ_SEARCH,
+            has(Capability::CAP_DAC_OVERRIDE),
+        ),
     ]
     .into_iter()
     .filter(|&(cap, granted)| !granted && !has(cap))

@@ -148,6 +148,12 @@ mod tests {
         assert_eq!(name(64), "SIGRTMAX");
         assert_eq!(name(63), "SIGRTMIN+29");
         assert_eq!(parse(&name(64)).unwrap(), 64);
+        // Every signal has its own bit in the kernel's mask, SIGRTMAX included.
+        let bits: Vec<u64> = (1..=64).map(pytrace_common::signal_bit).collect();
+        assert!(bits.iter().all(|b| b.count_ones() == 1));
+        assert_eq!(bits.iter().fold(0, |m, b| m | b), u64::MAX);
+        assert_eq!(pytrace_common::signal_bit(0), 0);
+        assert_eq!(pytrace_common::signal_bit(65), 0);
     }
 
     #[test]

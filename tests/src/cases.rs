@@ -147,6 +147,8 @@ pub const ALL: &[&Case] = &[
     &PTHREAD_KILL_WORKER,
     &GC_DEL,
     &FATAL_SIGILL,
+    &HOSTILE_NAME,
+    &SERVE_RTMAX,
 ];
 
 /// Frames threading.Thread puts under a worker's target function.

@@ -322,4 +322,16 @@ fn missing_capabilities_are_named() {
             );
         }
     }
+    // CAP_DAC_OVERRIDE (a container's default) stands in for CAP_DAC_READ_SEARCH.
+    let caps = "+bpf,+perfmon,+sys_ptrace,+dac_override";
+    let finished = with_capabilities(caps, &["--signal", "SIGUSR1", "--duration", "0.5"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        finished.status.success() && finished.stderr.contains("pytrace: attached"),
+        "{caps}: {finished:?}"
+    );
+    // Host-wide, the loader's uprobe needs CAP_SYS_ADMIN: if it fails, the warning says so.
+    for line in finished.stderr.lines().filter(|l| l.contains("uprobe")) {
+        assert!(line.contains("CAP_SYS_ADMIN"), "{line}");
+    }
 }
