@@ -1,8 +1,10 @@
-//! The CPython walker: from the interpreter's thread list down every thread's frame chain,
-//! shared by every trigger.
+//! The CPython walker: from the interpreter list through every interpreter's thread list down
+//! every thread's frame chain, shared by every trigger.
 //!
-//! One `bpf_loop` drives the whole walk, one step per callback: open a thread, read one chain
-//! entry, or close the thread (send its record) and move to the next. The state lives in a
+//! One `bpf_loop` drives the whole walk, one step per callback: open an interpreter, open a
+//! thread, read one chain entry, or close the thread (send its record) and move to the next.
+//! Every interpreter is walked (newest first, as the list runs); which one faulthandler would
+//! dump is decided in user space from the thread records, each tagged with its interpreter. The state lives in a
 //! per-CPU map, not in the callback context: on-stack counters compared to constants never
 //! finished verifying, while map state keeps the callback small (about a thousand verified
 //! instructions instead of the 1,000,001-instruction limit that nested loops hit).
@@ -12,14 +14,14 @@ use core::{ffi::c_void, mem::size_of};
 use aya_ebpf::helpers::generated::bpf_loop;
 use pytrace_common::{
     end_flags, kind, thread_flags, Counter, DumpEnd, FrameEntry, ProcInfo, ThreadHeader, MAX_CHAIN,
-    MAX_FRAMES, MAX_THREADS, NO_OFFSET, WALK_STEPS,
+    MAX_FRAMES, MAX_INTERPRETERS, MAX_THREADS, NO_OFFSET, WALK_STEPS,
 };
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
     maps::{THREAD_SCRATCH, WALK},
-    read::{field_u64, user_u8},
+    read::{field_u64, user_u32, user_u8},
     symbols,
 };
 
@@ -53,6 +55,19 @@ pub struct WalkState {
     /// Code object whose record was last checked in this walk: recursion repeats one code
     /// object many times, and it needs no second look-up.
     pub last_code: u64,
+    /// Interpreter whose threads are being walked.
+    pub interp: u64,
+    /// Next interpreter to open once `tstate` is 0; 0 at the end of the list.
+    pub next_interp: u64,
+    /// Interpreters opened so far (the open one is `ninterps - 1`).
+    pub ninterps: u32,
+    /// Threads of the open interpreter sent so far.
+    pub interp_threads: u32,
+    pub more_threads_mask: u32,
+    pub unreadable_mask: u32,
+    pub gc_mask: u32,
+    pub _pad2: u32,
+    pub interps: [u64; MAX_INTERPRETERS as usize],
 }
 
 /// Walks every thread of the process described by the walk state and sends one thread record
@@ -63,21 +78,29 @@ pub fn walk() {
         bump(Counter::NoScratch);
         return;
     };
-    let first = match field_u64(state.proc.interp_head_addr, 0)
-        .filter(|&interp| interp != 0)
-        .and_then(|interp| field_u64(interp, state.proc.offsets.interp_threads_head))
-    {
-        Some(t) => t,
+    state.tstate = 0;
+    state.thread_index = 0;
+    state.thread_open = 0;
+    state.interp = 0;
+    state.ninterps = 0;
+    state.interp_threads = 0;
+    state.more_threads_mask = 0;
+    state.unreadable_mask = 0;
+    state.gc_mask = 0;
+    state.next_interp = match field_u64(state.proc.interp_head_addr, 0) {
+        Some(head) => head,
         None => {
             bump(Counter::NoInterpreter);
-            state.end_flags |= end_flags::NO_INTERPRETER;
+            state.end_flags |= end_flags::INTERP_UNREADABLE;
             0
         }
     };
-    state.tstate = first;
-    state.thread_index = 0;
-    state.thread_open = 0;
-    if first == 0 {
+    if state.next_interp == 0 {
+        // libpython is mapped, but `Py_Initialize` has not made an interpreter (or
+        // `Py_Finalize` has removed the last one).
+        if state.end_flags & end_flags::INTERP_UNREADABLE == 0 {
+            state.end_flags |= end_flags::NO_INTERPRETER;
+        }
         return;
     }
     // SAFETY: `walk_step` has the callback signature bpf_loop expects; its context is unused.
@@ -90,7 +113,7 @@ pub fn walk() {
         )
     };
     if let Some(s) = walk_state() {
-        if s.tstate != 0 {
+        if s.tstate != 0 || s.next_interp != 0 {
             bump(Counter::StepsExhausted);
             s.end_flags |= end_flags::STEPS_EXHAUSTED;
         }
@@ -119,6 +142,11 @@ pub fn finish() {
         dump_id: state.dump_id,
         nthreads: state.thread_index,
         lost_records: state.lost,
+        ninterps: state.ninterps,
+        more_threads_mask: state.more_threads_mask,
+        unreadable_mask: state.unreadable_mask,
+        gc_mask: state.gc_mask,
+        interps: state.interps,
     };
     if !emit::record(&end, Wake::Now) {
         state.lost += 1;
@@ -131,10 +159,12 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         bump(Counter::NoScratch);
         return 1;
     };
-    if state.tstate == 0 {
-        return 1;
-    }
-    if state.thread_open == 0 {
+    if state.thread_open == 0 && state.tstate == 0 {
+        if state.next_interp == 0 {
+            return 1;
+        }
+        open_interp(state);
+    } else if state.thread_open == 0 {
         open_thread(state);
     } else if state.frame != 0 && state.nreal <= MAX_FRAMES && (state.nchain as usize) < MAX_CHAIN {
         read_entry(state);
@@ -142,6 +172,55 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         close_thread(state);
     }
     0
+}
+
+/// Bit of interpreter `index` in the end record's masks.
+#[inline(always)]
+fn interp_bit(index: u32) -> u32 {
+    1u32.checked_shl(index).unwrap_or(0)
+}
+
+/// Starts the next interpreter of the list: notes it, reads its `next`, its
+/// `gc.collecting` and the head of its thread list.
+#[inline(always)]
+fn open_interp(state: &mut WalkState) {
+    let interp = state.next_interp;
+    let index = state.ninterps;
+    if index >= MAX_INTERPRETERS {
+        state.end_flags |= end_flags::MORE_INTERPRETERS;
+        state.next_interp = 0;
+        return;
+    }
+    let bit = interp_bit(index);
+    let off = &state.proc.offsets;
+    if let Some(slot) = state.interps.get_mut(index as usize) {
+        *slot = interp;
+    }
+    state.ninterps = index + 1;
+    state.interp = interp;
+    state.interp_threads = 0;
+    state.next_interp = match field_u64(interp, off.interp_next) {
+        Some(next) => next,
+        None => {
+            bump(Counter::NoInterpreter);
+            state.unreadable_mask |= bit;
+            0
+        }
+    };
+    if off.interp_gc_collecting != NO_OFFSET {
+        let collecting = user_u32(interp.wrapping_add(off.interp_gc_collecting as u64));
+        if collecting.unwrap_or(0) != 0 {
+            state.gc_mask |= bit;
+        }
+    }
+    state.tstate = match field_u64(interp, off.interp_threads_head) {
+        Some(head) => head,
+        None => {
+            bump(Counter::NoInterpreter);
+            state.unreadable_mask |= bit;
+            0
+        }
+    };
 }
 
 /// Reads the thread state's identity and the top of its frame chain.
@@ -158,6 +237,8 @@ fn open_thread(state: &mut WalkState) {
     let tstate = state.tstate;
     let Some(thread_id) = field_u64(tstate, off.tstate_thread_id) else {
         bump(Counter::ThreadReadFailed);
+        // The rest of this interpreter's list is out of reach; the next interpreter is not.
+        state.unreadable_mask |= interp_bit(state.ninterps.wrapping_sub(1));
         state.tstate = 0;
         return;
     };
@@ -167,6 +248,17 @@ fn open_thread(state: &mut WalkState) {
         0
     };
     let mut flags = 0;
+    let status = if off.tstate_status != NO_OFFSET {
+        match user_u32(tstate.wrapping_add(off.tstate_status as u64)) {
+            Some(s) => s,
+            None => {
+                flags |= thread_flags::STATUS_UNREADABLE;
+                0
+            }
+        }
+    } else {
+        0
+    };
     let frame = match top_frame(tstate, &state.proc) {
         Some(f) => f,
         None => {
@@ -176,7 +268,7 @@ fn open_thread(state: &mut WalkState) {
         }
     };
     if state.fsbase != 0 && thread_id == state.fsbase {
-        flags |= thread_flags::CURRENT;
+        flags |= thread_flags::RECEIVER_ID;
     }
     *hdr = ThreadHeader {
         kind: kind::THREAD,
@@ -187,6 +279,9 @@ fn open_thread(state: &mut WalkState) {
         tstate,
         index: state.thread_index,
         nframes: 0,
+        interp: state.interp,
+        interp_index: state.ninterps.wrapping_sub(1),
+        status,
     };
     state.frame = frame;
     state.nchain = 0;
@@ -287,18 +382,23 @@ fn close_thread(state: &mut WalkState) {
     }
     state.thread_open = 0;
     state.thread_index += 1;
+    state.interp_threads += 1;
+    let bit = interp_bit(state.ninterps.wrapping_sub(1));
     let next = match field_u64(state.tstate, state.proc.offsets.tstate_next) {
         Some(n) => n,
         None => {
             bump(Counter::ThreadReadFailed);
+            state.unreadable_mask |= bit;
             0
         }
     };
-    if next != 0 && state.thread_index >= MAX_THREADS {
+    if next != 0 && state.interp_threads >= MAX_THREADS {
         bump(Counter::ThreadLimit);
         state.end_flags |= end_flags::MORE_THREADS;
+        state.more_threads_mask |= bit;
         state.tstate = 0;
         return;
     }
+    // 0 at the end of the list: the next step opens the next interpreter.
     state.tstate = next;
 }

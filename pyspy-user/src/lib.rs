@@ -11,6 +11,7 @@ pub mod format;
 pub mod model;
 pub mod process;
 pub mod python;
+pub mod receiver;
 pub mod run;
 pub mod schedule;
 pub mod signals;

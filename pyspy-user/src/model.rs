@@ -60,6 +60,36 @@ pub struct ThreadStack {
     pub chain_continues: bool,
     /// A read failed part-way: the chain is incomplete.
     pub torn: bool,
+    /// Position of its interpreter in the process's interpreter list (0 = newest).
+    pub interp: u32,
+}
+
+/// One interpreter of the process (the main one or a sub-interpreter).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Interpreter {
+    /// Position in the interpreter list (0 = head = newest; the main one is the oldest).
+    pub index: u32,
+    /// Address of its `PyInterpreterState`.
+    pub address: u64,
+    pub main: bool,
+    /// The one whose threads faulthandler prints.
+    pub dumped: bool,
+    /// Its thread list went on past `MAX_THREADS`.
+    pub more_threads: bool,
+    /// Part of it (its thread list, a thread state, its `next`) could not be read.
+    pub unreadable: bool,
+}
+
+/// Whether the target had a Python interpreter to dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum InterpreterState {
+    #[default]
+    Initialised,
+    /// The interpreter list is empty: libpython is loaded but `Py_Initialize` has not run
+    /// (or `Py_Finalize` has).
+    NotInitialised,
+    /// The interpreter list could not be read.
+    Unreadable,
 }
 
 /// One dump of one process.
@@ -80,8 +110,18 @@ pub struct Dump {
     pub python_version: (u8, u8, u8),
     /// `interp->gc.collecting` was set.
     pub gc_collecting: bool,
-    /// Threads in list order (head = newest first), at most `MAX_THREADS`.
+    /// Threads of the interpreter faulthandler dumps, in list order (head = newest first),
+    /// at most `MAX_THREADS`.
     pub threads: Vec<ThreadStack>,
+    /// Threads of the process's other interpreters, in walk order (never current).
+    pub other_threads: Vec<ThreadStack>,
+    /// Every interpreter walked, in list order.
+    pub interpreters: Vec<Interpreter>,
+    /// The interpreter list went on past the interpreters walked.
+    pub more_interpreters: bool,
+    pub interpreter_state: InterpreterState,
+    /// What else is missing or uncertain, each a short phrase for the `incomplete` note.
+    pub incomplete: Vec<&'static str>,
     /// The list held more than `MAX_THREADS` threads.
     pub more_threads: bool,
     /// Frames whose code object could not be symbolized.

@@ -3,15 +3,16 @@
 
 use std::collections::HashMap;
 
-use pytrace_common::{thread_flags, FrameEntry};
+use pytrace_common::{end_flags, thread_flags, FrameEntry, ThreadHeader};
 
 use crate::{
     decode::{CodeInfo, RawDump},
-    model::{ChainEntry, Dump, Frame, ThreadStack},
+    model::{ChainEntry, Dump, Frame, Interpreter, InterpreterState, ThreadStack},
     python::{
         layout::{InstrKind, VersionLayout},
         linetable,
     },
+    receiver::{self, ListFacts, Seen},
 };
 
 /// What the symbolizer needs to know about one traced process.
@@ -95,13 +96,15 @@ impl Symbolizer {
             python_version: proc.map(|p| p.meta.version).unwrap_or_default(),
             gc_collecting: b.gc_collecting != 0,
             threads: Vec::with_capacity(raw.threads.len()),
-            more_threads: raw.end.flags & pytrace_common::end_flags::MORE_THREADS != 0,
+            more_threads: false,
             unsymbolized_frames: 0,
             lost_records: raw.end.lost_records,
+            ..Dump::default()
         };
         let mut threads: Vec<_> = raw.threads.iter().collect();
         threads.sort_by_key(|(h, _)| h.index);
-        for (hdr, frames) in threads {
+        let mut stacks = Vec::with_capacity(threads.len());
+        for (hdr, frames) in &threads {
             let chain = frames
                 .iter()
                 .map(|f| match proc {
@@ -113,16 +116,92 @@ impl Symbolizer {
                     }
                 })
                 .collect();
-            dump.threads.push(ThreadStack {
+            stacks.push(ThreadStack {
                 thread_id: hdr.thread_id,
                 native_id: (hdr.native_id != 0).then_some(hdr.native_id),
-                current: hdr.flags & thread_flags::CURRENT != 0,
+                current: false,
                 chain,
                 chain_continues: hdr.flags & thread_flags::CHAIN_CONTINUES != 0,
                 torn: hdr.flags & thread_flags::READ_FAILED != 0,
+                interp: hdr.interp_index,
             });
         }
+        let headers: Vec<&ThreadHeader> = threads.iter().map(|(h, _)| h).collect();
+        let mask = proc.and_then(|p| p.meta.layout.gilstate_bound_mask);
+        place_threads(&mut dump, stacks, &headers, raw, mask);
         dump
+    }
+}
+
+/// Sorts the walked threads into the interpreter faulthandler dumps (`threads`, its current
+/// thread marked) and the others (`other_threads`), and notes what the walk could not settle.
+fn place_threads(
+    dump: &mut Dump,
+    stacks: Vec<ThreadStack>,
+    headers: &[&ThreadHeader],
+    raw: &RawDump,
+    gilstate_bound_mask: Option<u32>,
+) {
+    let end = &raw.end;
+    if end.flags & end_flags::NO_INTERPRETER != 0 {
+        dump.interpreter_state = InterpreterState::NotInitialised;
+    }
+    if end.flags & end_flags::INTERP_UNREADABLE != 0 {
+        dump.interpreter_state = InterpreterState::Unreadable;
+    }
+    let exhausted = end.flags & end_flags::STEPS_EXHAUSTED != 0;
+    if exhausted {
+        dump.incomplete.push("walk ran out of steps");
+    }
+    dump.more_interpreters = end.flags & end_flags::MORE_INTERPRETERS != 0;
+    let count = end.ninterps.min(end.interps.len() as u32);
+    let bit = |i: u32| 1u32.checked_shl(i).unwrap_or(0);
+    let last_read = count > 0 && end.unreadable_mask & bit(count - 1) == 0;
+    let list = ListFacts {
+        count,
+        complete: !dump.more_interpreters && !exhausted && last_read,
+        hidden_threads: end.more_threads_mask != 0,
+    };
+    let seen: Vec<Seen> = headers
+        .iter()
+        .map(|h| Seen {
+            interp: h.interp_index,
+            thread_id: h.thread_id,
+            receiver_id: h.flags & thread_flags::RECEIVER_ID != 0,
+            status: (gilstate_bound_mask.is_some()
+                && h.flags & thread_flags::STATUS_UNREADABLE == 0)
+                .then_some(h.status),
+        })
+        .collect();
+    let choice = receiver::choose(&seen, list, gilstate_bound_mask);
+    if choice.uncertain {
+        dump.incomplete
+            .push("receiving thread's interpreter uncertain");
+    }
+    dump.interpreters = (0..count)
+        .map(|i| Interpreter {
+            index: i,
+            address: end.interps[i as usize],
+            main: choice.main == Some(i),
+            dumped: choice.interp == Some(i),
+            more_threads: end.more_threads_mask & bit(i) != 0,
+            unreadable: end.unreadable_mask & bit(i) != 0,
+        })
+        .collect();
+    if let Some(chosen) = choice.interp {
+        dump.gc_collecting = end.gc_mask & bit(chosen) != 0;
+        dump.more_threads = end.more_threads_mask & bit(chosen) != 0;
+        if end.unreadable_mask & bit(chosen) != 0 {
+            dump.incomplete.push("thread list unreadable");
+        }
+    }
+    for (i, mut stack) in stacks.into_iter().enumerate() {
+        stack.current = choice.current == Some(i);
+        if Some(stack.interp) == choice.interp {
+            dump.threads.push(stack);
+        } else {
+            dump.other_threads.push(stack);
+        }
     }
 }
 
@@ -241,7 +320,7 @@ mod tests {
             let hdr = ThreadHeader {
                 kind: kind::THREAD,
                 flags: if tid == begin.fsbase {
-                    thread_flags::CURRENT
+                    thread_flags::RECEIVER_ID
                 } else {
                     0
                 },
@@ -262,10 +341,14 @@ mod tests {
             }
             records.push(rec);
         }
+        let mut interps = [0u64; pytrace_common::MAX_INTERPRETERS as usize];
+        interps[0] = 0x5555_0000;
         records.push(bytes_of(&DumpEnd {
             kind: kind::DUMP_END,
             dump_id: 9,
             nthreads: 2,
+            ninterps: 1,
+            interps,
             ..Default::default()
         }));
 

@@ -19,9 +19,14 @@ pub const STR_MAX_BYTES: usize = 2048;
 pub const STR_MAX_CODEPOINTS: u64 = 500;
 /// Bytes of a code object's line table copied by the kernel (lnotab / linetable / locations).
 pub const LINETABLE_MAX: usize = 16384;
-/// `bpf_loop` iterations for one dump: every thread costs one start step, one step per chain
-/// entry and one finish step.
-pub const WALK_STEPS: u32 = MAX_THREADS * (MAX_CHAIN as u32 + 2) + 8;
+/// Interpreters walked per dump (the main one and its sub-interpreters, newest first).
+pub const MAX_INTERPRETERS: u32 = 8;
+/// `bpf_loop` iterations for one dump: every interpreter costs one step; every thread one
+/// start step, one step per chain entry and one finish step. Each interpreter's list is cut
+/// at `MAX_THREADS`; the whole walk gets the steps of two full lists, so a process with
+/// sub-interpreters is read in full unless their threads are very many and very deep (the
+/// dump then says the walk ran out of steps).
+pub const WALK_STEPS: u32 = 2 * MAX_THREADS * (MAX_CHAIN as u32 + 2) + MAX_INTERPRETERS + 8;
 
 /// An offset that does not exist in this CPython version.
 pub const NO_OFFSET: u32 = u32::MAX;
@@ -76,6 +81,10 @@ pub struct PyOffsets {
     pub bytes_size: u32,
     /// `PyBytesObject` → `ob_sval`.
     pub bytes_data: u32,
+    /// `PyInterpreterState` → `next` (the interpreter list runs newest first).
+    pub interp_next: u32,
+    /// `PyThreadState` → `_status` (a word of bit fields, 3.12+); `NO_OFFSET` before.
+    pub tstate_status: u32,
 }
 
 /// Bits of `PyASCIIObject.state` (unchanged from 3.3 to 3.14).
@@ -161,12 +170,16 @@ pub struct DumpBegin {
 
 /// Flags of a thread record.
 pub mod thread_flags {
-    /// Its `thread_id` equals the receiving thread's `pthread_self()`.
-    pub const CURRENT: u32 = 1;
+    /// Its `thread_id` equals the receiving thread's `pthread_self()`. Whether it is the
+    /// thread state faulthandler calls current is for user space to decide (several thread
+    /// states can carry one id).
+    pub const RECEIVER_ID: u32 = 1;
     /// The frame chain goes on past the last entry sent.
     pub const CHAIN_CONTINUES: u32 = 2;
     /// A read of the chain failed; the entries sent are those read before it.
     pub const READ_FAILED: u32 = 4;
+    /// `_status` could not be read (`ThreadHeader::status` is 0).
+    pub const STATUS_UNREADABLE: u32 = 8;
 }
 
 /// One entry of a thread's frame chain.
@@ -193,9 +206,16 @@ pub struct ThreadHeader {
     pub thread_id: u64,
     pub native_id: u64,
     pub tstate: u64,
-    /// Position in the interpreter's thread list (0 = head = newest).
+    /// Position in the walk: interpreters in list order, each one's threads in list order
+    /// (0 = head of the newest interpreter).
     pub index: u32,
     pub nframes: u32,
+    /// The `PyInterpreterState` this thread state belongs to.
+    pub interp: u64,
+    /// Position of that interpreter in the interpreter list (0 = head = newest).
+    pub interp_index: u32,
+    /// The thread state's `_status` word (3.12+), else 0.
+    pub status: u32,
 }
 
 /// Scratch layout of a whole thread record.
@@ -252,12 +272,16 @@ pub const CODE_RECORD_FIXED: usize = core::mem::size_of::<CodeRecord>() - LINETA
 
 /// Flags of a dump's end record.
 pub mod end_flags {
-    /// More than `MAX_THREADS` threads: faulthandler writes "...".
+    /// An interpreter had more than `MAX_THREADS` threads (which: `DumpEnd::more_threads_mask`).
     pub const MORE_THREADS: u32 = 1;
-    /// The interpreter or its thread list could not be read.
+    /// The interpreter list is empty: libpython is loaded but not initialised (or finalised).
     pub const NO_INTERPRETER: u32 = 2;
     /// The walk ran out of `bpf_loop` steps.
     pub const STEPS_EXHAUSTED: u32 = 4;
+    /// The head of the interpreter list could not be read.
+    pub const INTERP_UNREADABLE: u32 = 8;
+    /// The interpreter list goes on past `MAX_INTERPRETERS`.
+    pub const MORE_INTERPRETERS: u32 = 16;
 }
 
 /// Last record of a dump.
@@ -270,6 +294,16 @@ pub struct DumpEnd {
     pub nthreads: u32,
     /// Records of this dump that did not fit in the ring buffer.
     pub lost_records: u32,
+    /// Interpreters walked (entries of `interps`).
+    pub ninterps: u32,
+    /// Bit i: interpreter i's thread list went on past `MAX_THREADS`.
+    pub more_threads_mask: u32,
+    /// Bit i: interpreter i (or its `next`, or a thread state of it) could not be read.
+    pub unreadable_mask: u32,
+    /// Bit i: interpreter i's `gc.collecting` was set (where the version prints it).
+    pub gc_mask: u32,
+    /// Addresses of the interpreters walked, in list order.
+    pub interps: [u64; MAX_INTERPRETERS as usize],
 }
 
 /// A signal reached a process the walker has no table for.

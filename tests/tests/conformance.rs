@@ -55,6 +55,22 @@ fn fatal_sigill_dump_matches_the_text_after_the_fatal_header() {
 }
 
 #[test]
+fn sub_interpreter_in_a_worker_signal_in_the_main_interpreter() {
+    for_each_interpreter(|interp| match has_subinterpreters(interp) {
+        true => check_conformance(interp, &SUBINTERP_WORKER),
+        false => Ok(()),
+    });
+}
+
+#[test]
+fn main_thread_running_a_sub_interpreter() {
+    for_each_interpreter(|interp| match has_subinterpreters(interp) {
+        true => check_conformance(interp, &SUBINTERP_MAIN),
+        false => Ok(()),
+    });
+}
+
+#[test]
 fn only_the_watched_signal_is_reported() {
     for_each_interpreter(|interp| {
         let mut target = Target::start(interp, THREAD_DEPTHS.script, &[SIGUSR1, SIGUSR2])?;
