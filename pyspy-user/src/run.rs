@@ -16,6 +16,7 @@ use crate::{
     decode::{self, Assembler, Record},
     error::Error,
     format::{self, DumpFormat},
+    model::{Dump, InterpreterState},
     process,
     schedule::{Due, Schedule, NOT_PYTHON_RECHECKS},
     signals,
@@ -212,6 +213,20 @@ impl Session {
         }
     }
 
+    /// The kernel could not read the interpreter list's head: at signal delivery no page can
+    /// be faulted in, and a page never touched is not there (3.6 keeps `interp_head` in
+    /// `.bss`, untouched until `Py_Initialize`). Read it again now, while the process lives:
+    /// still null means there is no interpreter.
+    fn recheck_interpreter_list(&self, dump: &mut Dump) {
+        let Some(addr) = self.sym.interp_head_addr(dump.pid) else {
+            return;
+        };
+        let mut head = [0u8; 8];
+        if process::read_memory(dump.pid, addr, &mut head).is_ok() && head == [0; 8] {
+            dump.interpreter_state = InterpreterState::NotInitialised;
+        }
+    }
+
     fn done(&self) -> bool {
         self.cli.count.is_some_and(|n| self.dumps >= n)
     }
@@ -224,6 +239,9 @@ impl Session {
             Ok(Record::End(e)) => {
                 if let Some(raw) = self.asm.end(e) {
                     let mut dump = self.sym.symbolize(&raw, self.boot_to_epoch_ns);
+                    if dump.interpreter_state == InterpreterState::Unreadable {
+                        self.recheck_interpreter_list(&mut dump);
+                    }
                     if dump.ns_pid.is_some() {
                         // In a PID namespace: the receiving thread's id as the target sees it,
                         // while the thread still exists.

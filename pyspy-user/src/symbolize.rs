@@ -21,6 +21,8 @@ pub struct ProcessMeta {
     pub version: (u8, u8, u8),
     pub layout: VersionLayout,
     pub ns_pid: Option<u32>,
+    /// Address of the interpreter list's head pointer in the target.
+    pub interp_head_addr: u64,
 }
 
 struct ProcState {
@@ -61,6 +63,11 @@ impl Symbolizer {
 
     pub fn remove_process(&mut self, pid: u32) {
         self.procs.remove(&pid);
+    }
+
+    /// Address of `pid`'s interpreter-list head pointer, if it is registered.
+    pub fn interp_head_addr(&self, pid: u32) -> Option<u64> {
+        self.procs.get(&pid).map(|p| p.meta.interp_head_addr)
     }
 
     pub fn has_process(&self, pid: u32) -> bool {
@@ -285,6 +292,7 @@ mod tests {
                 version: (3, 8, 18),
                 layout: *builtin_layout(3, 8).unwrap(),
                 ns_pid: None,
+                interp_head_addr: 0,
             },
         );
         let begin = DumpBegin {
