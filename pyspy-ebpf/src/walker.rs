@@ -339,7 +339,14 @@ fn read_entry(state: &mut WalkState) {
         0
     };
     let shim = off.frame_owner_shim_min != NO_OFFSET && owner >= off.frame_owner_shim_min;
-    let code = if shim { 0 } else { code & CODE_TAG_MASK };
+    let code = code & CODE_TAG_MASK;
+    // A shim keeps no code address (it gets no code record); its instruction is kept
+    // relative to its code object, which is all faulthandler's line for it depends on.
+    let (code, instr) = if shim {
+        (0, instr.wrapping_sub(code))
+    } else {
+        (code, instr)
+    };
     if !shim {
         state.nreal += 1;
         if state.nreal <= MAX_FRAMES && code != 0 && code != state.last_code {

@@ -42,8 +42,12 @@ pub struct Frame {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChainEntry {
     Frame(Frame),
-    /// A shim / C-stack-owned frame (3.12+): faulthandler skips these.
-    Shim,
+    /// A shim / C-stack-owned frame (3.12+): faulthandler skips these, but for the cases
+    /// where its frame loop prints one.
+    Shim {
+        /// Its instruction pointer is before its code object's first instruction.
+        before_start: bool,
+    },
 }
 
 /// One thread of the interpreter's thread list.

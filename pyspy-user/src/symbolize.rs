@@ -115,7 +115,9 @@ impl Symbolizer {
             let chain = frames
                 .iter()
                 .map(|f| match proc {
-                    _ if f.code == 0 => ChainEntry::Shim,
+                    _ if f.code == 0 => ChainEntry::Shim {
+                        before_start: proc.is_some_and(|p| shim_before_start(p, f)),
+                    },
                     Some(p) => ChainEntry::Frame(frame(p, f, &mut dump.unsymbolized_frames)),
                     None => {
                         dump.unsymbolized_frames += 1;
@@ -212,6 +214,19 @@ fn place_threads(
     }
 }
 
+/// Whether CPython's line lookup for this shim frame gets a negative offset (and so the
+/// code's first line): `_PyInterpreterFrame_LASTI` as a C `int`, times the code-unit size,
+/// below 0. The walker sends a shim's instruction relative to its code object.
+fn shim_before_start(proc: &ProcState, entry: &FrameEntry) -> bool {
+    match proc.meta.layout.instr {
+        InstrKind::InstrPtr { code_adaptive } => {
+            let units = (entry.instr as i64).wrapping_sub(code_adaptive as i64) >> 1;
+            (units as i32).wrapping_mul(2) < 0
+        }
+        InstrKind::LastiBytes | InstrKind::LastiCodeUnits => false,
+    }
+}
+
 fn frame(proc: &ProcState, entry: &FrameEntry, unsymbolized: &mut u32) -> Frame {
     let Some(code) = proc.codes.get(&entry.code) else {
         *unsymbolized += 1;
@@ -280,6 +295,39 @@ mod tests {
         rec.linetable_copied = lnotab.len() as u32;
         rec.linetable[..lnotab.len()].copy_from_slice(lnotab);
         bytes_of(&*rec)[..CODE_RECORD_FIXED + lnotab.len()].to_vec()
+    }
+
+    #[test]
+    fn a_shim_before_its_first_instruction_is_told_apart() {
+        let proc = ProcState {
+            meta: ProcessMeta {
+                version: (3, 12, 1),
+                layout: *builtin_layout(3, 12).unwrap(),
+                ns_pid: None,
+                interp_head_addr: 0,
+            },
+            codes: HashMap::new(),
+        };
+        // The walker sends a shim's instruction relative to its code object; 3.12's
+        // `co_code_adaptive` is at 192.
+        let at = |instr: u64| FrameEntry {
+            code: 0,
+            instr,
+            owner: 3,
+            flags: 0,
+        };
+        assert!(!shim_before_start(&proc, &at(192)));
+        assert!(!shim_before_start(&proc, &at(194)));
+        assert!(shim_before_start(&proc, &at(190)));
+        assert!(shim_before_start(&proc, &at(0u64.wrapping_sub(4096))));
+        let old = ProcState {
+            meta: ProcessMeta {
+                layout: *builtin_layout(3, 8).unwrap(),
+                ..proc.meta.clone()
+            },
+            codes: HashMap::new(),
+        };
+        assert!(!shim_before_start(&old, &at(0)));
     }
 
     #[test]

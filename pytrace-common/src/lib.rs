@@ -189,7 +189,8 @@ pub struct FrameEntry {
     /// Code object address (tag bits cleared), 0 for a shim frame.
     pub code: u64,
     /// Raw value at `frame_instr`: `f_lasti` in the low 32 bits (≤3.10) or the instruction
-    /// pointer (3.11+).
+    /// pointer (3.11+); for a shim frame, the instruction pointer minus its code object's
+    /// address.
     pub instr: u64,
     /// `owner` byte (3.12+), else 0.
     pub owner: u32,

@@ -51,7 +51,9 @@ fn every_case_is_listed() {
     for entry in scripts {
         let name = entry.unwrap().file_name().into_string().unwrap();
         // fhtarget.py and subinterp.py are plumbing the targets import.
-        if name.ends_with(".py") && name != "fhtarget.py" && name != "subinterp.py" {
+        // c_to_python.py has a test of its own (many signals, no single expected shape).
+        let own_test = ["fhtarget.py", "subinterp.py", "c_to_python.py"];
+        if name.ends_with(".py") && !own_test.contains(&name.as_str()) {
             assert!(
                 ALL.iter().any(|case| case.script == name),
                 "{name} is used by no case"

@@ -144,7 +144,7 @@ fn thread(t: &ThreadStack) -> JsonThread {
                     name: text(&f.name),
                     line: f.line,
                 }),
-                ChainEntry::Shim => None,
+                ChainEntry::Shim { .. } => None,
             })
             .take(MAX_FRAMES as usize)
             .collect(),
