@@ -4,10 +4,12 @@
 //! One `bpf_loop` drives the whole walk, one step per callback: open an interpreter, open a
 //! thread, read one chain entry, or close the thread (send its record) and move to the next.
 //! Every interpreter is walked (newest first, as the list runs); which one faulthandler would
-//! dump is decided in user space from the thread records, each tagged with its interpreter. The state lives in a
-//! per-CPU map, not in the callback context: on-stack counters compared to constants never
-//! finished verifying, while map state keeps the callback small (about a thousand verified
-//! instructions instead of the 1,000,001-instruction limit that nested loops hit).
+//! dump is decided in user space from the thread records, each tagged with its interpreter.
+//!
+//! The state lives in a per-CPU map, not in the callback context: on-stack counters compared
+//! to constants never finished verifying, while map state keeps the callback small (about a
+//! thousand verified instructions instead of the 1,000,001-instruction limit that nested
+//! loops hit).
 
 use core::{ffi::c_void, mem::size_of};
 

@@ -804,7 +804,7 @@ fn check_not_initialised(program: &Path, interp: &Interpreter) -> Result<()> {
     expect_mapped(target.pid(), &build.libpython)?;
     let pid = target.pid();
 
-    let mut pytrace = Pytrace::attach(&watch_args(SIGUSR1, &[pid], 1, "text"))?;
+    let pytrace = Pytrace::attach(&watch_args(SIGUSR1, &[pid], 1, "text"))?;
     target.kill(SIGUSR1)?;
     let run = pytrace.finish(DUMP_TIMEOUT)?;
     let dumps = split_text_output(&run.stdout)?;
@@ -825,7 +825,7 @@ fn check_not_initialised(program: &Path, interp: &Interpreter) -> Result<()> {
         return Err(format!("{on}: marked incomplete{}", context()));
     }
 
-    let mut pytrace = Pytrace::attach(&watch_args(SIGUSR1, &[pid], 1, "json"))?;
+    let pytrace = Pytrace::attach(&watch_args(SIGUSR1, &[pid], 1, "json"))?;
     target.kill(SIGUSR1)?;
     let run = pytrace.finish(DUMP_TIMEOUT)?;
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
