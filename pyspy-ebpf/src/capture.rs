@@ -7,7 +7,9 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_boot_ns,
     generated::bpf_get_smp_processor_id,
 };
-use pytrace_common::{kind, CaptureBegin, CaptureEnd, Counter, ProcInfo, NO_OFFSET};
+use pytrace_common::{
+    kind, CaptureBegin, CaptureEnd, Counter, ProcInfo, MAX_INTERPRETERS, NO_OFFSET,
+};
 
 use crate::{
     counters::bump,
@@ -99,6 +101,15 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
         from_cache: 0,
         scanned: 0,
         last_code: 0,
+        interp: 0,
+        next_interp: 0,
+        ninterps: 0,
+        interp_threads: 0,
+        more_threads_mask: 0,
+        unreadable_mask: 0,
+        gc_mask: 0,
+        _pad2: 0,
+        interps: [0; MAX_INTERPRETERS as usize],
     };
     let begin = CaptureBegin {
         kind: kind::CAPTURE_BEGIN,
@@ -137,6 +148,11 @@ fn finish(wake: Wake) -> Result<(), Counter> {
         capture_id: state.capture_id,
         nthreads: state.thread_index,
         lost_records: state.lost,
+        ninterps: state.ninterps,
+        more_threads_mask: state.more_threads_mask,
+        unreadable_mask: state.unreadable_mask,
+        gc_mask: state.gc_mask,
+        interps: state.interps,
     };
     if !emit::record(&end, wake) {
         state.lost += 1;

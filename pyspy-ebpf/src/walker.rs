@@ -1,11 +1,16 @@
-//! The CPython walker: from the interpreter's thread list down every thread's frame chain (or
-//! only the chain of the thread the trigger ran in), shared by every trigger.
+//! The CPython walker: from the interpreter list through every interpreter's thread list down
+//! every thread's frame chain (or only the chain of the thread the trigger ran in), shared by
+//! every trigger.
 //!
-//! One `bpf_loop` drives the whole walk, one step per callback: open a thread, read one chain
-//! entry, or close the thread (send its record) and move to the next. The state lives in a
-//! per-CPU map, not in the callback context: on-stack counters compared to constants never
-//! finished verifying, while map state keeps the callback small (about a thousand verified
-//! instructions instead of the 1,000,001-instruction limit that nested loops hit).
+//! One `bpf_loop` drives the whole walk, one step per callback: open an interpreter, open a
+//! thread, read one chain entry, or close the thread (send its record) and move to the next.
+//! Every interpreter is walked (newest first, as the list runs); which one faulthandler would
+//! dump is decided in user space from the thread records, each tagged with its interpreter.
+//!
+//! The state lives in a per-CPU map, not in the callback context: on-stack counters compared
+//! to constants never finished verifying, while map state keeps the callback small (about a
+//! thousand verified instructions instead of the 1,000,001-instruction limit that nested
+//! loops hit).
 //!
 //! The capture (`capture.rs`) owns the transaction: it fills the walk state, sends the begin and
 //! end records; this module only walks.
@@ -19,13 +24,13 @@ use aya_ebpf::{
 };
 use pytrace_common::{
     end_flags, kind, thread_flags, Counter, FrameEntry, ProcInfo, ThreadHeader, ThreadRecord,
-    MAX_CHAIN, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
+    MAX_CHAIN, MAX_INTERPRETERS, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
 };
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    read::{field_u64, user_u8},
+    read::{field_u64, user_u32, user_u8},
     symbols,
 };
 
@@ -88,6 +93,19 @@ pub struct WalkState {
     pub from_cache: u32,
     /// Threads passed over looking for the trigger's thread.
     pub scanned: u32,
+    /// Interpreter whose threads are being walked.
+    pub interp: u64,
+    /// Next interpreter to open once `tstate` is 0; 0 at the end of the list.
+    pub next_interp: u64,
+    /// Interpreters opened so far (the open one is `ninterps - 1`).
+    pub ninterps: u32,
+    /// Threads of the open interpreter sent so far.
+    pub interp_threads: u32,
+    pub more_threads_mask: u32,
+    pub unreadable_mask: u32,
+    pub gc_mask: u32,
+    pub _pad2: u32,
+    pub interps: [u64; MAX_INTERPRETERS as usize],
     /// Code object whose record was last checked in this walk: recursion repeats one code
     /// object many times, and it needs no second look-up.
     pub last_code: u64,
@@ -101,22 +119,20 @@ pub fn walk() {
         bump(Counter::NoScratch);
         return;
     };
-    let first = match first_thread(&state.proc) {
-        Some(t) => t,
-        None => {
-            bump(Counter::NoInterpreter);
+    start_interpreters(state);
+    if state.next_interp == 0 {
+        // libpython is mapped, but `Py_Initialize` has not made an interpreter (or
+        // `Py_Finalize` has removed the last one).
+        if state.end_flags & end_flags::INTERP_UNREADABLE == 0 {
             state.end_flags |= end_flags::NO_INTERPRETER;
-            0
         }
-    };
-    state.tstate = first;
-    if first == 0 {
         return;
     }
     if state.scope == SCOPE_ONLY_THREAD {
         let key = thread_key(state);
         // SAFETY: lookup; the value is copied.
         if let Some(&cached) = unsafe { THREAD_STATES.get(&key) } {
+            // Its interpreter is not known: the record says so (`interp` 0).
             state.tstate = cached;
             state.from_cache = 1;
         }
@@ -131,7 +147,7 @@ pub fn walk() {
         )
     };
     if let Some(s) = walk_state() {
-        if s.tstate != 0 {
+        if s.tstate != 0 || s.next_interp != 0 {
             bump(Counter::StepsExhausted);
             s.end_flags |= end_flags::STEPS_EXHAUSTED;
         }
@@ -142,12 +158,24 @@ pub fn walk() {
     }
 }
 
-/// The head of the (first) interpreter's thread list.
+/// Points the walk at the head of the interpreter list, before any interpreter is opened.
 #[inline(always)]
-fn first_thread(proc: &ProcInfo) -> Option<u64> {
-    field_u64(proc.interp_head_addr, 0)
-        .filter(|&interp| interp != 0)
-        .and_then(|interp| field_u64(interp, proc.offsets.interp_threads_head))
+fn start_interpreters(state: &mut WalkState) {
+    state.tstate = 0;
+    state.interp = 0;
+    state.ninterps = 0;
+    state.interp_threads = 0;
+    state.more_threads_mask = 0;
+    state.unreadable_mask = 0;
+    state.gc_mask = 0;
+    state.next_interp = match field_u64(state.proc.interp_head_addr, 0) {
+        Some(head) => head,
+        None => {
+            bump(Counter::NoInterpreter);
+            state.end_flags |= end_flags::INTERP_UNREADABLE;
+            0
+        }
+    };
 }
 
 #[inline(always)]
@@ -175,10 +203,12 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         bump(Counter::NoScratch);
         return 1;
     };
-    if state.tstate == 0 {
-        return 1;
-    }
-    if state.thread_open == 0 {
+    if state.thread_open == 0 && state.tstate == 0 {
+        if state.next_interp == 0 {
+            return 1;
+        }
+        open_interp(state);
+    } else if state.thread_open == 0 {
         open_thread(state);
     } else if state.frame != 0
         && state.nreal <= state.max_frames
@@ -189,6 +219,55 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         close_thread(state);
     }
     0
+}
+
+/// Bit of interpreter `index` in the end record's masks.
+#[inline(always)]
+fn interp_bit(index: u32) -> u32 {
+    1u32.checked_shl(index).unwrap_or(0)
+}
+
+/// Starts the next interpreter of the list: notes it, reads its `next`, its
+/// `gc.collecting` and the head of its thread list.
+#[inline(always)]
+fn open_interp(state: &mut WalkState) {
+    let interp = state.next_interp;
+    let index = state.ninterps;
+    if index >= MAX_INTERPRETERS {
+        state.end_flags |= end_flags::MORE_INTERPRETERS;
+        state.next_interp = 0;
+        return;
+    }
+    let bit = interp_bit(index);
+    let off = &state.proc.offsets;
+    if let Some(slot) = state.interps.get_mut(index as usize) {
+        *slot = interp;
+    }
+    state.ninterps = index + 1;
+    state.interp = interp;
+    state.interp_threads = 0;
+    state.next_interp = match field_u64(interp, off.interp_next) {
+        Some(next) => next,
+        None => {
+            bump(Counter::NoInterpreter);
+            state.unreadable_mask |= bit;
+            0
+        }
+    };
+    if off.interp_gc_collecting != NO_OFFSET {
+        let collecting = user_u32(interp.wrapping_add(off.interp_gc_collecting as u64));
+        if collecting.unwrap_or(0) != 0 {
+            state.gc_mask |= bit;
+        }
+    }
+    state.tstate = match field_u64(interp, off.interp_threads_head) {
+        Some(head) => head,
+        None => {
+            bump(Counter::NoInterpreter);
+            state.unreadable_mask |= bit;
+            0
+        }
+    };
 }
 
 /// Reads the thread state's identity and the top of its frame chain.
@@ -210,6 +289,8 @@ fn open_thread(state: &mut WalkState) {
             return;
         }
         bump(Counter::ThreadReadFailed);
+        // The rest of this interpreter's list is out of reach; the next interpreter is not.
+        state.unreadable_mask |= interp_bit(state.ninterps.wrapping_sub(1));
         state.tstate = 0;
         return;
     };
@@ -223,6 +304,17 @@ fn open_thread(state: &mut WalkState) {
         return;
     }
     let mut flags = 0;
+    let status = if off.tstate_status != NO_OFFSET {
+        match user_u32(tstate.wrapping_add(off.tstate_status as u64)) {
+            Some(s) => s,
+            None => {
+                flags |= thread_flags::STATUS_UNREADABLE;
+                0
+            }
+        }
+    } else {
+        0
+    };
     let frame = match top_frame(tstate, &state.proc) {
         Some(f) => f,
         None => {
@@ -232,7 +324,7 @@ fn open_thread(state: &mut WalkState) {
         }
     };
     if state.fsbase != 0 && thread_id == state.fsbase {
-        flags |= thread_flags::CURRENT;
+        flags |= thread_flags::RECEIVER_ID;
     }
     if state.gil_holder != 0 && tstate == state.gil_holder {
         flags |= thread_flags::HOLDS_GIL;
@@ -246,6 +338,9 @@ fn open_thread(state: &mut WalkState) {
         tstate,
         index: state.thread_index,
         nframes: 0,
+        interp: state.interp,
+        interp_index: state.ninterps.wrapping_sub(1),
+        status,
     };
     state.frame = frame;
     state.nchain = 0;
@@ -303,7 +398,14 @@ fn read_entry(state: &mut WalkState) {
         0
     };
     let shim = off.frame_owner_shim_min != NO_OFFSET && owner >= off.frame_owner_shim_min;
-    let code = if shim { 0 } else { code & CODE_TAG_MASK };
+    let code = code & CODE_TAG_MASK;
+    // A shim keeps no code address (it gets no code record); its instruction is kept
+    // relative to its code object, which is all faulthandler's line for it depends on.
+    let (code, instr) = if shim {
+        (0, instr.wrapping_sub(code))
+    } else {
+        (code, instr)
+    };
     if !shim {
         state.nreal += 1;
         if state.copy_code != 0
@@ -356,21 +458,27 @@ fn close_thread(state: &mut WalkState) {
             let _ = THREAD_STATES.insert(&thread_key(state), &state.tstate, 0);
         }
         state.tstate = 0;
+        state.next_interp = 0;
         return;
     }
+    state.interp_threads += 1;
+    let bit = interp_bit(state.ninterps.wrapping_sub(1));
     let next = match field_u64(state.tstate, state.proc.offsets.tstate_next) {
         Some(n) => n,
         None => {
             bump(Counter::ThreadReadFailed);
+            state.unreadable_mask |= bit;
             0
         }
     };
-    if next != 0 && state.thread_index >= state.max_threads {
+    if next != 0 && state.interp_threads >= state.max_threads {
         bump(Counter::ThreadLimit);
         state.end_flags |= end_flags::MORE_THREADS;
+        state.more_threads_mask |= bit;
         state.tstate = 0;
         return;
     }
+    // 0 at the end of the list: the next step opens the next interpreter.
     state.tstate = next;
 }
 
@@ -385,6 +493,7 @@ fn pass_over(state: &mut WalkState) {
     state.scanned += 1;
     if state.scanned >= MAX_SCAN_THREADS {
         state.tstate = 0;
+        state.next_interp = 0;
         return;
     }
     state.tstate = match field_u64(state.tstate, state.proc.offsets.tstate_next) {
@@ -396,10 +505,10 @@ fn pass_over(state: &mut WalkState) {
     };
 }
 
-/// Drops a stale cache entry and scans the thread list from its head.
+/// Drops a stale cache entry and scans the interpreters' thread lists from the head.
 #[inline(always)]
 fn restart_from_list(state: &mut WalkState) {
     let _ = THREAD_STATES.remove(&thread_key(state));
     state.from_cache = 0;
-    state.tstate = first_thread(&state.proc).unwrap_or(0);
+    start_interpreters(state);
 }

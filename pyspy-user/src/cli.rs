@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(
-            parse(&["--duration", "1.5"]).unwrap().duration,
+            parse(&["--duration", "1.5"]).unwrap().dump.duration,
             Some(Duration::from_millis(1500))
         );
         for bad in ["inf", "1e30", "0", "nan", "-1", "-0", "x", "", "31536001"] {
@@ -179,9 +179,9 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{args:?}");
             assert!(one_line(&e).contains(args[0]), "{args:?}: {}", one_line(&e));
         }
-        assert_eq!(parse(&["--ringbuf-mib", "1024"]).unwrap().ringbuf_mib, 1024);
-        assert_eq!(parse(&["--count", "1"]).unwrap().count, Some(1));
-        assert_eq!(parse(&[]).unwrap().max_dumps_per_sec, 10);
+        assert_eq!(parse(&["--ringbuf-mib", "1024"]).unwrap().dump.common.ringbuf_mib, 1024);
+        assert_eq!(parse(&["--count", "1"]).unwrap().dump.count, Some(1));
+        assert_eq!(parse(&[]).unwrap().dump.max_dumps_per_sec, 10);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod process;
 pub mod profile;
 pub mod python;
 pub mod ratelimit;
+pub mod receiver;
 pub mod run;
 pub mod schedule;
 pub mod session;

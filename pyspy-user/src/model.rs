@@ -43,8 +43,12 @@ pub struct Frame {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChainEntry {
     Frame(Frame),
-    /// A shim / C-stack-owned frame (3.12+): faulthandler skips these.
-    Shim,
+    /// A shim / C-stack-owned frame (3.12+): faulthandler skips these, but for the cases
+    /// where its frame loop prints one.
+    Shim {
+        /// Its instruction pointer is before its code object's first instruction.
+        before_start: bool,
+    },
 }
 
 /// One thread of the interpreter's thread list.
@@ -63,6 +67,36 @@ pub struct ThreadStack {
     pub chain_continues: bool,
     /// A read failed part-way: the chain is incomplete.
     pub torn: bool,
+    /// Position of its interpreter in the process's interpreter list (0 = newest).
+    pub interp: u32,
+}
+
+/// One interpreter of the process (the main one or a sub-interpreter).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Interpreter {
+    /// Position in the interpreter list (0 = head = newest; the main one is the oldest).
+    pub index: u32,
+    /// Address of its `PyInterpreterState`.
+    pub address: u64,
+    pub main: bool,
+    /// The one whose threads faulthandler prints.
+    pub dumped: bool,
+    /// Its thread list went on past `MAX_THREADS`.
+    pub more_threads: bool,
+    /// Part of it (its thread list, a thread state, its `next`) could not be read.
+    pub unreadable: bool,
+}
+
+/// Whether the target had a Python interpreter to dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum InterpreterState {
+    #[default]
+    Initialised,
+    /// The interpreter list is empty: libpython is loaded but `Py_Initialize` has not run
+    /// (or `Py_Finalize` has).
+    NotInitialised,
+    /// The interpreter list could not be read.
+    Unreadable,
 }
 
 /// Why a capture was taken, and what the trigger adds to it.
@@ -104,13 +138,20 @@ pub struct Capture {
     pub python_version: (u8, u8, u8),
     /// `interp->gc.collecting` was set.
     pub gc_collecting: bool,
-    /// Threads in list order (head = newest first), at most the trigger's thread bound (a
-    /// timer sample holds only the interrupted thread).
+    /// Threads of the interpreter faulthandler dumps, in list order (head = newest first), at
+    /// most the trigger's thread bound (a timer sample holds only the interrupted thread).
     pub threads: Vec<ThreadStack>,
+    /// Threads of the process's other interpreters, in walk order (never current).
+    pub other_threads: Vec<ThreadStack>,
+    /// Every interpreter walked, in list order.
+    pub interpreters: Vec<Interpreter>,
+    /// The interpreter list went on past the interpreters walked.
+    pub more_interpreters: bool,
+    pub interpreter_state: InterpreterState,
+    /// What else is missing or uncertain, each a short phrase for the `incomplete` note.
+    pub incomplete: Vec<&'static str>,
     /// The list held more threads than the bound.
     pub more_threads: bool,
-    /// The interpreter or its thread list could not be read (not initialised yet, or gone).
-    pub no_interpreter: bool,
     /// A capture of one thread found no thread state for it (not a Python thread).
     pub no_thread_state: bool,
     /// The GIL could be read: `ThreadStack::holds_gil` is meaningful.

@@ -13,7 +13,7 @@ use crate::{
     decode::{self, Assembler, Record},
     error::Error,
     escape,
-    model::{Capture, TriggerInfo},
+    model::{Capture, InterpreterState, TriggerInfo},
     pidwatch::PidWatch,
     privileges, process,
     schedule::{Due, Schedule, NOT_PYTHON_RECHECKS},
@@ -352,6 +352,20 @@ impl Session {
         }
     }
 
+    /// The kernel could not read the interpreter list's head: at signal delivery no page can
+    /// be faulted in, and a page never touched is not there (3.6 keeps `interp_head` in
+    /// `.bss`, untouched until `Py_Initialize`). Read it again now, while the process lives:
+    /// still null means there is no interpreter.
+    fn recheck_interpreter_list(&self, capture: &mut Capture) {
+        let Some(addr) = self.sym.interp_head_addr(capture.pid) else {
+            return;
+        };
+        let mut head = [0u8; 8];
+        if process::read_memory(capture.pid, addr, &mut head).is_ok() && head == [0; 8] {
+            capture.interpreter_state = InterpreterState::NotInitialised;
+        }
+    }
+
     fn handle(&mut self, bytes: &[u8], consumer: &mut dyn Consumer) -> Result<Flow, Error> {
         match decode::decode(bytes) {
             Ok(Record::Begin(b)) => self.asm.begin(b),
@@ -361,6 +375,9 @@ impl Session {
             Ok(Record::End(e)) => {
                 if let Some(raw) = self.asm.end(e) {
                     let mut capture = self.sym.symbolize(&raw, self.boot_to_epoch_ns);
+                    if capture.interpreter_state == InterpreterState::Unreadable {
+                        self.recheck_interpreter_list(&mut capture);
+                    }
                     if capture.ns_pid.is_some()
                         && matches!(capture.trigger, TriggerInfo::Signal { .. })
                     {

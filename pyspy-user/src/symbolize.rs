@@ -3,15 +3,16 @@
 
 use std::collections::HashMap;
 
-use pytrace_common::{begin_flags, end_flags, thread_flags, trigger, FrameEntry};
+use pytrace_common::{begin_flags, end_flags, thread_flags, trigger, FrameEntry, ThreadHeader};
 
 use crate::{
     decode::{CodeInfo, RawCapture},
-    model::{Capture, ChainEntry, Frame, ThreadStack, TriggerInfo},
+    model::{Capture, ChainEntry, Frame, Interpreter, InterpreterState, ThreadStack, TriggerInfo},
     python::{
         layout::{InstrKind, VersionLayout},
         linetable,
     },
+    receiver::{self, ListFacts, Seen},
 };
 
 /// What the symbolizer needs to know about one traced process.
@@ -20,6 +21,8 @@ pub struct ProcessMeta {
     pub version: (u8, u8, u8),
     pub layout: VersionLayout,
     pub ns_pid: Option<u32>,
+    /// Address of the interpreter list's head pointer in the target.
+    pub interp_head_addr: u64,
 }
 
 struct ProcState {
@@ -60,6 +63,11 @@ impl Symbolizer {
 
     pub fn remove_process(&mut self, pid: u32) {
         self.procs.remove(&pid);
+    }
+
+    /// Address of `pid`'s interpreter-list head pointer, if it is registered.
+    pub fn interp_head_addr(&self, pid: u32) -> Option<u64> {
+        self.procs.get(&pid).map(|p| p.meta.interp_head_addr)
     }
 
     pub fn has_process(&self, pid: u32) -> bool {
@@ -108,20 +116,23 @@ impl Symbolizer {
             python_version: proc.map(|p| p.meta.version).unwrap_or_default(),
             gc_collecting: b.gc_collecting != 0,
             threads: Vec::with_capacity(raw.threads.len()),
-            more_threads: raw.end.flags & end_flags::MORE_THREADS != 0,
-            no_interpreter: raw.end.flags & end_flags::NO_INTERPRETER != 0,
+            more_threads: false,
             no_thread_state: raw.end.flags & end_flags::NO_THREAD_STATE != 0,
             gil_known: b.flags & begin_flags::GIL_KNOWN != 0,
             unsymbolized_frames: 0,
             lost_records: raw.end.lost_records.max(lost_signal),
+            ..Capture::default()
         };
         let mut threads: Vec<_> = raw.threads.iter().collect();
         threads.sort_by_key(|(h, _)| h.index);
-        for (hdr, frames) in threads {
+        let mut stacks = Vec::with_capacity(threads.len());
+        for (hdr, frames) in &threads {
             let chain = frames
                 .iter()
                 .map(|f| match proc {
-                    _ if f.code == 0 => ChainEntry::Shim,
+                    _ if f.code == 0 => ChainEntry::Shim {
+                        before_start: proc.is_some_and(|p| shim_before_start(p, f)),
+                    },
                     Some(p) => ChainEntry::Frame(frame(p, f, &mut dump.unsymbolized_frames)),
                     None => {
                         dump.unsymbolized_frames += 1;
@@ -129,17 +140,112 @@ impl Symbolizer {
                     }
                 })
                 .collect();
-            dump.threads.push(ThreadStack {
+            stacks.push(ThreadStack {
                 thread_id: hdr.thread_id,
                 native_id: (hdr.native_id != 0).then_some(hdr.native_id),
-                current: hdr.flags & thread_flags::CURRENT != 0,
+                current: hdr.flags & thread_flags::RECEIVER_ID != 0,
                 holds_gil: hdr.flags & thread_flags::HOLDS_GIL != 0,
                 chain,
                 chain_continues: hdr.flags & thread_flags::CHAIN_CONTINUES != 0,
                 torn: hdr.flags & thread_flags::READ_FAILED != 0,
+                interp: hdr.interp_index,
             });
         }
+        if b.trigger == trigger::TIMER {
+            // A sample holds the interrupted thread alone, whatever its interpreter.
+            dump.more_threads = raw.end.flags & end_flags::MORE_THREADS != 0;
+            dump.threads = stacks;
+            return dump;
+        }
+        let headers: Vec<&ThreadHeader> = threads.iter().map(|(h, _)| h).collect();
+        let mask = proc.and_then(|p| p.meta.layout.gilstate_bound_mask);
+        place_threads(&mut dump, stacks, &headers, raw, mask);
         dump
+    }
+}
+
+/// Sorts the walked threads into the interpreter faulthandler dumps (`threads`, its current
+/// thread marked) and the others (`other_threads`), and notes what the walk could not settle.
+fn place_threads(
+    dump: &mut Capture,
+    stacks: Vec<ThreadStack>,
+    headers: &[&ThreadHeader],
+    raw: &RawCapture,
+    gilstate_bound_mask: Option<u32>,
+) {
+    let end = &raw.end;
+    if end.flags & end_flags::NO_INTERPRETER != 0 {
+        dump.interpreter_state = InterpreterState::NotInitialised;
+    }
+    if end.flags & end_flags::INTERP_UNREADABLE != 0 {
+        dump.interpreter_state = InterpreterState::Unreadable;
+    }
+    let exhausted = end.flags & end_flags::STEPS_EXHAUSTED != 0;
+    if exhausted {
+        dump.incomplete.push("walk ran out of steps");
+    }
+    dump.more_interpreters = end.flags & end_flags::MORE_INTERPRETERS != 0;
+    let count = end.ninterps.min(end.interps.len() as u32);
+    let bit = |i: u32| 1u32.checked_shl(i).unwrap_or(0);
+    let last_read = count > 0 && end.unreadable_mask & bit(count - 1) == 0;
+    let list = ListFacts {
+        count,
+        complete: !dump.more_interpreters && !exhausted && last_read,
+        hidden_threads: end.more_threads_mask != 0,
+    };
+    let seen: Vec<Seen> = headers
+        .iter()
+        .map(|h| Seen {
+            interp: h.interp_index,
+            thread_id: h.thread_id,
+            receiver_id: h.flags & thread_flags::RECEIVER_ID != 0,
+            status: (gilstate_bound_mask.is_some()
+                && h.flags & thread_flags::STATUS_UNREADABLE == 0)
+                .then_some(h.status),
+        })
+        .collect();
+    let choice = receiver::choose(&seen, list, gilstate_bound_mask);
+    if choice.uncertain {
+        dump.incomplete
+            .push("receiving thread's interpreter uncertain");
+    }
+    dump.interpreters = (0..count)
+        .map(|i| Interpreter {
+            index: i,
+            address: end.interps[i as usize],
+            main: choice.main == Some(i),
+            dumped: choice.interp == Some(i),
+            more_threads: end.more_threads_mask & bit(i) != 0,
+            unreadable: end.unreadable_mask & bit(i) != 0,
+        })
+        .collect();
+    if let Some(chosen) = choice.interp {
+        dump.gc_collecting = end.gc_mask & bit(chosen) != 0;
+        dump.more_threads = end.more_threads_mask & bit(chosen) != 0;
+        if end.unreadable_mask & bit(chosen) != 0 {
+            dump.incomplete.push("thread list unreadable");
+        }
+    }
+    for (i, mut stack) in stacks.into_iter().enumerate() {
+        stack.current = choice.current == Some(i);
+        if Some(stack.interp) == choice.interp {
+            dump.threads.push(stack);
+        } else {
+            dump.other_threads.push(stack);
+        }
+    }
+}
+
+/// Whether CPython's line lookup for this shim frame gets a negative offset (and so the
+/// code's first line): `_PyInterpreterFrame_LASTI` as a C `int`, times the code-unit size,
+/// below 0. The walker sends a shim's instruction relative to its code object.
+fn shim_before_start(proc: &ProcState, entry: &FrameEntry) -> bool {
+    match proc.meta.layout.instr {
+        InstrKind::InstrPtr { code_adaptive } => {
+            let units = (entry.instr as i64).wrapping_sub(code_adaptive as i64) >> 1;
+            (units as i32).wrapping_mul(2) < 0
+        }
+        InstrKind::LastiBytes | InstrKind::LastiCodeUnits => false,
     }
 }
 
@@ -214,6 +320,39 @@ mod tests {
     }
 
     #[test]
+    fn a_shim_before_its_first_instruction_is_told_apart() {
+        let proc = ProcState {
+            meta: ProcessMeta {
+                version: (3, 12, 1),
+                layout: *builtin_layout(3, 12).unwrap(),
+                ns_pid: None,
+                interp_head_addr: 0,
+            },
+            codes: HashMap::new(),
+        };
+        // The walker sends a shim's instruction relative to its code object; 3.12's
+        // `co_code_adaptive` is at 192.
+        let at = |instr: u64| FrameEntry {
+            code: 0,
+            instr,
+            owner: 3,
+            flags: 0,
+        };
+        assert!(!shim_before_start(&proc, &at(192)));
+        assert!(!shim_before_start(&proc, &at(194)));
+        assert!(shim_before_start(&proc, &at(190)));
+        assert!(shim_before_start(&proc, &at(0u64.wrapping_sub(4096))));
+        let old = ProcState {
+            meta: ProcessMeta {
+                layout: *builtin_layout(3, 8).unwrap(),
+                ..proc.meta.clone()
+            },
+            codes: HashMap::new(),
+        };
+        assert!(!shim_before_start(&old, &at(0)));
+    }
+
+    #[test]
     fn recorded_3_8_dump_prints_like_faulthandler() {
         let pid = 42;
         let mut sym = Symbolizer::default();
@@ -223,6 +362,7 @@ mod tests {
                 version: (3, 8, 18),
                 layout: *builtin_layout(3, 8).unwrap(),
                 ns_pid: None,
+                interp_head_addr: 0,
             },
         );
         let begin = CaptureBegin {
@@ -260,7 +400,7 @@ mod tests {
             let hdr = ThreadHeader {
                 kind: kind::THREAD,
                 flags: if tid == begin.fsbase {
-                    thread_flags::CURRENT
+                    thread_flags::RECEIVER_ID
                 } else {
                     0
                 },
@@ -281,10 +421,14 @@ mod tests {
             }
             records.push(rec);
         }
+        let mut interps = [0u64; pytrace_common::MAX_INTERPRETERS as usize];
+        interps[0] = 0x5555_0000;
         records.push(bytes_of(&CaptureEnd {
             kind: kind::CAPTURE_END,
             capture_id: 9,
             nthreads: 2,
+            ninterps: 1,
+            interps,
             ..Default::default()
         }));
 

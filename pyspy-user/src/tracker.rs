@@ -46,6 +46,7 @@ impl Tracker {
                 version: p.version,
                 layout,
                 ns_pid: p.ns_pid,
+                interp_head_addr: info.interp_head_addr,
             },
         );
         Ok(())

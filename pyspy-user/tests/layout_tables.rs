@@ -34,6 +34,8 @@ const FIELDS: &[(&str, Getter)] = &[
     ("unicode_compact_data", |o| o.unicode_compact_data),
     ("bytes_size", |o| o.bytes_size),
     ("bytes_data", |o| o.bytes_data),
+    ("interp_next", |o| o.interp_next),
+    ("tstate_status", |o| o.tstate_status),
 ];
 
 fn generator() -> PathBuf {
@@ -116,6 +118,10 @@ fn compare(table: &VersionLayout, generated: &BTreeMap<String, String>) -> Vec<S
         (
             "line_table".into(),
             format!("LineTableKind::{:?}", table.line_table),
+        ),
+        (
+            "gilstate_bound_mask".into(),
+            format!("{:?}", table.gilstate_bound_mask),
         ),
     ];
     expected.extend(
@@ -207,6 +213,7 @@ fn a_wrong_table_is_caught() {
     text += &format!("runtime_interp_head: {:?},\n", table.runtime_interp_head);
     text += &format!("instr: InstrKind::{:?},\n", table.instr);
     text += &format!("line_table: LineTableKind::{:?},\n", table.line_table);
+    text += &format!("gilstate_bound_mask: {:?},\n", table.gilstate_bound_mask);
     for (name, get) in FIELDS {
         text += &format!("{name}: {},\n", render(get(&table.offsets)));
     }

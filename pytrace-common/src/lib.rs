@@ -36,10 +36,14 @@ pub const fn signal_bit(sig: u32) -> u64 {
     }
 }
 
-/// `bpf_loop` iterations for one capture: every thread walked costs one start step, one step
-/// per chain entry and one finish step; every thread passed over (a capture of one thread
-/// looking for it) costs one step.
-pub const WALK_STEPS: u32 = MAX_THREADS * (MAX_CHAIN as u32 + 2) + 8;
+/// Interpreters walked per dump (the main one and its sub-interpreters, newest first).
+pub const MAX_INTERPRETERS: u32 = 8;
+/// `bpf_loop` iterations for one dump: every interpreter costs one step; every thread one
+/// start step, one step per chain entry and one finish step. Each interpreter's list is cut
+/// at `MAX_THREADS`; the whole walk gets the steps of two full lists, so a process with
+/// sub-interpreters is read in full unless their threads are very many and very deep (the
+/// dump then says the walk ran out of steps).
+pub const WALK_STEPS: u32 = 2 * MAX_THREADS * (MAX_CHAIN as u32 + 2) + MAX_INTERPRETERS + 8;
 /// Threads a capture of one thread passes over looking for it before giving up.
 pub const MAX_SCAN_THREADS: u32 = 4096;
 
@@ -96,6 +100,10 @@ pub struct PyOffsets {
     pub bytes_size: u32,
     /// `PyBytesObject` → `ob_sval`.
     pub bytes_data: u32,
+    /// `PyInterpreterState` → `next` (the interpreter list runs newest first).
+    pub interp_next: u32,
+    /// `PyThreadState` → `_status` (a word of bit fields, 3.12+); `NO_OFFSET` before.
+    pub tstate_status: u32,
 }
 
 /// Bits of `PyASCIIObject.state` (unchanged from 3.3 to 3.14).
@@ -201,14 +209,18 @@ pub struct SignalInfo {
 
 /// Flags of a thread record.
 pub mod thread_flags {
-    /// Its `thread_id` equals the receiving thread's `pthread_self()`.
-    pub const CURRENT: u32 = 1;
+    /// Its `thread_id` equals the receiving thread's `pthread_self()`. Whether it is the
+    /// thread state faulthandler calls current is for user space to decide (several thread
+    /// states can carry one id).
+    pub const RECEIVER_ID: u32 = 1;
     /// The frame chain goes on past the last entry sent.
     pub const CHAIN_CONTINUES: u32 = 2;
     /// A read of the chain failed; the entries sent are those read before it.
     pub const READ_FAILED: u32 = 4;
     /// The thread held the GIL at the event (meaningful with `begin_flags::GIL_KNOWN`).
     pub const HOLDS_GIL: u32 = 8;
+    /// `_status` could not be read (`ThreadHeader::status` is 0).
+    pub const STATUS_UNREADABLE: u32 = 16;
 }
 
 /// One entry of a thread's frame chain.
@@ -218,7 +230,8 @@ pub struct FrameEntry {
     /// Code object address (tag bits cleared), 0 for a shim frame.
     pub code: u64,
     /// Raw value at `frame_instr`: `f_lasti` in the low 32 bits (≤3.10) or the instruction
-    /// pointer (3.11+).
+    /// pointer (3.11+); for a shim frame, the instruction pointer minus its code object's
+    /// address.
     pub instr: u64,
     /// `owner` byte (3.12+), else 0.
     pub owner: u32,
@@ -235,9 +248,16 @@ pub struct ThreadHeader {
     pub thread_id: u64,
     pub native_id: u64,
     pub tstate: u64,
-    /// Position in the interpreter's thread list (0 = head = newest).
+    /// Position in the walk: interpreters in list order, each one's threads in list order
+    /// (0 = head of the newest interpreter).
     pub index: u32,
     pub nframes: u32,
+    /// The `PyInterpreterState` this thread state belongs to.
+    pub interp: u64,
+    /// Position of that interpreter in the interpreter list (0 = head = newest).
+    pub interp_index: u32,
+    /// The thread state's `_status` word (3.12+), else 0.
+    pub status: u32,
 }
 
 /// Scratch layout of a whole thread record.
@@ -294,14 +314,19 @@ pub const CODE_RECORD_FIXED: usize = core::mem::size_of::<CodeRecord>() - LINETA
 
 /// Flags of a capture's end record.
 pub mod end_flags {
-    /// More threads than the capture's thread bound: faulthandler writes "...".
+    /// An interpreter had more threads than the capture's thread bound (which one:
+    /// `CaptureEnd::more_threads_mask`): faulthandler writes "...".
     pub const MORE_THREADS: u32 = 1;
-    /// The interpreter or its thread list could not be read.
+    /// The interpreter list is empty: libpython is loaded but not initialised (or finalised).
     pub const NO_INTERPRETER: u32 = 2;
     /// The walk ran out of `bpf_loop` steps.
     pub const STEPS_EXHAUSTED: u32 = 4;
     /// A capture of one thread found no thread state for it.
     pub const NO_THREAD_STATE: u32 = 8;
+    /// The head of the interpreter list could not be read.
+    pub const INTERP_UNREADABLE: u32 = 16;
+    /// The interpreter list goes on past `MAX_INTERPRETERS`.
+    pub const MORE_INTERPRETERS: u32 = 32;
 }
 
 /// Last record of a capture.
@@ -314,6 +339,16 @@ pub struct CaptureEnd {
     pub nthreads: u32,
     /// Records of this capture that did not fit in the ring buffer.
     pub lost_records: u32,
+    /// Interpreters walked (entries of `interps`).
+    pub ninterps: u32,
+    /// Bit i: interpreter i's thread list went on past `MAX_THREADS`.
+    pub more_threads_mask: u32,
+    /// Bit i: interpreter i (or its `next`, or a thread state of it) could not be read.
+    pub unreadable_mask: u32,
+    /// Bit i: interpreter i's `gc.collecting` was set (where the version prints it).
+    pub gc_mask: u32,
+    /// Addresses of the interpreters walked, in list order.
+    pub interps: [u64; MAX_INTERPRETERS as usize],
 }
 
 /// A signal reached a process the walker has no table for.

@@ -7,7 +7,11 @@
  *       waits for one line on stdin, then dlopen()s LIBPYTHON with RTLD_GLOBAL and resolves
  *       the few functions it calls with dlsym().
  *
- * Either way sys.argv becomes [SCRIPT, OUT, SIGNAL...], SCRIPT's directory goes first on
+ * With EMBEDDER_STOP_BEFORE_INIT set in the environment, the dlopen build stops after
+ * loading libpython, before Py_Initialize: it ignores SIGUSR1 and SIGUSR2 through a handler
+ * that does nothing, prints "ready" and waits forever (libpython mapped, no interpreter).
+ *
+ * Otherwise sys.argv becomes [SCRIPT, OUT, SIGNAL...], SCRIPT's directory goes first on
  * sys.path, and SCRIPT runs as __main__ through PyRun_SimpleFileExFlags, so its stack is
  * the same as under `python SCRIPT OUT SIGNAL...`.
  */
@@ -17,6 +21,8 @@
 #endif
 
 #include <dlfcn.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +32,11 @@ typedef struct PyCompilerFlags PyCompilerFlags;
 static void (*Py_Initialize)(void);
 static int (*PyRun_SimpleString)(const char *);
 static int (*PyRun_SimpleFileExFlags)(FILE *, const char *, int, PyCompilerFlags *);
+
+static void nothing(int signum)
+{
+    (void)signum;
+}
 
 static void *resolve(void *lib, const char *name)
 {
@@ -69,6 +80,14 @@ int main(int argc, char **argv)
     *(void **)&PyRun_SimpleString = resolve(lib, "PyRun_SimpleString");
     *(void **)&PyRun_SimpleFileExFlags = resolve(lib, "PyRun_SimpleFileExFlags");
     first = 2;
+    if (getenv("EMBEDDER_STOP_BEFORE_INIT") != NULL) {
+        signal(SIGUSR1, nothing);
+        signal(SIGUSR2, nothing);
+        printf("ready\n");
+        fflush(stdout);
+        for (;;)
+            pause();
+    }
 #else
     if (argc < 3) {
         fprintf(stderr, "usage: %s SCRIPT OUT SIGNAL...\n", argv[0]);

@@ -136,6 +136,32 @@ pub const SERVE_RTMAX: Case = Case {
     check: check_main_only,
 };
 
+/// A sub-interpreter runs in a worker thread; the signal lands on the main thread, in the
+/// main interpreter.
+pub const SUBINTERP_WORKER: Case = Case {
+    name: "subinterp_worker",
+    script: "subinterp_worker.py",
+    registered: &[SIGUSR1],
+    watched: SIGUSR1,
+    trigger: Trigger::Process,
+    check: check_subinterp_worker,
+};
+
+/// The main thread runs a sub-interpreter's code when the signal lands on it.
+pub const SUBINTERP_MAIN: Case = Case {
+    name: "subinterp_main",
+    script: "subinterp_main.py",
+    registered: &[SIGUSR1],
+    watched: SIGUSR1,
+    trigger: Trigger::Process,
+    check: check_subinterp_main,
+};
+
+/// Sub-interpreters can be made from Python (`_xxsubinterpreters`) from 3.8 on.
+pub fn has_subinterpreters(interp: &Interpreter) -> bool {
+    interp.at_least(3, 8)
+}
+
 pub const ALL: &[&Case] = &[
     &THREAD_DEPTHS,
     &DEEP_RECURSION,
@@ -149,6 +175,8 @@ pub const ALL: &[&Case] = &[
     &FATAL_SIGILL,
     &HOSTILE_NAME,
     &SERVE_RTMAX,
+    &SUBINTERP_WORKER,
+    &SUBINTERP_MAIN,
 ];
 
 /// Frames threading.Thread puts under a worker's target function.
@@ -424,5 +452,36 @@ fn check_gc_del(interp: &Interpreter, dump: &Dump) -> Result<()> {
             "`  Garbage-collecting` present: {}, expected {want}",
             !want
         )),
+    }
+}
+
+fn check_subinterp_worker(_: &Interpreter, dump: &Dump) -> Result<()> {
+    no_gc_line(dump)?;
+    expect_threads(
+        dump,
+        &[
+            worker(false, &[&["in_worker"]]),
+            main_thread(true, &["serve", "<module>"]),
+        ],
+    )
+}
+
+fn check_subinterp_main(interp: &Interpreter, dump: &Dump) -> Result<()> {
+    no_gc_line(dump)?;
+    if interp.at_least(3, 12) {
+        expect_threads(dump, &[main_thread(true, &["sub_park", "<module>"])])?;
+        match dump.threads[0].frames.iter().all(|f| f.file == "<string>") {
+            true => Ok(()),
+            false => Err("the sub-interpreter's frames are not in <string>".into()),
+        }
+    } else {
+        expect_threads(
+            dump,
+            &[
+                worker(false, &[&["serve", "announce"]]),
+                worker(false, &[&["park", "parked"]]),
+                main_thread(true, &["<module>"]),
+            ],
+        )
     }
 }

@@ -504,6 +504,18 @@ impl Target {
         fs::read(&self.out_path).unwrap_or_default()
     }
 
+    /// Bytes faulthandler has written so far.
+    pub fn output_len(&self) -> usize {
+        fs::metadata(&self.out_path)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0)
+    }
+
+    /// Whether the target process has ended (then its exit status).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// What faulthandler writes after byte `from`, once it has stopped growing.
     pub fn wait_output(&mut self, from: usize, timeout: Duration) -> Result<Vec<u8>> {
         let deadline = Instant::now() + timeout;

@@ -42,6 +42,15 @@ fn shown(frame: &Value, key: &str) -> Result<String> {
 }
 
 fn check_json(interp: &Interpreter, case: &Case) -> Result<()> {
+    check_json_and(interp, case, |_| Ok(()))
+}
+
+/// [`check_json`], then `more` on the record.
+fn check_json_and(
+    interp: &Interpreter,
+    case: &Case,
+    more: impl Fn(&Value) -> Result<()>,
+) -> Result<()> {
     let mut target = Target::start(interp, case.script, case.registered)?;
     let pid = target.pid();
     let mut pytrace = Pytrace::attach(&watch_args(case.watched, &[pid], 1, "json"))?;
@@ -72,7 +81,72 @@ fn check_json(interp: &Interpreter, case: &Case) -> Result<()> {
     }
     let record: Value =
         serde_json::from_str(lines[0]).map_err(|e| format!("invalid JSON: {e}{}", context()))?;
-    check_record(interp, case, pid, &dump, &record).map_err(|e| format!("{e}{}", context()))
+    check_record(interp, case, pid, &dump, &record)
+        .and_then(|()| more(&record))
+        .map_err(|e| format!("{e}{}", context()))
+}
+
+fn array<'a>(object: &'a Value, key: &str) -> Result<&'a Vec<Value>> {
+    field(object, key)?
+        .as_array()
+        .ok_or_else(|| format!("{key:?} is not an array in {object}"))
+}
+
+fn flag(object: &Value, key: &str) -> Result<bool> {
+    field(object, key)?
+        .as_bool()
+        .ok_or_else(|| format!("{key:?} is not a boolean in {object}"))
+}
+
+/// Function names of a JSON thread, innermost first.
+fn names(thread: &Value) -> Result<Vec<String>> {
+    array(thread, "frames")?
+        .iter()
+        .map(|f| string(f, "name").map(String::from))
+        .collect()
+}
+
+/// Two interpreters: the oldest (index 1) is the main one, `dumped` the one whose threads are
+/// in `threads`; every other thread is in `other_threads`, never current, and the threads of
+/// the other interpreter have, newest first, the function names `others`.
+fn check_interpreters(record: &Value, dumped: u64, others: &[&[&str]]) -> Result<()> {
+    let interpreters = array(record, "interpreters")?;
+    if interpreters.len() != 2 {
+        return Err(format!("{} interpreters, expected 2", interpreters.len()));
+    }
+    for (index, i) in interpreters.iter().enumerate() {
+        let index = index as u64;
+        if integer(i, "index")? != index
+            || flag(i, "main")? != (index == 1)
+            || flag(i, "dumped")? != (index == dumped)
+        {
+            return Err(format!(
+                "interpreter {index}: {i}, expected main: {}, dumped: {}",
+                index == 1,
+                index == dumped
+            ));
+        }
+    }
+    for thread in array(record, "threads")? {
+        if integer(thread, "interpreter")? != dumped {
+            return Err(format!("a printed thread of another interpreter: {thread}"));
+        }
+    }
+    let other = array(record, "other_threads")?;
+    let mut got = Vec::new();
+    for thread in other {
+        if integer(thread, "interpreter")? == dumped || flag(thread, "current")? {
+            return Err(format!("other_threads: {thread}"));
+        }
+        got.push(names(thread)?);
+    }
+    if got != others {
+        return Err(format!("other_threads hold {got:?}, expected {others:?}"));
+    }
+    match array(record, "incomplete")?.is_empty() {
+        true => Ok(()),
+        false => Err(format!("marked incomplete: {}", record["incomplete"])),
+    }
 }
 
 fn check_record(
@@ -223,4 +297,44 @@ fn json_pthread_kill_to_a_worker() {
 #[test]
 fn json_running_generator_coroutine_and_async_generator() {
     for_each_interpreter(|interp| check_json(interp, &GENERATOR_COROUTINE));
+}
+
+const WORKER_TAIL: [&str; 3] = ["run", "_bootstrap_inner", "_bootstrap"];
+
+#[test]
+fn json_sub_interpreter_in_a_worker() {
+    for_each_interpreter(|interp| {
+        if !has_subinterpreters(interp) {
+            return Ok(());
+        }
+        // The main interpreter is printed; the worker's sub-interpreter thread state is listed
+        // apart.
+        check_json_and(interp, &SUBINTERP_WORKER, |record| {
+            check_interpreters(record, 1, &[&["sub_park", "<module>"]])
+        })
+    });
+}
+
+#[test]
+fn json_main_thread_running_a_sub_interpreter() {
+    for_each_interpreter(|interp| {
+        if !has_subinterpreters(interp) {
+            return Ok(());
+        }
+        check_json_and(interp, &SUBINTERP_MAIN, |record| {
+            let announce = [&["serve", "announce"][..], &WORKER_TAIL].concat();
+            let parked = [&["park", "parked"][..], &WORKER_TAIL].concat();
+            if interp.at_least(3, 12) {
+                // The sub-interpreter is printed; the main interpreter's threads, the main
+                // thread's own thread state among them, are listed apart.
+                check_interpreters(
+                    record,
+                    0,
+                    &[announce.as_slice(), parked.as_slice(), &["<module>"]],
+                )
+            } else {
+                check_interpreters(record, 1, &[&["sub_park", "<module>"]])
+            }
+        })
+    });
 }

@@ -783,6 +783,79 @@ fn embedded_by_a_program_that_dlopens_libpython() {
     });
 }
 
+/// The header suffix of a dump of a process whose libpython holds no interpreter.
+const NOT_INITIALISED: &str = " (no Python interpreter initialised)";
+
+/// A dlopen embedder stopped after loading libpython, before `Py_Initialize`: the dump says
+/// there is no interpreter, in text (header suffix, empty body) and JSON.
+fn check_not_initialised(program: &Path, interp: &Interpreter) -> Result<()> {
+    let build = build_of(interp)?;
+    build.shared_library(interp)?;
+    let mut command = Command::new(program);
+    command
+        .arg(&build.libpython)
+        .env("EMBEDDER_STOP_BEFORE_INIT", "1");
+    embedding_env(&mut command, &build);
+    let on = format!("{} loaded, not initialised", interp.name);
+    let mut target = Target::spawn(command, THREAD_DEPTHS.script, &[SIGUSR1], &on)?;
+    wait_exec(target.pid(), program)?;
+    target.command("go")?;
+    target.wait_ready(READY_TIMEOUT)?;
+    expect_mapped(target.pid(), &build.libpython)?;
+    let pid = target.pid();
+
+    let pytrace = Pytrace::attach(&watch_args(SIGUSR1, &[pid], 1, "text"))?;
+    target.kill(SIGUSR1)?;
+    let run = pytrace.finish(DUMP_TIMEOUT)?;
+    let dumps = split_text_output(&run.stdout)?;
+    let context = || format!("\n--- stdout ---\n{}", String::from_utf8_lossy(&run.stdout));
+    match &dumps[..] {
+        [dump]
+            if dump.pid == pid
+                && dump.header.ends_with(NOT_INITIALISED)
+                && dump.body.is_empty() => {}
+        _ => {
+            return Err(format!(
+                "{on}: expected one dump with a header ending in {NOT_INITIALISED:?} and no body{}",
+                context()
+            ))
+        }
+    }
+    if dumps[0].header.contains("incomplete") {
+        return Err(format!("{on}: marked incomplete{}", context()));
+    }
+
+    let pytrace = Pytrace::attach(&watch_args(SIGUSR1, &[pid], 1, "json"))?;
+    target.kill(SIGUSR1)?;
+    let run = pytrace.finish(DUMP_TIMEOUT)?;
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let record: serde_json::Value = serde_json::from_str(stdout.trim_end())
+        .map_err(|e| format!("{on}: JSON: {e}\n{stdout}"))?;
+    let ok = record["pid"] == u64::from(pid)
+        && record["interpreter_state"] == "not_initialised"
+        && record["threads"].as_array().is_some_and(|t| t.is_empty())
+        && record["incomplete"]
+            .as_array()
+            .is_some_and(|t| t.is_empty());
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "{on}: expected interpreter_state \"not_initialised\", no threads, nothing incomplete:\n{stdout}"
+        )),
+    }
+}
+
+#[test]
+fn libpython_loaded_but_not_initialised() {
+    let _serial = serial();
+    let interpreters = selected();
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let program = build_dlopen_embedder(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    each_interpreter(&interpreters, |interp| {
+        check_not_initialised(&program, interp)
+    });
+}
+
 /// `unshare --pid --mount --fork --kill-child [sh -c '"$0" "$@" & wait'] python …`: the
 /// interpreter is PID `ns_pid` (1 or 2) of a new PID namespace, in a new mount namespace.
 fn check_in_namespaces(pytrace: &Pytrace, interp: &Interpreter, ns_pid: u32) -> Result<()> {

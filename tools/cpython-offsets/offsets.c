@@ -9,6 +9,7 @@
 #include <frameobject.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #if PY_VERSION_HEX >= 0x030D0000
 #  include "internal/pycore_runtime.h"
@@ -66,6 +67,7 @@ int main(void)
 #else
     field("interp_gc_collecting", NONE);
 #endif
+    field("interp_next", offsetof(PyInterpreterState, next));
 
     /* PyThreadState */
     field("tstate_next", offsetof(PyThreadState, next));
@@ -76,6 +78,13 @@ int main(void)
     field("tstate_native_thread_id", offsetof(PyThreadState, native_thread_id));
 #else
     field("tstate_native_thread_id", NONE);
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+    /* `_status`: its `bound_gilstate` bit marks the thread state PyGILState_GetThisThreadState()
+       returns in the thread it is bound to. */
+    field("tstate_status", offsetof(PyThreadState, _status));
+#else
+    field("tstate_status", NONE);
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
     field("tstate_frame", offsetof(PyThreadState, current_frame));
@@ -140,6 +149,20 @@ int main(void)
 #else
     printf("    instr: InstrKind::LastiBytes,\n");
     printf("    line_table: LineTableKind::Lnotab,\n");
+#endif
+
+#if PY_VERSION_HEX >= 0x030C0000
+    {
+        /* The `bound_gilstate` bit of `_status`, as the u32 the walker reads. */
+        PyThreadState probe;
+        unsigned int word = 0;
+        memset(&probe, 0, sizeof probe);
+        probe._status.bound_gilstate = 1;
+        memcpy(&word, &probe._status, sizeof word);
+        printf("    gilstate_bound_mask: Some(%u),\n", word);
+    }
+#else
+    printf("    gilstate_bound_mask: None,\n");
 #endif
 
 #if PY_VERSION_HEX >= 0x030D0000

@@ -39,6 +39,10 @@ pub struct Style {
     /// code object that is not there and crashes (3.13: the entry frame's executable is
     /// `None`); such a shim is then passed over without counting.
     pub shim_frame_line: Option<&'static str>,
+    /// The same for a shim whose instruction pointer is before its code's first instruction
+    /// (3.12's entry frame caught while it is being set up): CPython's line lookup gives the
+    /// code's first line for a negative offset.
+    pub shim_frame_before_start_line: Option<&'static str>,
     /// The header carries ` [name]` with the OS thread name when it is non-empty (3.14+).
     pub thread_name: bool,
 }
@@ -51,6 +55,9 @@ const ELLIPSIS: &str = "  ...\n";
 /// 3.12's entry frames run the interpreter's trampoline code object: file `<shim>`, name
 /// `<interpreter trampoline>`, and a line table of "no line" entries.
 const TRAMPOLINE_3_12: &str = "  File \"<shim>\", line ??? in <interpreter trampoline>\n";
+/// The trampoline's `co_firstlineno` is 1 (`_Py_MakeShimCode`).
+const TRAMPOLINE_3_12_BEFORE_START: &str =
+    "  File \"<shim>\", line 1 in <interpreter trampoline>\n";
 
 const STYLE_3_6: Style = Style {
     no_frame_line: None,
@@ -58,6 +65,7 @@ const STYLE_3_6: Style = Style {
     gc_line: false,
     shims: ShimWalk::Absent,
     shim_frame_line: None,
+    shim_frame_before_start_line: None,
     thread_name: false,
 };
 
@@ -75,6 +83,7 @@ const STYLE_3_10: Style = Style {
 const STYLE_3_12_0: Style = Style {
     shims: ShimWalk::AfterFrame,
     shim_frame_line: Some(TRAMPOLINE_3_12),
+    shim_frame_before_start_line: Some(TRAMPOLINE_3_12_BEFORE_START),
     ..STYLE_3_10
 };
 
@@ -86,6 +95,7 @@ const STYLE_3_12_8: Style = Style {
 const STYLE_3_13_0: Style = Style {
     truncation_line: None,
     shim_frame_line: None,
+    shim_frame_before_start_line: None,
     ..STYLE_3_12_0
 };
 
@@ -189,7 +199,7 @@ impl<'a> Chain<'a> {
     }
 
     fn is_shim(&self, i: usize) -> bool {
-        matches!(self.at(i), At::Entry(ChainEntry::Shim))
+        matches!(self.at(i), At::Entry(ChainEntry::Shim { .. }))
     }
 }
 
@@ -203,7 +213,7 @@ fn write_frames(out: &mut Vec<u8>, thread: &ThreadStack, style: &Style) {
         entries: thread
             .chain
             .iter()
-            .filter(|e| style.shims != ShimWalk::Absent || !matches!(e, ChainEntry::Shim))
+            .filter(|e| style.shims != ShimWalk::Absent || !matches!(e, ChainEntry::Shim { .. }))
             .collect(),
         cut: thread.chain_continues || thread.torn,
     };
@@ -250,7 +260,10 @@ fn write_frames(out: &mut Vec<u8>, thread: &ThreadStack, style: &Style) {
         }
         match chain.at(i) {
             At::Entry(ChainEntry::Frame(frame)) => write_frame(out, frame),
-            At::Entry(ChainEntry::Shim) => match style.shim_frame_line {
+            At::Entry(ChainEntry::Shim { before_start }) => match match before_start {
+                false => style.shim_frame_line,
+                true => style.shim_frame_before_start_line,
+            } {
                 Some(line) => out.extend_from_slice(line.as_bytes()),
                 None => {
                     i += 1;
@@ -331,6 +344,10 @@ pub fn escape_into(out: &mut Vec<u8>, text: &PyText) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SHIM: ChainEntry = ChainEntry::Shim {
+        before_start: false,
+    };
     use pytrace_common::{MAX_CHAIN, MAX_THREADS};
 
     fn text(s: &str) -> PyText {
@@ -615,7 +632,7 @@ mod tests {
             STYLE_3_14,
         ] {
             let mut chain = frames(100);
-            chain.push(ChainEntry::Shim);
+            chain.push(SHIM);
             let plain = format!("{HEAD}{}", frame_lines(0..100));
             assert_eq!(depth_out(&style, chain.clone(), false), plain, "{style:?}");
             // The shim is the 101st entry and the chain goes on past it.
@@ -634,10 +651,10 @@ mod tests {
         for (i, f) in frames(100).into_iter().enumerate() {
             chain.push(f);
             if i % 3 == 2 {
-                chain.push(ChainEntry::Shim);
+                chain.push(SHIM);
             }
         }
-        chain.push(ChainEntry::Shim);
+        chain.push(SHIM);
         let plain = format!("{HEAD}{}", frame_lines(0..100));
         for (release, style) in all_styles() {
             assert_eq!(
@@ -660,7 +677,7 @@ mod tests {
 
     #[test]
     fn shim_at_the_top() {
-        let mut chain = vec![ChainEntry::Shim];
+        let mut chain = vec![SHIM];
         chain.extend(frames(100));
         // 3.12.0–3.12.7: the top shim is dumped as the trampoline and counts.
         assert_eq!(
@@ -678,12 +695,33 @@ mod tests {
         assert_eq!(depth_out(&STYLE_3_10, chain, false), plain);
         // A chain of one shim.
         assert_eq!(
-            depth_out(&STYLE_3_12_0, vec![ChainEntry::Shim], false),
+            depth_out(&STYLE_3_12_0, vec![SHIM], false),
             format!("{HEAD}{TRAMPOLINE_3_12}")
         );
+        assert_eq!(depth_out(&STYLE_3_12_8, vec![SHIM], false), HEAD);
+    }
+
+    #[test]
+    fn shim_caught_before_its_first_instruction() {
+        // 3.12's entry frame set up part-way: its instruction pointer is before the
+        // trampoline's code, and CPython's line lookup gives the code's first line, 1.
+        let early = ChainEntry::Shim { before_start: true };
+        let mut chain = vec![early.clone()];
+        chain.extend(frames(2));
         assert_eq!(
-            depth_out(&STYLE_3_12_8, vec![ChainEntry::Shim], false),
-            HEAD
+            depth_out(&STYLE_3_12_0, chain.clone(), false),
+            format!("{HEAD}{TRAMPOLINE_3_12_BEFORE_START}{}", frame_lines(0..2))
+        );
+        // Where the shim is stepped over, nothing changes.
+        assert_eq!(
+            depth_out(&STYLE_3_12_8, chain, false),
+            format!("{HEAD}{}", frame_lines(0..2))
+        );
+        // The second of two shims in a row is printed on 3.12.8+ too.
+        let chain = vec![SHIM, early, frame("m.py", "f0", 1)];
+        assert_eq!(
+            depth_out(&STYLE_3_12_8, chain, false),
+            format!("{HEAD}{TRAMPOLINE_3_12_BEFORE_START}{}", frame_lines(0..1))
         );
     }
 
@@ -694,11 +732,11 @@ mod tests {
         // the trampoline (checked against the real interpreter); 3.13.0 crashes on it.
         let chain = vec![
             frame("c.py", "__del__", 4),
-            ChainEntry::Shim,
-            ChainEntry::Shim,
+            SHIM,
+            SHIM,
             frame("c.py", "main", 9),
             frame("c.py", "<module>", 10),
-            ChainEntry::Shim,
+            SHIM,
         ];
         let tail = "  File \"c.py\", line 9 in main\n  File \"c.py\", line 10 in <module>\n";
         let del = "  File \"c.py\", line 4 in __del__\n";
@@ -717,7 +755,7 @@ mod tests {
         }
         // The printed trampoline counts towards the 100.
         let mut chain = frames(50);
-        chain.extend([ChainEntry::Shim, ChainEntry::Shim]);
+        chain.extend([SHIM, SHIM]);
         chain.extend(frames(50));
         let out = depth_out(&STYLE_3_12_0, chain, false);
         assert_eq!(out.lines().filter(|l| l.starts_with("  File")).count(), 100);
@@ -806,7 +844,7 @@ mod tests {
 
     fn json_entry(v: &serde_json::Value) -> ChainEntry {
         match v[0].as_str().unwrap() {
-            "s" => ChainEntry::Shim,
+            "s" => SHIM,
             "f" => ChainEntry::Frame(Frame {
                 filename: Some(json_text(&v[1])),
                 name: Some(json_text(&v[2])),

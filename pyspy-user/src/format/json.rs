@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{faulthandler, timestamp, version_string, Output};
 use crate::{
     escape,
-    model::{Capture, ChainEntry, PyText, TriggerInfo},
+    model::{Capture, ChainEntry, InterpreterState, PyText, ThreadStack, TriggerInfo},
     signals,
 };
 
@@ -44,11 +44,34 @@ struct JsonDump<'a> {
     lost_records: u32,
     unsymbolized_frames: u32,
     torn_threads: usize,
+    /// `initialised`, `not_initialised` (libpython loaded, no interpreter yet) or
+    /// `unreadable`.
+    interpreter_state: &'static str,
+    /// What else is missing or uncertain (the text header's `incomplete` note).
+    incomplete: &'a [&'static str],
+    /// The threads faulthandler prints: those of the interpreter it dumps.
     threads: Vec<JsonThread>,
+    /// Every interpreter walked, in list order (0 = newest; the main one is the oldest).
+    interpreters: Vec<JsonInterpreter>,
+    more_interpreters: bool,
+    /// Threads of the other interpreters, which faulthandler does not print.
+    other_threads: Vec<JsonThread>,
+}
+
+#[derive(Serialize)]
+struct JsonInterpreter {
+    index: u32,
+    address: u64,
+    main: bool,
+    dumped: bool,
+    more_threads: bool,
+    unreadable: bool,
 }
 
 #[derive(Serialize)]
 struct JsonThread {
+    /// Index of its interpreter in `interpreters`.
+    interpreter: u32,
     thread_id: u64,
     native_id: Option<u64>,
     current: bool,
@@ -99,6 +122,26 @@ fn frame(f: &crate::model::Frame) -> JsonFrame {
     }
 }
 
+fn thread(t: &ThreadStack) -> JsonThread {
+    JsonThread {
+        interpreter: t.interp,
+        thread_id: t.thread_id,
+        native_id: t.native_id,
+        current: t.current,
+        truncated: t.chain_continues,
+        torn: t.torn,
+        frames: t
+            .chain
+            .iter()
+            .filter_map(|e| match e {
+                ChainEntry::Frame(f) => Some(frame(f)),
+                ChainEntry::Shim { .. } => None,
+            })
+            .take(MAX_FRAMES as usize)
+            .collect(),
+    }
+}
+
 /// serde_json's compact output, with what a terminal would act on escaped as `\uNNNN`.
 struct SafeFormatter;
 
@@ -126,26 +169,6 @@ impl Output for Json {
             TriggerInfo::Signal { signal, sender_pid } => (Some(signal), sender_pid, None),
             TriggerInfo::Timer { cpu } => (None, None, Some(cpu)),
         };
-        let threads = d
-            .threads
-            .iter()
-            .map(|t| JsonThread {
-                thread_id: t.thread_id,
-                native_id: t.native_id,
-                current: t.current,
-                truncated: t.chain_continues,
-                torn: t.torn,
-                frames: t
-                    .chain
-                    .iter()
-                    .filter_map(|e| match e {
-                        ChainEntry::Frame(f) => Some(frame(f)),
-                        ChainEntry::Shim => None,
-                    })
-                    .take(MAX_FRAMES as usize)
-                    .collect(),
-            })
-            .collect();
         let obj = JsonDump {
             pid: d.pid,
             tid: d.tid,
@@ -164,7 +187,27 @@ impl Output for Json {
             lost_records: d.lost_records,
             unsymbolized_frames: d.unsymbolized_frames,
             torn_threads: d.threads.iter().filter(|t| t.torn).count(),
-            threads,
+            interpreter_state: match d.interpreter_state {
+                InterpreterState::Initialised => "initialised",
+                InterpreterState::NotInitialised => "not_initialised",
+                InterpreterState::Unreadable => "unreadable",
+            },
+            incomplete: &d.incomplete,
+            threads: d.threads.iter().map(thread).collect(),
+            interpreters: d
+                .interpreters
+                .iter()
+                .map(|i| JsonInterpreter {
+                    index: i.index,
+                    address: i.address,
+                    main: i.main,
+                    dumped: i.dumped,
+                    more_threads: i.more_threads,
+                    unreadable: i.unreadable,
+                })
+                .collect(),
+            more_interpreters: d.more_interpreters,
+            other_threads: d.other_threads.iter().map(thread).collect(),
         };
         let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeFormatter);
         obj.serialize(&mut ser)?;

@@ -8,9 +8,15 @@ use std::io::{self, Write};
 use super::{faulthandler, timestamp, version_string, Output};
 use crate::{
     escape,
-    model::{Capture, TriggerInfo},
+    model::{Capture, InterpreterState, TriggerInfo},
     signals,
 };
+
+/// Header suffix of a process whose libpython is loaded but holds no interpreter (before
+/// `Py_Initialize`, or after `Py_Finalize`): faulthandler could print nothing there.
+pub const NOT_INITIALISED: &str = " (no Python interpreter initialised)";
+/// Header suffix when the interpreter list could not be read at all.
+pub const UNREADABLE: &str = " (incomplete: interpreter list unreadable)";
 
 pub struct Text {
     /// The output is a terminal.
@@ -67,13 +73,22 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
         let _ = write!(buf, " from PID {sender}");
     }
     let _ = write!(buf, ", {}", timestamp(d.time_ns));
+    match d.interpreter_state {
+        InterpreterState::Initialised => {}
+        InterpreterState::NotInitialised => buf.extend_from_slice(NOT_INITIALISED.as_bytes()),
+        InterpreterState::Unreadable => buf.extend_from_slice(UNREADABLE.as_bytes()),
+    }
     let torn = d.threads.iter().filter(|t| t.torn).count();
+    let mut notes = Vec::new();
     if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 {
-        let _ = write!(
-            buf,
-            " (incomplete: {} records lost, {} frames unsymbolized, {} threads torn)",
+        notes.push(format!(
+            "{} records lost, {} frames unsymbolized, {} threads torn",
             d.lost_records, d.unsymbolized_frames, torn
-        );
+        ));
+    }
+    notes.extend(d.incomplete.iter().map(|n| n.to_string()));
+    if !notes.is_empty() {
+        let _ = write!(buf, " (incomplete: {})", notes.join("; "));
     }
     buf.push(b'\n');
 }

@@ -68,6 +68,9 @@ struct Format {
     sections: &'static [Section],
     /// `FRAME_OWNED_BY_*` values from this one up mark frames faulthandler skips.
     shim_owner_min: u32,
+    /// The `bound_gilstate` bit of `PyThreadState._status` (the table gives the word's
+    /// offset, not its bit fields).
+    gilstate_bound_mask: u32,
 }
 
 /// Header: `char cookie[8]`, `uint64_t version`, `uint64_t free_threaded`.
@@ -131,6 +134,8 @@ const FORMAT_3_13: Format = Format {
     ],
     // FRAME_OWNED_BY_CSTACK.
     shim_owner_min: 3,
+    // `initialized`, `bound`, `unbound`, then `bound_gilstate`.
+    gilstate_bound_mask: 1 << 3,
 };
 
 const FORMAT_3_14: Format = Format {
@@ -174,6 +179,7 @@ const FORMAT_3_14: Format = Format {
     ],
     // FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4.
     shim_owner_min: 3,
+    gilstate_bound_mask: 1 << 3,
 };
 
 const FORMATS: &[Format] = &[FORMAT_3_13, FORMAT_3_14];
@@ -342,6 +348,8 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         unicode_compact_data: ascii_size + COMPACT_UNICODE_EXTRA,
         bytes_size: t.member("bytes_object", "ob_size", 8)?,
         bytes_data: t.member("bytes_object", "ob_sval", 1)?,
+        interp_next: t.member("interpreter_state", "next", 8)?,
+        tstate_status: t.member("thread_state", "status", 4)?,
     };
     let layout = VersionLayout {
         major,
@@ -352,6 +360,7 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
             code_adaptive: t.member("code_object", "co_code_adaptive", 1)?,
         },
         line_table: LineTableKind::Locations311,
+        gilstate_bound_mask: Some(format.gilstate_bound_mask),
     };
     Ok(DebugOffsets {
         version_hex,
@@ -413,6 +422,7 @@ mod tests {
         ("runtime_state.size", 0x5_0000),
         ("runtime_state.interpreters_head", 0x318),
         ("interpreter_state.size", 0x4_0000),
+        ("interpreter_state.next", 0x1c0),
         ("interpreter_state.threads_head", 0x1d28),
         ("interpreter_state.threads_main", 0x1d30),
         ("interpreter_state.gc", 0x1e08),
@@ -421,6 +431,7 @@ mod tests {
         ("thread_state.current_frame", 0x50),
         ("thread_state.thread_id", 0xa0),
         ("thread_state.native_thread_id", 0xa8),
+        ("thread_state.status", 0x20),
         ("interpreter_frame.size", 0x58),
         ("interpreter_frame.previous", 0x10),
         ("interpreter_frame.executable", 0x08),
@@ -534,8 +545,11 @@ mod tests {
             unicode_compact_data: 0x40,
             bytes_size: 0x18,
             bytes_data: 0x28,
+            interp_next: 0x1c0,
+            tstate_status: 0x20,
         };
         assert_eq!(l.offsets, expected);
+        assert_eq!(l.gilstate_bound_mask, Some(8));
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub struct VersionLayout {
     pub offsets: PyOffsets,
     pub instr: InstrKind,
     pub line_table: LineTableKind,
+    /// The `bound_gilstate` bit of `PyThreadState._status` (3.12+): set on the one thread
+    /// state `PyGILState_GetThisThreadState()` returns in the OS thread it is bound to.
+    /// `None` where there is no such bit (≤3.11: that thread state is the first one made in
+    /// the thread, and thread-state swaps do not move it).
+    pub gilstate_bound_mask: Option<u32>,
 }
 
 static PY_3_6: VersionLayout = VersionLayout {
@@ -63,9 +68,12 @@ static PY_3_6: VersionLayout = VersionLayout {
         unicode_compact_data: 72,
         bytes_size: 16,
         bytes_data: 32,
+        interp_next: 0,
+        tstate_status: NO_OFFSET,
     },
     instr: InstrKind::LastiBytes,
     line_table: LineTableKind::Lnotab,
+    gilstate_bound_mask: None,
 };
 
 static PY_3_7: VersionLayout = VersionLayout {
@@ -95,9 +103,12 @@ static PY_3_7: VersionLayout = VersionLayout {
         unicode_compact_data: 72,
         bytes_size: 16,
         bytes_data: 32,
+        interp_next: 0,
+        tstate_status: NO_OFFSET,
     },
     instr: InstrKind::LastiBytes,
     line_table: LineTableKind::Lnotab,
+    gilstate_bound_mask: None,
 };
 
 static PY_3_8: VersionLayout = VersionLayout {
@@ -128,9 +139,12 @@ static PY_3_8: VersionLayout = VersionLayout {
         unicode_compact_data: 72,
         bytes_size: 16,
         bytes_data: 32,
+        interp_next: 0,
+        tstate_status: NO_OFFSET,
     },
     instr: InstrKind::LastiBytes,
     line_table: LineTableKind::Lnotab,
+    gilstate_bound_mask: None,
 };
 
 static PY_3_9: VersionLayout = VersionLayout {
@@ -160,9 +174,12 @@ static PY_3_9: VersionLayout = VersionLayout {
         unicode_compact_data: 72,
         bytes_size: 16,
         bytes_data: 32,
+        interp_next: 0,
+        tstate_status: NO_OFFSET,
     },
     instr: InstrKind::LastiBytes,
     line_table: LineTableKind::Lnotab,
+    gilstate_bound_mask: None,
 };
 
 static PY_3_10: VersionLayout = VersionLayout {
@@ -193,9 +210,12 @@ static PY_3_10: VersionLayout = VersionLayout {
         unicode_compact_data: 72,
         bytes_size: 16,
         bytes_data: 32,
+        interp_next: 0,
+        tstate_status: NO_OFFSET,
     },
     instr: InstrKind::LastiCodeUnits,
     line_table: LineTableKind::Linetable310,
+    gilstate_bound_mask: None,
 };
 
 static PY_3_11: VersionLayout = VersionLayout {
@@ -228,9 +248,12 @@ static PY_3_11: VersionLayout = VersionLayout {
         unicode_compact_data: 72,
         bytes_size: 16,
         bytes_data: 32,
+        interp_next: 0,
+        tstate_status: NO_OFFSET,
     },
     instr: InstrKind::InstrPtr { code_adaptive: 184 },
     line_table: LineTableKind::Locations311,
+    gilstate_bound_mask: None,
 };
 
 static PY_3_12: VersionLayout = VersionLayout {
@@ -263,9 +286,12 @@ static PY_3_12: VersionLayout = VersionLayout {
         unicode_compact_data: 56,
         bytes_size: 16,
         bytes_data: 32,
+        interp_next: 0,
+        tstate_status: 24,
     },
     instr: InstrKind::InstrPtr { code_adaptive: 192 },
     line_table: LineTableKind::Locations311,
+    gilstate_bound_mask: Some(8),
 };
 
 static PY_3_13: VersionLayout = VersionLayout {
@@ -300,9 +326,12 @@ static PY_3_13: VersionLayout = VersionLayout {
         unicode_compact_data: 56,
         bytes_size: 16,
         bytes_data: 32,
+        interp_next: 7264,
+        tstate_status: 32,
     },
     instr: InstrKind::InstrPtr { code_adaptive: 200 },
     line_table: LineTableKind::Locations311,
+    gilstate_bound_mask: Some(8),
 };
 
 static BUILTIN: [&VersionLayout; 8] = [
