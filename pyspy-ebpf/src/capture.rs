@@ -7,7 +7,7 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_boot_ns,
     generated::bpf_get_smp_processor_id,
 };
-use pytrace_common::{kind, CaptureBegin, CaptureEnd, Counter, ProcInfo, NO_OFFSET};
+use pytrace_common::{begin_flags, kind, CaptureBegin, CaptureEnd, Counter, ProcInfo, NO_OFFSET};
 
 use crate::{
     counters::bump,
@@ -32,6 +32,8 @@ pub struct CaptureRequest {
     pub max_frames: u32,
     /// Send the records of code objects not sent before.
     pub copy_code: bool,
+    /// Note which thread holds the GIL.
+    pub read_gil: bool,
     /// How the end record wakes the reader.
     pub wake: Wake,
 }
@@ -74,6 +76,11 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let gc_collecting = read_gc_collecting(&proc);
+    let gil_holder = if req.read_gil {
+        read_gil_holder(&proc)
+    } else {
+        None
+    };
     let capture_id = (now << 8) | (cpu as u64 & 0xff);
     *state = WalkState {
         proc,
@@ -81,7 +88,7 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
         fsbase: req.fsbase,
         tstate: 0,
         frame: 0,
-        gil_holder: 0,
+        gil_holder: gil_holder.unwrap_or(0),
         pid: req.pid,
         tid: req.tid,
         thread_index: 0,
@@ -110,7 +117,11 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
         cpu,
         gc_collecting,
         version_hex: proc.version_hex,
-        flags: 0,
+        flags: if gil_holder.is_some() {
+            begin_flags::GIL_KNOWN
+        } else {
+            0
+        },
         fsbase: req.fsbase,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
@@ -163,4 +174,24 @@ fn read_gc_collecting(proc: &ProcInfo) -> u32 {
         .filter(|&i| i != 0)
         .and_then(|interp| user_u32(interp.wrapping_add(proc.offsets.interp_gc_collecting as u64)))
         .unwrap_or(0)
+}
+
+/// The thread state holding the GIL (0 when nobody does), `None` when unknown or unreadable.
+#[inline(always)]
+fn read_gil_holder(proc: &ProcInfo) -> Option<u64> {
+    let gil = &proc.gil;
+    if gil.last_holder == NO_OFFSET {
+        return None;
+    }
+    let base = if gil.addr != 0 {
+        gil.addr
+    } else if gil.interp_ptr != NO_OFFSET {
+        let interp = field_u64(proc.interp_head_addr, 0).filter(|&i| i != 0)?;
+        field_u64(interp, gil.interp_ptr).filter(|&g| g != 0)?
+    } else {
+        return None;
+    };
+    let locked = user_u32(base.wrapping_add(gil.locked as u64))?;
+    let holder = field_u64(base, gil.last_holder)?;
+    Some(if locked != 0 { holder } else { 0 })
 }
