@@ -8,7 +8,7 @@ use aya_ebpf::helpers::{
     generated::bpf_get_smp_processor_id,
 };
 use pytrace_common::{
-    kind, CaptureBegin, CaptureEnd, Counter, ProcInfo, MAX_INTERPRETERS, NO_OFFSET,
+    begin_flags, kind, CaptureBegin, CaptureEnd, Counter, ProcInfo, MAX_INTERPRETERS, NO_OFFSET,
 };
 
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     emit::{self, Wake},
     maps::{FSBASE_OFFSET, PID_FILTER, PROCS},
     read::{field_u64, kernel_u64, user_u32},
-    walker::{self, WalkState},
+    walker,
 };
 
 /// What a trigger asks of a capture.
@@ -34,6 +34,8 @@ pub struct CaptureRequest {
     pub max_frames: u32,
     /// Send the records of code objects not sent before.
     pub copy_code: bool,
+    /// Note which thread holds the GIL.
+    pub read_gil: bool,
     /// How the end record wakes the reader.
     pub wake: Wake,
 }
@@ -76,41 +78,46 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let gc_collecting = read_gc_collecting(&proc);
-    let capture_id = (now << 8) | (cpu as u64 & 0xff);
-    *state = WalkState {
-        proc,
-        capture_id,
-        fsbase: req.fsbase,
-        tstate: 0,
-        frame: 0,
-        gil_holder: 0,
-        pid: req.pid,
-        tid: req.tid,
-        thread_index: 0,
-        nchain: 0,
-        nreal: 0,
-        thread_open: 0,
-        thread_flags: 0,
-        end_flags: 0,
-        lost: 0,
-        busy: 1,
-        scope: req.scope,
-        max_threads: req.max_threads,
-        max_frames: req.max_frames,
-        copy_code: req.copy_code as u32,
-        from_cache: 0,
-        scanned: 0,
-        last_code: 0,
-        interp: 0,
-        next_interp: 0,
-        ninterps: 0,
-        interp_threads: 0,
-        more_threads_mask: 0,
-        unreadable_mask: 0,
-        gc_mask: 0,
-        _pad2: 0,
-        interps: [0; MAX_INTERPRETERS as usize],
+    let gil_holder = if req.read_gil {
+        read_gil_holder(&proc)
+    } else {
+        None
     };
+    let capture_id = (now << 8) | (cpu as u64 & 0xff);
+    // Field by field: a `WalkState` literal is built on the stack first, and the whole struct
+    // does not fit in it ("Looks like the BPF stack limit is exceeded").
+    state.proc = proc;
+    state.capture_id = capture_id;
+    state.fsbase = req.fsbase;
+    state.tstate = 0;
+    state.frame = 0;
+    state.gil_holder = gil_holder.unwrap_or(0);
+    state.pid = req.pid;
+    state.tid = req.tid;
+    state.thread_index = 0;
+    state.nchain = 0;
+    state.nreal = 0;
+    state.thread_open = 0;
+    state.thread_flags = 0;
+    state.end_flags = 0;
+    state.lost = 0;
+    state.busy = 1;
+    state.scope = req.scope;
+    state.max_threads = req.max_threads;
+    state.max_frames = req.max_frames;
+    state.copy_code = req.copy_code as u32;
+    state.from_cache = 0;
+    state.scanned = 0;
+    state.last_code = 0;
+    state.interp = 0;
+    state.next_interp = 0;
+    state.ninterps = 0;
+    state.interp_threads = 0;
+    state.more_threads_mask = 0;
+    state.unreadable_mask = 0;
+    state.gc_mask = 0;
+    state._pad2 = 0;
+    state.interps = [0; MAX_INTERPRETERS as usize];
     let begin = CaptureBegin {
         kind: kind::CAPTURE_BEGIN,
         trigger: req.trigger,
@@ -121,7 +128,11 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
         cpu,
         gc_collecting,
         version_hex: proc.version_hex,
-        flags: 0,
+        flags: if gil_holder.is_some() {
+            begin_flags::GIL_KNOWN
+        } else {
+            0
+        },
         fsbase: req.fsbase,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
@@ -179,4 +190,24 @@ fn read_gc_collecting(proc: &ProcInfo) -> u32 {
         .filter(|&i| i != 0)
         .and_then(|interp| user_u32(interp.wrapping_add(proc.offsets.interp_gc_collecting as u64)))
         .unwrap_or(0)
+}
+
+/// The thread state holding the GIL (0 when nobody does), `None` when unknown or unreadable.
+#[inline(always)]
+fn read_gil_holder(proc: &ProcInfo) -> Option<u64> {
+    let gil = &proc.gil;
+    if gil.last_holder == NO_OFFSET {
+        return None;
+    }
+    let base = if gil.addr != 0 {
+        gil.addr
+    } else if gil.interp_ptr != NO_OFFSET {
+        let interp = field_u64(proc.interp_head_addr, 0).filter(|&i| i != 0)?;
+        field_u64(interp, gil.interp_ptr).filter(|&g| g != 0)?
+    } else {
+        return None;
+    };
+    let locked = user_u32(base.wrapping_add(gil.locked as u64))?;
+    let holder = field_u64(base, gil.last_holder)?;
+    Some(if locked != 0 { holder } else { 0 })
 }

@@ -78,6 +78,7 @@ pub fn on_signal(sig: u32, info: u64) {
         max_threads: MAX_THREADS,
         max_frames: MAX_FRAMES,
         copy_code: true,
+        read_gil: false,
         wake: Wake::Now,
     };
     match capture::run(&req, &mut record) {

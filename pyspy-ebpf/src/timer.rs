@@ -29,6 +29,7 @@ pub fn on_tick() {
         max_threads: 1,
         max_frames: SAMPLE_MAX_FRAMES,
         copy_code: true,
+        read_gil: true,
         wake: Wake::Batch,
     };
     match capture::run(&req, &mut NoRecord) {

@@ -13,6 +13,8 @@ use crate::format::FormatKind;
 /// With --signal, every CPython process on the host (or each --pid) that receives that signal
 /// gets its threads dumped as `faulthandler.dump_traceback(all_threads=True)` would print them
 /// at that moment. The target is only read, never changed: the signal still has its effect.
+/// `pytrace record` samples the Python threads running on the CPUs into a profile; `pytrace
+/// top` shows where they spend their CPU time, live.
 #[derive(Debug, Parser)]
 #[command(
     name = "pytrace",
@@ -33,6 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Dump every thread of a process when it receives a signal (the default command).
     Dump(DumpArgs),
+    /// Sample the Python stacks running on the CPUs, and write a profile.
+    Record(RecordArgs),
+    /// A live view of the functions the sampled Python processes spend their CPU time in.
+    Top(TopArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +87,55 @@ pub struct CommonArgs {
     /// Ring-buffer size in MiB, from 1 to 1024 (rounded up to a power of two).
     #[arg(long, default_value_t = 16, value_name = "MIB", value_parser = parse_ringbuf_mib)]
     pub ringbuf_mib: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Only sample this process (repeatable); without it, every CPython process on the host,
+    /// including those started later.
+    #[arg(long, short = 'p', value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Vec<u32>,
+
+    /// Samples per second of CPU time, on every CPU.
+    #[arg(long, default_value_t = 99, value_name = "HZ", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub hz: u64,
+
+    /// Stop after this many seconds (else at Ctrl-C, SIGTERM, or when every --pid has exited).
+    #[arg(long, short = 'd', value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Output file (default: a name made from the format).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value = "flamegraph")]
+    pub format: crate::profile::ProfileFormat,
+
+    /// Add a `thread TID (name)` frame under each process.
+    #[arg(long)]
+    pub threads: bool,
+
+    /// Keep only samples of threads that held the GIL.
+    #[arg(long)]
+    pub gil: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Only sample this process (repeatable); without it, every CPython process on the host.
+    #[arg(long, short = 'p', value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Vec<u32>,
+
+    /// Samples per second of CPU time, on every CPU.
+    #[arg(long, default_value_t = 99, value_name = "HZ", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub hz: u64,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// Largest ring buffer: 1 GiB of locked kernel memory.

@@ -55,7 +55,9 @@ pub enum Flow {
 pub trait Consumer {
     fn capture(&mut self, capture: Capture) -> Result<Flow, Error>;
     /// Called on the session's drain clock (timer mode), with the session's progress.
-    fn tick(&mut self, _progress: &Progress) {}
+    fn tick(&mut self, _progress: &Progress) -> Flow {
+        Flow::Continue
+    }
     /// A traced process has exited.
     fn exited(&mut self, _pid: u32) {}
 }
@@ -65,6 +67,8 @@ pub struct Progress {
     pub elapsed: Duration,
     pub captures: u64,
     pub processes: usize,
+    /// Captures lost whole so far (torn or undecodable).
+    pub lost: u64,
 }
 
 /// Samples are read on this clock (they wake the reader only in large batches).
@@ -253,12 +257,13 @@ impl Session {
                 }
                 _ = tick => {
                     let flow = self.drain(fd.get_mut(), consumer)?;
-                    consumer.tick(&Progress {
+                    let asked = consumer.tick(&Progress {
                         elapsed: self.started.elapsed(),
                         captures: self.captures,
                         processes: self.sym.process_count(),
+                        lost: self.torn(),
                     });
-                    flow
+                    if asked == Flow::Stop { Flow::Stop } else { flow }
                 }
                 _ = &mut all_exited => {
                     // Their last records are already in the ring buffer.

@@ -154,6 +154,12 @@ impl Symbolizer {
         if b.trigger == trigger::TIMER {
             // A sample holds the interrupted thread alone, whatever its interpreter.
             dump.more_threads = raw.end.flags & end_flags::MORE_THREADS != 0;
+            if raw.end.flags & end_flags::NO_INTERPRETER != 0 {
+                dump.interpreter_state = InterpreterState::NotInitialised;
+            }
+            if raw.end.flags & end_flags::INTERP_UNREADABLE != 0 {
+                dump.interpreter_state = InterpreterState::Unreadable;
+            }
             dump.threads = stacks;
             return dump;
         }

@@ -9,6 +9,7 @@ use crate::{
     process::{self, InspectError, PythonProcess},
     python::{
         debug_offsets::{self, DebugOffsets, DebugOffsetsError},
+        gil::{self, GilLayout},
         layout::{builtin_layout, VersionLayout},
     },
     symbolize::{ProcessMeta, Symbolizer},
@@ -30,9 +31,10 @@ impl Tracker {
         sym: &mut Symbolizer,
     ) -> Result<(), Error> {
         let p = process::inspect(pid).map_err(inspect_error)?;
-        let layout = layout_for(&p)?;
+        let (layout, gil) = layout_for(&p)?;
         self.generation = self.generation.wrapping_add(1);
-        let info = proc_info(&p, &layout, self.generation)?;
+        let mut info = proc_info(&p, &layout, self.generation)?;
+        info.gil = gil::gil_info(gil, p.runtime_addr);
         probes.add_process(pid, &info)?;
         // A process that exited between the inspection and the insert had its exit reported
         // before it was in the map: drop it here, or the entry would outlive it.
@@ -63,8 +65,9 @@ fn version_text(v: (u8, u8, u8)) -> String {
     format!("{}.{}.{}", v.0, v.1, v.2)
 }
 
-/// 3.13+: the target's own `_Py_DebugOffsets`; older versions: the built-in table.
-fn layout_for(p: &PythonProcess) -> Result<VersionLayout, Error> {
+/// 3.13+: the target's own `_Py_DebugOffsets`; older versions: the built-in tables. With
+/// where its GIL is, when known.
+fn layout_for(p: &PythonProcess) -> Result<(VersionLayout, Option<GilLayout>), Error> {
     let unsupported = || Error::UnsupportedPython {
         pid: p.pid,
         version: version_text(p.version),
@@ -92,12 +95,16 @@ fn layout_for(p: &PythonProcess) -> Result<VersionLayout, Error> {
     }
     builtin_layout(p.version.0, p.version.1)
         .copied()
+        .map(|l| (l, gil::builtin_gil(p.version.0, p.version.1)))
         .ok_or_else(unsupported)
 }
 
 /// The target's own layout, once its declared version matches the one found in its binary;
 /// a built-in table for the same minor, where there is one, is compared as a cross-check.
-fn checked_debug_layout(p: &PythonProcess, d: DebugOffsets) -> Result<VersionLayout, Error> {
+fn checked_debug_layout(
+    p: &PythonProcess,
+    d: DebugOffsets,
+) -> Result<(VersionLayout, Option<GilLayout>), Error> {
     let declared = ((d.version_hex >> 24) as u8, (d.version_hex >> 16) as u8);
     if declared != (p.version.0, p.version.1) {
         return Err(Error::Inspect {
@@ -118,7 +125,7 @@ fn checked_debug_layout(p: &PythonProcess, d: DebugOffsets) -> Result<VersionLay
             );
         }
     }
-    Ok(d.layout)
+    Ok((d.layout, d.gil))
 }
 
 fn proc_info(
@@ -145,6 +152,7 @@ fn proc_info(
         version_hex: p.version_hex,
         generation,
         offsets: layout.offsets,
+        gil: Default::default(),
     })
 }
 

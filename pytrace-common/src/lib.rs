@@ -126,6 +126,34 @@ pub struct ProcInfo {
     /// objects sent for that one are not taken as sent for this one.
     pub generation: u32,
     pub offsets: PyOffsets,
+    pub gil: GilInfo,
+}
+
+/// Where a process's GIL is (`last_holder` = `NO_OFFSET`: unknown).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GilInfo {
+    /// Address of the `_gil_runtime_state` (3.7–3.11), or 0.
+    pub addr: u64,
+    /// Else: offset in `PyInterpreterState` of a pointer to it (3.12+), or `NO_OFFSET`.
+    pub interp_ptr: u32,
+    /// `_gil_runtime_state` → `last_holder` (thread-state pointer).
+    pub last_holder: u32,
+    /// `_gil_runtime_state` → `locked` (int).
+    pub locked: u32,
+    pub _pad: u32,
+}
+
+impl Default for GilInfo {
+    fn default() -> Self {
+        GilInfo {
+            addr: 0,
+            interp_ptr: NO_OFFSET,
+            last_holder: NO_OFFSET,
+            locked: NO_OFFSET,
+            _pad: 0,
+        }
+    }
 }
 
 /// What made the walker run (`CaptureBegin.trigger`).

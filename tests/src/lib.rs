@@ -258,6 +258,10 @@ pub const SIGILL: Signal = Signal {
     name: "SIGILL",
     number: libc::SIGILL,
 };
+pub const SIGINT: Signal = Signal {
+    name: "SIGINT",
+    number: libc::SIGINT,
+};
 
 impl Signal {
     /// faulthandler.register() refuses these; targets use faulthandler.enable() for them,
@@ -705,6 +709,10 @@ impl Pytrace {
 
     pub fn stdout(&self) -> Vec<u8> {
         self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn stderr(&self) -> String {

@@ -178,7 +178,14 @@ fn check_c_to_python(interp: &Interpreter) -> Result<()> {
         }
         let mut target = Target::start(interp, "c_to_python.py", &[SIGUSR1])?;
         let pid = target.pid();
-        let pytrace = Pytrace::attach(&["--signal", "SIGUSR1", "--pid", &pid.to_string()])?;
+        let pytrace = Pytrace::attach(&[
+            "--signal",
+            "SIGUSR1",
+            "--pid",
+            &pid.to_string(),
+            "--max-dumps-per-sec",
+            "0",
+        ])?;
         for _ in 0..BOUNDARY_SIGNALS {
             let before = target.output_len();
             if target.exited().is_some() || target.kill(SIGUSR1).is_err() {

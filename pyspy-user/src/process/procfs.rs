@@ -72,6 +72,12 @@ pub fn read_comm(pid: u32) -> io::Result<String> {
     Ok(String::from_utf8_lossy(raw.strip_suffix(b"\n").unwrap_or(&raw)).into_owned())
 }
 
+/// A thread's name (`/proc/PID/task/TID/comm`), while it exists.
+pub fn thread_name(pid: u32, tid: u32) -> Option<String> {
+    let raw = fs::read(proc_dir(pid).join(format!("task/{tid}/comm"))).ok()?;
+    Some(String::from_utf8_lossy(raw.strip_suffix(b"\n").unwrap_or(&raw)).into_owned())
+}
+
 pub fn read_maps(pid: u32) -> io::Result<Vec<Mapping>> {
     Ok(parse_maps(&fs::read(proc_dir(pid).join("maps"))?))
 }

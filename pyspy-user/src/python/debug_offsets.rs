@@ -24,6 +24,8 @@ pub struct DebugOffsets {
     /// Always false in a successful parse: free-threaded builds are rejected.
     pub free_threaded: bool,
     pub layout: VersionLayout,
+    /// Where the interpreter's GIL is; `None` if the table does not say plausibly.
+    pub gil: Option<super::gil::GilLayout>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -362,10 +364,21 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         line_table: LineTableKind::Locations311,
         gilstate_bound_mask: Some(format.gilstate_bound_mask),
     };
+    let gil = (|| {
+        let m = |f| t.member("interpreter_state", f, 8).ok();
+        super::gil::from_debug_offsets(
+            m("ceval_gil")?,
+            m("gil_runtime_state")?,
+            t.member("interpreter_state", "gil_runtime_state_locked", 4)
+                .ok()?,
+            m("gil_runtime_state_holder")?,
+        )
+    })();
     Ok(DebugOffsets {
         version_hex,
         free_threaded: false,
         layout,
+        gil,
     })
 }
 
