@@ -137,7 +137,6 @@ fn run(
     state.nchain = 0;
     state.nreal = 0;
     state.thread_flags = 0;
-    state.last_code = 0;
 
     let begin = DumpBegin {
         kind: kind::DUMP_BEGIN,

@@ -6,9 +6,12 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
-use pytrace_common::{CodeRecord, ProcInfo, ThreadRecord, COUNTER_COUNT};
+use pytrace_common::{CodeChunk, CodeKey, CodeRecord, ProcInfo, ThreadRecord, COUNTER_COUNT};
 
-use crate::walker::WalkState;
+use crate::{
+    read::{HEADER_WORDS, WINDOW_WORDS},
+    walker::WalkState,
+};
 
 /// Offset of `task_struct.thread.fsbase` in this kernel (from BTF, set by the loader).
 #[no_mangle]
@@ -44,7 +47,8 @@ pub struct SignalKey {
     pub signal: u32,
 }
 
-/// Code objects already sent to user space.
+/// Code objects already sent to user space, by (process, generation, address, fingerprint).
+/// User space removes the keys of records it drops.
 #[map]
 pub static SENT_CODES: LruHashMap<CodeKey, u8> = LruHashMap::with_max_entries(65536, 0);
 
@@ -64,15 +68,42 @@ pub static THREAD_SCRATCH: PerCpuArray<ThreadRecord> = PerCpuArray::with_max_ent
 #[map]
 pub static CODE_SCRATCH: PerCpuArray<CodeRecord> = PerCpuArray::with_max_entries(1, 0);
 
-/// Identity of a code object as sent: the object and the three objects the record copies, so a
-/// freed and reused address is sent again.
+#[map]
+pub static CHUNK_SCRATCH: PerCpuArray<CodeChunk> = PerCpuArray::with_max_entries(1, 0);
+
+/// Buffers of the one-piece reads (`read::Window`).
+#[map]
+pub static WINDOWS: PerCpuArray<WindowScratch> = PerCpuArray::with_max_entries(1, 0);
+
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct CodeKey {
-    pub pid: u32,
-    pub generation: u32,
+pub struct WindowScratch {
+    pub frame: [u64; WINDOW_WORDS],
+    pub code: [u64; WINDOW_WORDS],
+    pub filename: [u64; HEADER_WORDS],
+    pub name: [u64; HEADER_WORDS],
+    pub linetable: [u64; HEADER_WORDS],
+}
+
+/// Code objects already looked at in the dump in progress (a direct-mapped table, entries of
+/// other dumps are stale): a code object repeated by recursion or by many threads costs one
+/// look-up per dump.
+#[map]
+pub static DUMP_CODES: PerCpuArray<DumpCodes> = PerCpuArray::with_max_entries(1, 0);
+
+/// Slots of `DUMP_CODES` (a power of two).
+pub const DUMP_CODE_SLOTS: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DumpCodes {
+    pub slots: [DumpCodeSlot; DUMP_CODE_SLOTS],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DumpCodeSlot {
+    pub dump_id: u64,
     pub code: u64,
-    pub filename: u64,
-    pub name: u64,
-    pub linetable: u64,
+    pub fingerprint: u64,
 }

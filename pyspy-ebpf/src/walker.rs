@@ -18,8 +18,8 @@ use pytrace_common::{
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    maps::{THREAD_SCRATCH, WALK},
-    read::{field_u64, user_u8},
+    maps::{THREAD_SCRATCH, WALK, WINDOWS},
+    read::{field_u64, Window},
     symbols,
 };
 
@@ -50,9 +50,6 @@ pub struct WalkState {
     pub lost: u32,
     pub busy: u32,
     pub _pad: u32,
-    /// Code object whose record was last checked in this walk: recursion repeats one code
-    /// object many times, and it needs no second look-up.
-    pub last_code: u64,
 }
 
 /// Walks every thread of the process described by the walk state and sends one thread record
@@ -136,12 +133,28 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
     }
     if state.thread_open == 0 {
         open_thread(state);
-    } else if state.frame != 0 && state.nreal <= MAX_FRAMES && (state.nchain as usize) < MAX_CHAIN {
-        read_entry(state);
+    } else if chain_goes_on(state) {
+        // Several entries per step: a step's own cost (the callback, the state look-up) is
+        // about that of reading an entry.
+        for _ in 0..ENTRIES_PER_STEP {
+            read_entry(state);
+            if !chain_goes_on(state) {
+                break;
+            }
+        }
     } else {
         close_thread(state);
     }
     0
+}
+
+/// Chain entries read per `bpf_loop` step (at most).
+const ENTRIES_PER_STEP: usize = 4;
+
+/// Whether the open thread's chain has another entry to read.
+#[inline(always)]
+fn chain_goes_on(state: &WalkState) -> bool {
+    state.frame != 0 && state.nreal <= MAX_FRAMES && (state.nchain as usize) < MAX_CHAIN
 }
 
 /// Reads the thread state's identity and the top of its frame chain.
@@ -206,58 +219,57 @@ fn top_frame(tstate: u64, proc: &ProcInfo) -> Option<u64> {
     field_u64(first, off.cframe_current_frame)
 }
 
-/// Reads one chain entry of the open thread and sends its code object if new.
+/// Reads one chain entry of the open thread (its fields in one read) and fingerprints its
+/// code object, sending the code record if new.
 #[inline(always)]
 fn read_entry(state: &mut WalkState) {
-    let idx = state.nchain as usize;
-    if idx >= MAX_CHAIN {
-        return;
-    }
     let Some(rec) = THREAD_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         state.frame = 0;
         return;
     };
-    let off = state.proc.offsets;
-    let frame = state.frame;
-    let (Some(code), Some(instr), Some(previous)) = (
-        field_u64(frame, off.frame_code),
-        field_u64(frame, off.frame_instr),
-        field_u64(frame, off.frame_previous),
-    ) else {
+    let off = &state.proc.offsets;
+    let win = &state.proc.windows;
+    let Some(scratch) = WINDOWS.get_ptr_mut(0) else {
+        bump(Counter::NoScratch);
+        state.frame = 0;
+        return;
+    };
+    // SAFETY: per-CPU scratch owned by this walk.
+    let buf = unsafe { &mut (*scratch).frame };
+    let Some(w) = Window::read(buf, state.frame, win.frame_start, win.frame_len) else {
         bump(Counter::FrameReadFailed);
         state.thread_flags |= thread_flags::READ_FAILED;
         state.frame = 0;
         return;
     };
+    let code = w.u64_at(off.frame_code);
+    let instr = w.u64_at(off.frame_instr);
+    let previous = w.u64_at(off.frame_previous);
     let owner = if off.frame_owner != NO_OFFSET {
-        match user_u8(frame.wrapping_add(off.frame_owner as u64)) {
-            Some(o) => o as u32,
-            None => {
-                bump(Counter::FrameReadFailed);
-                state.thread_flags |= thread_flags::READ_FAILED;
-                state.frame = 0;
-                return;
-            }
-        }
+        w.u8_at(off.frame_owner) as u32
     } else {
         0
     };
     let shim = off.frame_owner_shim_min != NO_OFFSET && owner >= off.frame_owner_shim_min;
     let code = if shim { 0 } else { code & CODE_TAG_MASK };
+    let mut fingerprint = 0;
     if !shim {
         state.nreal += 1;
-        if state.nreal <= MAX_FRAMES && code != 0 && code != state.last_code {
-            symbols::send_code(state.pid, code, &state.proc, &mut state.lost);
-            state.last_code = code;
+        if state.nreal <= MAX_FRAMES && code != 0 {
+            fingerprint =
+                symbols::fingerprint(state.pid, state.dump_id, code, &state.proc, &mut state.lost);
         }
     }
-    // SAFETY: per-CPU scratch owned by this walk; `idx < MAX_CHAIN` checked above.
+    // SAFETY: per-CPU scratch owned by this walk.
     let frames = unsafe { &mut (*rec).frames };
-    if let Some(slot) = frames.get_mut(idx) {
+    // The index is bounded here, where it is used: a check made earlier in the step is lost
+    // across the code-object look-up ("R2 unbounded memory access").
+    if let Some(slot) = frames.get_mut(state.nchain as usize) {
         *slot = FrameEntry {
             code,
             instr,
+            fingerprint,
             owner,
             flags: 0,
         };

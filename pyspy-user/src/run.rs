@@ -46,7 +46,13 @@ struct Session {
     /// Signals to new processes that arrived before their inspection finished.
     missed_new: u64,
     boot_to_epoch_ns: i128,
+    /// Processes holding code records that were found gone at the last check.
+    gone: Vec<u32>,
 }
+
+/// How often processes holding code records are checked for having exited (their exit is
+/// otherwise only learnt with the next wake-up, and not at all with `--pid`).
+const REAP_EVERY: Duration = Duration::from_secs(1);
 
 async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
     // Check the requested PIDs before touching the kernel: a typo is the commonest error.
@@ -110,6 +116,7 @@ async fn session(cli: Cli, signal: u32) -> Result<(), Error> {
         decode_errors: 0,
         missed_new: 0,
         boot_to_epoch_ns: boot_to_epoch_ns(),
+        gone: Vec::new(),
     };
     let result = s.pump(ring, stop).await;
     s.report();
@@ -126,6 +133,8 @@ impl Session {
             .cli
             .duration
             .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        let mut reap = tokio::time::interval(REAP_EVERY);
+        reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.done() {
                 return Ok(());
@@ -161,6 +170,7 @@ impl Session {
                 _ = stop.terminate.recv() => return Ok(()),
                 _ = sleep => return Ok(()),
                 _ = inspect => self.inspect_due(),
+                _ = reap.tick() => self.reap(),
             }
         }
     }
@@ -180,6 +190,25 @@ impl Session {
                 Due::Inspect { pid, attempt } => self.inspect(pid, attempt),
             }
         }
+    }
+
+    /// Drops the state of processes found gone at two checks in a row: by then every record
+    /// of a dump they received before dying has been read.
+    fn reap(&mut self) {
+        let gone: Vec<u32> = self
+            .sym
+            .pids_with_codes()
+            .into_iter()
+            .filter(|&pid| process::is_gone(pid))
+            .collect();
+        for &pid in &gone {
+            if self.gone.contains(&pid) {
+                self.schedule.forget(pid);
+                self.tracker
+                    .unregister(pid, &mut self.probes, &mut self.sym);
+            }
+        }
+        self.gone = gone;
     }
 
     fn inspect(&mut self, pid: u32, attempt: usize) {
@@ -220,7 +249,14 @@ impl Session {
         match decode::decode(bytes) {
             Ok(Record::Begin(b)) => self.asm.begin(b),
             Ok(Record::Thread(h, f)) => self.asm.thread(h, f),
-            Ok(Record::Code(c)) => self.sym.add_code(c),
+            Ok(Record::Code(c)) => {
+                self.sym.add_code(c);
+                self.forget_evicted();
+            }
+            Ok(Record::CodeChunk(c)) => {
+                self.sym.add_chunk(c);
+                self.forget_evicted();
+            }
             Ok(Record::End(e)) => {
                 if let Some(raw) = self.asm.end(e) {
                     let mut dump = self.sym.symbolize(&raw, self.boot_to_epoch_ns);
@@ -282,6 +318,14 @@ impl Session {
         Ok(())
     }
 
+    /// Tells the kernel which code records the symbolizer dropped to stay within its bounds.
+    fn forget_evicted(&mut self) {
+        let keys = self.sym.take_evicted();
+        if !keys.is_empty() {
+            self.probes.forget_codes(&keys);
+        }
+    }
+
     /// Counters on exit: all of them with -v, or whenever something was lost or incomplete.
     fn report(&self) {
         let counters = self.probes.counters();
@@ -301,17 +345,21 @@ impl Session {
             line.push_str(&format!(" {}={}", c.name(), n));
         }
         line.push_str(&format!(
-            " torn_dumps={} orphan_records={} decode_errors={} stray_codes={} missed_new_processes={}",
+            " torn_dumps={} orphan_records={} decode_errors={} stray_codes={} stray_chunks={} dropped_codes={} cached_codes={} cached_code_bytes={} missed_new_processes={}",
             self.asm.torn,
             self.asm.orphans,
             self.decode_errors,
             self.sym.stray_codes,
+            self.sym.stray_chunks,
+            self.sym.dropped_codes,
+            self.sym.cached().0,
+            self.sym.cached().1,
             self.missed_new
         ));
         eprintln!("{line}");
         if self.cli.verbose > 0 {
-            for (name, runs, ns) in self.probes.run_stats() {
-                eprintln!("pytrace: bpf: {name} runs={runs} ns={ns}");
+            for (name, runs, ns, verified) in self.probes.run_stats() {
+                eprintln!("pytrace: bpf: {name} runs={runs} ns={ns} verified_insns={verified}");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The set of traced CPython processes: inspects a PID, builds the walker's table for it and
 //! registers it with the kernel side and the symbolizer.
 
-use pytrace_common::ProcInfo;
+use pytrace_common::{ProcInfo, ReadWindows};
 
 use crate::{
     bpf::Probes,
@@ -139,11 +139,16 @@ fn proc_info(
             })
         }
     };
+    let windows = ReadWindows::of(&layout.offsets).ok_or_else(|| Error::Inspect {
+        pid: p.pid,
+        reason: "its frame or code-object fields are too far apart to read in one piece".into(),
+    })?;
     Ok(ProcInfo {
         interp_head_addr,
         version_hex: p.version_hex,
         generation,
         offsets: layout.offsets,
+        windows,
     })
 }
 

@@ -33,6 +33,7 @@ struct JsonDump<'a> {
     more_threads: bool,
     lost_records: u32,
     unsymbolized_frames: u32,
+    unknown_lines: u32,
     torn_threads: usize,
     threads: Vec<JsonThread>,
 }
@@ -100,6 +101,7 @@ impl DumpFormat for Json {
             more_threads: d.more_threads,
             lost_records: d.lost_records,
             unsymbolized_frames: d.unsymbolized_frames,
+            unknown_lines: d.unknown_lines,
             torn_threads: d.threads.iter().filter(|t| t.torn).count(),
             threads,
         };

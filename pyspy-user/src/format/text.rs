@@ -45,11 +45,11 @@ fn header(buf: &mut Vec<u8>, d: &Dump) {
     }
     let _ = write!(buf, ", {}", timestamp(d.time_ns));
     let torn = d.threads.iter().filter(|t| t.torn).count();
-    if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 {
+    if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 || d.unknown_lines > 0 {
         let _ = write!(
             buf,
-            " (incomplete: {} records lost, {} frames unsymbolized, {} threads torn)",
-            d.lost_records, d.unsymbolized_frames, torn
+            " (incomplete: {} records lost, {} frames unsymbolized, {} threads torn, {} lines unknown)",
+            d.lost_records, d.unsymbolized_frames, torn, d.unknown_lines
         );
     }
     buf.push(b'\n');
