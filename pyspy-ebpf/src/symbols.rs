@@ -42,28 +42,37 @@ use crate::{
     read::{mix, user_bytes, Window, HEADER_WORDS},
 };
 
+/// The slot of `DUMP_CODES` for `code`.
+#[inline(always)]
+fn slot_index(code: u64) -> usize {
+    ((code >> 4) ^ (code >> 12)) as usize & (DUMP_CODE_SLOTS - 1)
+}
+
+/// The fingerprint of `code` if it was already looked at in this dump.
+#[inline(always)]
+pub fn seen(dump_id: u64, code: u64) -> Option<u64> {
+    let seen = DUMP_CODES.get_ptr(0)?;
+    // SAFETY: per-CPU scratch owned by this walk.
+    let slot = unsafe { &*seen }.slots.get(slot_index(code))?;
+    (slot.dump_id == dump_id && slot.code == code).then_some(slot.fingerprint)
+}
+
 /// The fingerprint of `code` in this dump (0 when its header cannot be read), sending its
-/// code record first if this (process, code object, fingerprint) was not sent yet. Each code
-/// object is looked at once per dump.
+/// code record first if this (process, code object, fingerprint) was not sent yet; noted so
+/// that the code object is looked up once per dump ([`seen`]).
 #[inline(always)]
 pub fn fingerprint(pid: u32, dump_id: u64, code: u64, proc: &ProcInfo, lost: &mut u32) -> u64 {
+    let fp = look_up(pid, code, proc, lost);
     let Some(seen) = DUMP_CODES.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
-        return 0;
+        return fp;
     };
     // SAFETY: per-CPU scratch owned by this walk.
-    let seen = unsafe { &mut *seen };
-    let slot_index = ((code >> 4) ^ (code >> 12)) as usize & (DUMP_CODE_SLOTS - 1);
-    let Some(slot) = seen.slots.get_mut(slot_index) else {
-        return 0;
-    };
-    if slot.dump_id == dump_id && slot.code == code {
-        return slot.fingerprint;
+    if let Some(slot) = unsafe { &mut *seen }.slots.get_mut(slot_index(code)) {
+        slot.dump_id = dump_id;
+        slot.code = code;
+        slot.fingerprint = fp;
     }
-    let fp = look_up(pid, code, proc, lost);
-    slot.dump_id = dump_id;
-    slot.code = code;
-    slot.fingerprint = fp;
     fp
 }
 

@@ -135,10 +135,11 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         open_thread(state);
     } else if chain_goes_on(state) {
         // Several entries per step: a step's own cost (the callback, the state look-up) is
-        // about that of reading an entry.
-        for _ in 0..ENTRIES_PER_STEP {
-            read_entry(state);
-            if !chain_goes_on(state) {
+        // about that of reading an entry. The first may look a code object up; the others
+        // only take code objects already looked at in this dump.
+        read_entry::<true>(state);
+        for _ in 1..ENTRIES_PER_STEP {
+            if !chain_goes_on(state) || !read_entry::<false>(state) {
                 break;
             }
         }
@@ -220,20 +221,22 @@ fn top_frame(tstate: u64, proc: &ProcInfo) -> Option<u64> {
 }
 
 /// Reads one chain entry of the open thread (its fields in one read) and fingerprints its
-/// code object, sending the code record if new.
+/// code object. With `FULL`, a code object not yet looked at in this dump is looked up (and
+/// its record sent if new); without, such an entry is left for the next step and `false`
+/// returned: only one full look-up per step keeps the verified program small.
 #[inline(always)]
-fn read_entry(state: &mut WalkState) {
+fn read_entry<const FULL: bool>(state: &mut WalkState) -> bool {
     let Some(rec) = THREAD_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         state.frame = 0;
-        return;
+        return false;
     };
     let off = &state.proc.offsets;
     let win = &state.proc.windows;
     let Some(scratch) = WINDOWS.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         state.frame = 0;
-        return;
+        return false;
     };
     // SAFETY: per-CPU scratch owned by this walk.
     let buf = unsafe { &mut (*scratch).frame };
@@ -241,7 +244,7 @@ fn read_entry(state: &mut WalkState) {
         bump(Counter::FrameReadFailed);
         state.thread_flags |= thread_flags::READ_FAILED;
         state.frame = 0;
-        return;
+        return false;
     };
     let code = w.u64_at(off.frame_code);
     let instr = w.u64_at(off.frame_instr);
@@ -254,12 +257,18 @@ fn read_entry(state: &mut WalkState) {
     let shim = off.frame_owner_shim_min != NO_OFFSET && owner >= off.frame_owner_shim_min;
     let code = if shim { 0 } else { code & CODE_TAG_MASK };
     let mut fingerprint = 0;
+    // Frames past faulthandler's limit only show that the stack goes on: no look-up.
+    if !shim && state.nreal < MAX_FRAMES && code != 0 {
+        fingerprint = match symbols::seen(state.dump_id, code) {
+            Some(fp) => fp,
+            None if FULL => {
+                symbols::fingerprint(state.pid, state.dump_id, code, &state.proc, &mut state.lost)
+            }
+            None => return false,
+        };
+    }
     if !shim {
         state.nreal += 1;
-        if state.nreal <= MAX_FRAMES && code != 0 {
-            fingerprint =
-                symbols::fingerprint(state.pid, state.dump_id, code, &state.proc, &mut state.lost);
-        }
     }
     // SAFETY: per-CPU scratch owned by this walk.
     let frames = unsafe { &mut (*rec).frames };
@@ -276,6 +285,7 @@ fn read_entry(state: &mut WalkState) {
     }
     state.nchain += 1;
     state.frame = previous;
+    true
 }
 
 /// Sends the open thread's record and moves to the next thread state.
