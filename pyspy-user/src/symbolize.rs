@@ -329,6 +329,8 @@ mod tests {
         CODE_RECORD_FIXED,
     };
 
+    use crate::decode::CodeChunkInfo;
+
     use super::*;
     use crate::{
         decode::{decode, Assembler, Record},
@@ -471,5 +473,146 @@ mod tests {
              File \"/srv/b.py\", line 10 in <module>\n\
              \n"
         );
+    }
+
+    fn meta_3_12() -> ProcessMeta {
+        ProcessMeta {
+            version: (3, 12, 1),
+            layout: *builtin_layout(3, 12).unwrap(),
+            ns_pid: None,
+        }
+    }
+
+    fn info(pid: u32, code: u64, fingerprint: u64, table: Vec<u8>, len: u64) -> CodeInfo {
+        CodeInfo {
+            pid,
+            code,
+            fingerprint,
+            generation: 3,
+            firstlineno: 1,
+            filename: Some(PyText::from_text("a.py")),
+            name: Some(PyText::from_text("f")),
+            linetable: table,
+            linetable_len: Some(len),
+        }
+    }
+
+    fn one_frame_dump(pid: u32, code: u64, fingerprint: u64) -> RawDump {
+        RawDump {
+            begin: DumpBegin {
+                kind: kind::DUMP_BEGIN,
+                trigger: 1,
+                dump_id: 1,
+                boot_ns: 0,
+                pid,
+                tid: pid,
+                signal: 10,
+                si_code: 0,
+                sender_pid: 0,
+                sender_uid: 0,
+                gc_collecting: 0,
+                version_hex: 0,
+                fsbase: 0,
+                comm: [0; 16],
+            },
+            threads: vec![(
+                ThreadHeader {
+                    nframes: 1,
+                    ..Default::default()
+                },
+                vec![FrameEntry {
+                    code,
+                    // 3.12: code + co_code_adaptive (192) + byte offset 192 (code unit 96).
+                    instr: code + 192 + 192,
+                    fingerprint,
+                    owner: 0,
+                    flags: 0,
+                }],
+            )],
+            end: DumpEnd::default(),
+        }
+    }
+
+    #[test]
+    fn a_frame_takes_only_the_record_of_its_fingerprint() {
+        let mut sym = Symbolizer::default();
+        sym.add_process(7, meta_3_12());
+        sym.add_code(info(7, 0x1000, 11, vec![], 0));
+        let dump = sym.symbolize(&one_frame_dump(7, 0x1000, 12), 0);
+        assert_eq!(dump.unsymbolized_frames, 1);
+        let dump = sym.symbolize(&one_frame_dump(7, 0x1000, 11), 0);
+        assert_eq!(dump.unsymbolized_frames, 0);
+    }
+
+    #[test]
+    fn lines_from_pieces_and_unknown_past_them() {
+        let mut sym = Symbolizer::default();
+        sym.add_process(7, meta_3_12());
+        // 3.12 location entries, each one code unit: "no columns" with line delta +1.
+        let entry = [0x80 | (13 << 3), 2];
+        let table: Vec<u8> = entry.iter().copied().cycle().take(400).collect();
+        sym.add_code(info(7, 0x1000, 1, table[..100].to_vec(), 400));
+        // Code unit 96's entry (table bytes 192..194) is in the part not received: unknown,
+        // and counted.
+        let dump = sym.symbolize(&one_frame_dump(7, 0x1000, 1), 0);
+        assert_eq!(dump.unknown_lines, 1);
+        sym.add_chunk(CodeChunkInfo {
+            pid: 7,
+            code: 0x1000,
+            fingerprint: 1,
+            offset: 100,
+            data: table[100..].to_vec(),
+        });
+        // A piece that does not follow on is not taken.
+        sym.add_chunk(CodeChunkInfo {
+            pid: 7,
+            code: 0x1000,
+            fingerprint: 1,
+            offset: 50,
+            data: vec![0; 10],
+        });
+        assert_eq!(sym.stray_chunks, 1);
+        let dump = sym.symbolize(&one_frame_dump(7, 0x1000, 1), 0);
+        assert_eq!(dump.unknown_lines, 0);
+        match &dump.threads[0].chain[0] {
+            // Byte offset 192 is code unit 96: the 97th entry, line 1 + 97.
+            ChainEntry::Frame(f) => assert_eq!(f.line, Some(98)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_hands_back_what_it_drops() {
+        let mut sym = Symbolizer::default();
+        sym.add_process(7, meta_3_12());
+        let n = MAX_CODES_PER_PROCESS + 10;
+        for i in 0..n as u64 {
+            sym.add_code(info(7, 0x1000 + 16 * i, i, vec![], 0));
+        }
+        assert_eq!(sym.cached().0, MAX_CODES_PER_PROCESS);
+        let dropped = sym.take_evicted();
+        assert_eq!(dropped.len(), 10);
+        // The least recently used first, with the kernel's key.
+        assert_eq!(
+            dropped[0],
+            CodeKey {
+                pid: 7,
+                generation: 3,
+                code: 0x1000,
+                fingerprint: 0
+            }
+        );
+        // Large records: bounded by bytes too.
+        let big = vec![0u8; 1 << 20];
+        for i in 0..100u64 {
+            sym.add_code(info(7, 0x9000_0000 + 16 * i, i, big.clone(), 1 << 20));
+        }
+        assert!(
+            sym.cached().1 <= MAX_BYTES_PER_PROCESS,
+            "{:?}",
+            sym.cached()
+        );
+        sym.remove_process(7);
+        assert_eq!(sym.cached(), (0, 0));
     }
 }
