@@ -12,8 +12,9 @@
 //! * the code object's header from `co_firstlineno` to its line-table pointer (one read): the
 //!   first line and the pointers to file name, name and line table in every version, plus what
 //!   lies between — argument/local counts and the `co_code`/`co_consts`/`co_names` pointers up
-//!   to 3.10; the qualified-name and local-name pointers, and 3.12+'s `co_version` (unique per
-//!   code object created), from 3.11. None of these change during the object's life;
+//!   to 3.10; the qualified-name and local-name pointers from 3.11, and 3.12+'s `co_version`.
+//!   None of these is expected to change during the object's life (one that did would only
+//!   cost one more record);
 //! * the name's and the file name's length, cached hash and state (the hash is the content's:
 //!   set when the string is interned, as code names are, or first hashed);
 //! * the line table's size, cached hash and first 8 bytes.

@@ -92,15 +92,16 @@ fn reused_code_object_addresses_get_this_rounds_names_and_lines() {
 }
 
 /// Parks a generated function of `lines` lines at line `at`, signals it and returns
-/// (faulthandler's text, pytrace's dump).
+/// (faulthandler's text, pytrace's dump, pytrace's JSON for the same signal).
 fn long_function_dump(
     interp: &Interpreter,
     lines: usize,
     at: usize,
-) -> Result<(Vec<u8>, TextDump)> {
+) -> Result<(Vec<u8>, TextDump, serde_json::Value)> {
     let mut target = Target::start(interp, "long_function.py", &[SIGUSR1])?;
     let pid = target.pid();
     let mut pytrace = Pytrace::attach(&watch_args(SIGUSR1, &[pid], 1, "text"))?;
+    let mut json = Pytrace::attach(&watch_args(SIGUSR1, &[pid], 1, "json"))?;
     target.command(&format!("{lines} {at}"))?;
     expect_parked(&mut target)?;
     target.kill(SIGUSR1)?;
@@ -116,6 +117,9 @@ fn long_function_dump(
     if dumps.len() != 1 {
         return Err(format!("expected one dump\n{}", pytrace.describe()));
     }
+    let status = json.wait_exit(DUMP_TIMEOUT)?;
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout())
+        .map_err(|e| format!("JSON output ({status:?}): {e}\n{}", json.describe()))?;
     let needle = format!("line {at} in long_function\n");
     if !String::from_utf8_lossy(&expected).contains(&needle) {
         return Err(format!(
@@ -123,16 +127,16 @@ fn long_function_dump(
             String::from_utf8_lossy(&expected)
         ));
     }
-    Ok((expected, dumps.remove(0)))
+    Ok((expected, dumps.remove(0), value))
 }
 
 /// A 30,000-line function: its line table is several kernel records long on every version.
 #[test]
 fn line_in_a_30000_line_function() {
     for_each_interpreter(|interp| {
-        let (expected, dump) = long_function_dump(interp, 30_000, 29_000)?;
-        if dump.header.contains("incomplete") {
-            return Err(format!("header says incomplete: {}", dump.header));
+        let (expected, dump, json) = long_function_dump(interp, 30_000, 29_000)?;
+        if dump.header.contains("incomplete") || json["unknown_lines"] != 0 {
+            return Err(format!("marked incomplete: {}\n{json}", dump.header));
         }
         compare(
             &expected,
@@ -149,7 +153,14 @@ fn line_past_the_copied_line_table_is_unknown_and_marked() {
     const LINES: usize = 140_000;
     for_each_interpreter(|interp| {
         let at = LINES - 10;
-        let (expected, dump) = long_function_dump(interp, LINES, at)?;
+        let (expected, dump, json) = long_function_dump(interp, LINES, at)?;
+        let frame = &json["threads"][0]["frames"][0];
+        if json["unknown_lines"] != 1
+            || frame["name"] != "long_function"
+            || !frame["line"].is_null()
+        {
+            return Err(format!("JSON does not say the line is unknown: {json}"));
+        }
         let expected = String::from_utf8_lossy(&expected).replace(
             &format!("line {at} in long_function\n"),
             "line ??? in long_function\n",
