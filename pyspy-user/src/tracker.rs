@@ -166,3 +166,23 @@ pub fn inspect_error(e: InspectError) -> Error {
         other => Error::Runtime(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pytrace_common::{ReadWindows, CODE_WINDOW_MAX, FRAME_WINDOW_MAX};
+
+    use crate::python::layout::builtin_layout;
+
+    /// Every built-in layout can be read one frame and one code-object header at a time.
+    #[test]
+    fn every_builtin_layout_has_read_windows() {
+        for minor in 6..=14 {
+            let Some(layout) = builtin_layout(3, minor) else {
+                continue;
+            };
+            let w = ReadWindows::of(&layout.offsets).unwrap_or_else(|| panic!("3.{minor}"));
+            assert!(w.frame_len <= FRAME_WINDOW_MAX && w.code_len <= CODE_WINDOW_MAX);
+        }
+        assert!(builtin_layout(3, 12).is_some());
+    }
+}

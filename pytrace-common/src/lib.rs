@@ -541,3 +541,43 @@ mod pod {
     unsafe impl aya::Pod for super::PyOffsets {}
     unsafe impl aya::Pod for super::CodeKey {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_field_and_round_down() {
+        let off = PyOffsets {
+            frame_previous: 8,
+            frame_code: 0,
+            frame_instr: 56,
+            frame_owner: 70,
+            code_firstlineno: 68,
+            code_filename: 112,
+            code_name: 120,
+            code_linetable: 136,
+            unicode_length: 16,
+            unicode_state: 32,
+            bytes_size: 16,
+            bytes_data: 32,
+            ..Default::default()
+        };
+        let w = ReadWindows::of(&off).unwrap();
+        assert_eq!((w.frame_start, w.frame_len), (0, 71));
+        assert_eq!((w.code_start, w.code_len), (64, 80));
+        assert_eq!((w.str_start, w.str_len), (16, 20));
+        assert_eq!((w.bytes_start, w.bytes_len), (16, 24));
+        // A field that does not exist does not count; one too far makes the layout unusable.
+        let no_owner = PyOffsets {
+            frame_owner: NO_OFFSET,
+            ..off
+        };
+        assert_eq!(ReadWindows::of(&no_owner).unwrap().frame_len, 64);
+        let far = PyOffsets {
+            frame_instr: 400,
+            ..off
+        };
+        assert!(ReadWindows::of(&far).is_none());
+    }
+}
