@@ -3,9 +3,13 @@
 //! transaction (busy guard, every field set), sends the begin record and the trigger's own
 //! record, walks, sends the end record and releases the state.
 
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_boot_ns,
-    generated::bpf_get_smp_processor_id,
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_boot_ns,
+        generated::bpf_get_smp_processor_id,
+    },
+    macros::map,
+    maps::PerCpuArray,
 };
 use pytrace_common::{
     begin_flags, kind, CaptureBegin, CaptureEnd, Counter, ProcInfo, MAX_INTERPRETERS, NO_OFFSET,
@@ -18,6 +22,12 @@ use crate::{
     read::{field_u64, kernel_u64, user_u32},
     walker,
 };
+
+/// The end record is built here, not on the stack: with the begin record and the trigger's
+/// own, the signal program's stack exceeds 512 bytes ("Looks like the BPF stack limit is
+/// exceeded").
+#[map]
+static END_SCRATCH: PerCpuArray<CaptureEnd> = PerCpuArray::with_max_entries(1, 0);
 
 /// What a trigger asks of a capture.
 pub struct CaptureRequest {
@@ -61,8 +71,10 @@ impl TriggerRecord for NoRecord {
 /// early exits return the counter to bump.
 #[inline(always)]
 pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), Counter> {
-    // SAFETY: map lookup; the value is copied out at once.
-    let Some(proc) = (unsafe { PROCS.get(&req.pid) }).copied() else {
+    // SAFETY: map lookup; the value is copied into the walk state below, never onto the
+    // stack (with the walk state's other fields it exceeds the 512-byte BPF stack: "Looks
+    // like the BPF stack limit is exceeded").
+    let Some(proc) = (unsafe { PROCS.get(&req.pid) }) else {
         return Err(if PID_FILTER.load() != 0 {
             Counter::PidFiltered
         } else {
@@ -77,16 +89,16 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
     // SAFETY: helpers without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let gc_collecting = read_gc_collecting(&proc);
+    let gc_collecting = read_gc_collecting(proc);
     let gil_holder = if req.read_gil {
-        read_gil_holder(&proc)
+        read_gil_holder(proc)
     } else {
         None
     };
     let capture_id = (now << 8) | (cpu as u64 & 0xff);
     // Field by field: a `WalkState` literal is built on the stack first, and the whole struct
     // does not fit in it ("Looks like the BPF stack limit is exceeded").
-    state.proc = proc;
+    state.proc = *proc;
     state.capture_id = capture_id;
     state.fsbase = req.fsbase;
     state.tstate = 0;
@@ -108,7 +120,6 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
     state.copy_code = req.copy_code as u32;
     state.from_cache = 0;
     state.scanned = 0;
-    state.last_code = 0;
     state.interp = 0;
     state.next_interp = 0;
     state.ninterps = 0;
@@ -153,19 +164,23 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
 #[inline(always)]
 fn finish(wake: Wake) -> Result<(), Counter> {
     let state = walker::state().ok_or(Counter::NoScratch)?;
-    let end = CaptureEnd {
-        kind: kind::CAPTURE_END,
-        flags: state.end_flags,
-        capture_id: state.capture_id,
-        nthreads: state.thread_index,
-        lost_records: state.lost,
-        ninterps: state.ninterps,
-        more_threads_mask: state.more_threads_mask,
-        unreadable_mask: state.unreadable_mask,
-        gc_mask: state.gc_mask,
-        interps: state.interps,
+    let Some(end) = END_SCRATCH.get_ptr_mut(0) else {
+        state.busy = 0;
+        return Err(Counter::NoScratch);
     };
-    if !emit::record(&end, wake) {
+    // SAFETY: per-CPU scratch owned by this capture.
+    let end = unsafe { &mut *end };
+    end.kind = kind::CAPTURE_END;
+    end.flags = state.end_flags;
+    end.capture_id = state.capture_id;
+    end.nthreads = state.thread_index;
+    end.lost_records = state.lost;
+    end.ninterps = state.ninterps;
+    end.more_threads_mask = state.more_threads_mask;
+    end.unreadable_mask = state.unreadable_mask;
+    end.gc_mask = state.gc_mask;
+    end.interps = state.interps;
+    if !emit::record(end, wake) {
         state.lost += 1;
     }
     state.busy = 0;

@@ -1,13 +1,41 @@
-//! Copies what printing a code object needs (file name, name, first line, line table) into a
-//! code record, once per code object and process: a process killed by the signal is gone
-//! before user space could read it.
+//! Code objects: proves which code object a frame points at (its fingerprint), and copies what
+//! printing it needs (file name, name, first line, line table) into a code record, once per
+//! (process, code object, fingerprint): a process killed by the signal is gone before user
+//! space could read it.
+//!
+//! # The fingerprint
+//!
+//! A freed code object's address is reused by the next one of the same size, often with its
+//! name, file name and line table reused at the same addresses too, so an address alone says
+//! nothing. The fingerprint mixes, read at this dump:
+//!
+//! * the code object's header from `co_firstlineno` to its line-table pointer (one read): the
+//!   first line and the pointers to file name, name and line table in every version, plus what
+//!   lies between — argument/local counts and the `co_code`/`co_consts`/`co_names` pointers up
+//!   to 3.10; the qualified-name and local-name pointers from 3.11, and 3.12+'s `co_version`.
+//!   None of these is expected to change during the object's life (one that did would only
+//!   cost one more record);
+//! * the name's and the file name's length, cached hash and state (the hash is the content's:
+//!   set when the string is interned, as code names are, or first hashed);
+//! * the line table's size, cached hash and first 8 bytes.
+//!
+//! What it proves: a frame is paired only with a record read from an object that agreed with
+//! it on all of that; a reused address with any other first line, name, file name (length or
+//! computed hash), or line-table size or start gets a new record.
+//!
+//! What it cannot prove: that a new object with all of these equal (every referenced object
+//! reused at the same address, strings of equal length whose hash was never computed or
+//! collides, a line table of the same size and the same first 8 bytes but different later
+//! bytes) is the old one; nor can any 64-bit hash rule out a collision. A field that does
+//! change (a hash computed later, a string interned later) only costs one more record.
 
 use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, PerCpuArray},
 };
 use pytrace_common::{
-    code_flags, kind, CodeRecord, Counter, ProcInfo, PyStr, CODE_RECORD_FIXED, LINETABLE_MAX,
+    code_flags, kind, CodeChunk, CodeKey, CodeRecord, Counter, ProcInfo, PyStr, BYTES_PREFIX,
+    CODE_CHUNK_FIXED, CODE_RECORD_FIXED, LINETABLE_CHUNKS, LINETABLE_LIMIT, LINETABLE_MAX,
     STR_MAX_BYTES, STR_MAX_CODEPOINTS, UNICODE_ASCII_BIT, UNICODE_COMPACT_BIT, UNICODE_KIND_MASK,
     UNICODE_KIND_SHIFT,
 };
@@ -15,52 +43,194 @@ use pytrace_common::{
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    read::{field_u64, user_bytes, user_u32},
+    read::{mix, user_bytes, Window, HEADER_WORDS, WINDOWS},
 };
 
-/// Code objects already sent to user space.
+/// Code objects already sent to user space, by (process, generation, address, fingerprint).
+/// User space removes the keys of records it drops.
 #[map]
 static SENT_CODES: LruHashMap<CodeKey, u8> = LruHashMap::with_max_entries(65536, 0);
 
 #[map]
 static CODE_SCRATCH: PerCpuArray<CodeRecord> = PerCpuArray::with_max_entries(1, 0);
 
-/// Identity of a code object as sent: the object and the three objects the record copies, so a
-/// freed and reused address is sent again.
+#[map]
+static CHUNK_SCRATCH: PerCpuArray<CodeChunk> = PerCpuArray::with_max_entries(1, 0);
+
+/// Code objects already looked at in the capture in progress (a direct-mapped table, entries
+/// of other captures are stale): a code object repeated by recursion or by many threads costs
+/// one look-up per capture.
+#[map]
+static DUMP_CODES: PerCpuArray<DumpCodes> = PerCpuArray::with_max_entries(1, 0);
+
+/// Slots of `DUMP_CODES` (a power of two).
+const DUMP_CODE_SLOTS: usize = 256;
+
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct CodeKey {
-    pid: u32,
-    generation: u32,
+struct DumpCodes {
+    slots: [DumpCodeSlot; DUMP_CODE_SLOTS],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DumpCodeSlot {
+    dump_id: u64,
     code: u64,
+    fingerprint: u64,
+}
+
+/// The slot of `DUMP_CODES` for `code`.
+#[inline(always)]
+fn slot_index(code: u64) -> usize {
+    ((code >> 4) ^ (code >> 12)) as usize & (DUMP_CODE_SLOTS - 1)
+}
+
+/// The fingerprint of `code` if it was already looked at in this dump.
+#[inline(always)]
+pub fn seen(dump_id: u64, code: u64) -> Option<u64> {
+    let seen = DUMP_CODES.get_ptr(0)?;
+    // SAFETY: per-CPU scratch owned by this walk.
+    let slot = unsafe { &*seen }.slots.get(slot_index(code))?;
+    (slot.dump_id == dump_id && slot.code == code).then_some(slot.fingerprint)
+}
+
+/// The fingerprint of `code` in this dump (0 when its header cannot be read), sending its
+/// code record first if this (process, code object, fingerprint) was not sent yet; noted so
+/// that the code object is looked up once per dump ([`seen`]).
+#[inline(always)]
+pub fn fingerprint(pid: u32, dump_id: u64, code: u64, proc: &ProcInfo, lost: &mut u32) -> u64 {
+    let fp = look_up(pid, code, proc, lost);
+    let Some(seen) = DUMP_CODES.get_ptr_mut(0) else {
+        bump(Counter::NoScratch);
+        return fp;
+    };
+    // SAFETY: per-CPU scratch owned by this walk.
+    if let Some(slot) = unsafe { &mut *seen }.slots.get_mut(slot_index(code)) {
+        slot.dump_id = dump_id;
+        slot.code = code;
+        slot.fingerprint = fp;
+    }
+    fp
+}
+
+/// What one code object's fingerprint is made of, as read.
+struct CodeFields {
     filename: u64,
     name: u64,
     linetable: u64,
+    firstlineno: i32,
+    filename_hdr: Option<StrHeader>,
+    name_hdr: Option<StrHeader>,
+    /// The line table's size, or `None` when unreadable.
+    linetable_size: Option<u64>,
+    fingerprint: u64,
 }
 
-/// Sends the code record for `code` unless this process's copy was already sent.
+/// `length` and `state` of a `str`, from the header read for the fingerprint.
+#[derive(Clone, Copy)]
+struct StrHeader {
+    length: u64,
+    state: u32,
+}
+
 #[inline(always)]
-pub fn send_code(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) {
-    let off = &proc.offsets;
-    let (Some(filename), Some(name), Some(linetable)) = (
-        field_u64(code, off.code_filename),
-        field_u64(code, off.code_name),
-        field_u64(code, off.code_linetable),
-    ) else {
+fn look_up(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) -> u64 {
+    let Some(fields) = read_fields(code, proc) else {
         bump(Counter::CodeReadFailed);
-        return;
+        return 0;
     };
     let key = CodeKey {
         pid,
         generation: proc.generation,
         code,
+        fingerprint: fields.fingerprint,
+    };
+    if SENT_CODES.get_ptr(&key).is_none() {
+        send_code(&key, &fields, proc, lost);
+    }
+    fields.fingerprint
+}
+
+#[inline(always)]
+fn read_fields(code: u64, proc: &ProcInfo) -> Option<CodeFields> {
+    let off = &proc.offsets;
+    let win = &proc.windows;
+    let scratch = WINDOWS.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch owned by this walk; the four buffers are distinct fields.
+    let scratch = unsafe { &mut *scratch };
+    let hdr = Window::read(&mut scratch.code, code, win.code_start, win.code_len)?;
+    let filename = hdr.u64_at(off.code_filename);
+    let name = hdr.u64_at(off.code_name);
+    let linetable = hdr.u64_at(off.code_linetable);
+    let firstlineno = hdr.u32_at(off.code_firstlineno) as i32;
+    let mut h = hdr.mix_into(code, win.code_len);
+    let (filename_hdr, h1) = str_header(&mut scratch.filename, filename, h, proc);
+    let (name_hdr, h2) = str_header(&mut scratch.name, name, h1, proc);
+    h = h2;
+    let linetable_size = match Window::read(
+        &mut scratch.linetable,
+        linetable,
+        win.bytes_start,
+        win.bytes_len,
+    ) {
+        Some(w) => {
+            let size = w.u64_at(off.bytes_size);
+            let mut start = w.u64_at(off.bytes_data);
+            // Bytes past the end of the table are not part of it.
+            if size < BYTES_PREFIX as u64 {
+                start &= (1u64 << (size * 8)) - 1;
+            }
+            // The header words before the data (size, cached hash), then the data's start.
+            h = mix(
+                w.mix_into(h, off.bytes_data.wrapping_sub(win.bytes_start)),
+                start,
+            );
+            Some(size)
+        }
+        None => {
+            h = mix(h, 2);
+            None
+        }
+    };
+    Some(CodeFields {
         filename,
         name,
         linetable,
-    };
-    if SENT_CODES.get_ptr(&key).is_some() {
-        return;
+        firstlineno,
+        filename_hdr,
+        name_hdr,
+        linetable_size,
+        fingerprint: if h == 0 { 1 } else { h },
+    })
+}
+
+/// Reads a `str`'s header (`length`, `hash`, `state`) in one piece and mixes it into `h`.
+#[inline(always)]
+fn str_header(
+    buf: &mut [u64; HEADER_WORDS],
+    obj: u64,
+    h: u64,
+    proc: &ProcInfo,
+) -> (Option<StrHeader>, u64) {
+    let off = &proc.offsets;
+    let win = &proc.windows;
+    match Window::read(buf, obj, win.str_start, win.str_len) {
+        Some(w) => (
+            Some(StrHeader {
+                length: w.u64_at(off.unicode_length),
+                state: w.u32_at(off.unicode_state),
+            }),
+            w.mix_into(h, win.str_len),
+        ),
+        None => (None, mix(h, 1)),
     }
+}
+
+/// Sends the code record (and the rest of a long line table) for `key`; marks it sent when
+/// every piece went out.
+#[inline(always)]
+fn send_code(key: &CodeKey, f: &CodeFields, proc: &ProcInfo, lost: &mut u32) {
     let Some(rec) = CODE_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         return;
@@ -68,46 +238,83 @@ pub fn send_code(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) {
     // SAFETY: per-CPU scratch owned by this walk.
     let rec = unsafe { &mut *rec };
     rec.kind = kind::CODE;
-    rec.pid = pid;
-    rec.code = code;
+    rec.pid = key.pid;
+    rec.code = key.code;
+    rec.fingerprint = key.fingerprint;
+    rec.generation = key.generation;
     rec.flags = 0;
-    rec.firstlineno = match user_u32(code.wrapping_add(off.code_firstlineno as u64)) {
-        Some(v) => v as i32,
-        None => {
-            bump(Counter::CodeReadFailed);
-            return;
-        }
-    };
-    if !copy_str(&mut rec.filename, filename, proc) {
+    rec.firstlineno = f.firstlineno;
+    if !copy_str(&mut rec.filename, f.filename, &f.filename_hdr, proc) {
         rec.flags |= code_flags::FILENAME_UNREADABLE;
     }
-    if !copy_str(&mut rec.name, name, proc) {
+    if !copy_str(&mut rec.name, f.name, &f.name_hdr, proc) {
         rec.flags |= code_flags::NAME_UNREADABLE;
     }
-    let copied = copy_linetable(rec, linetable, proc);
+    let total = copy_linetable(rec, f.linetable, f.linetable_size, proc);
+    let copied = rec.linetable_copied;
     let len = CODE_RECORD_FIXED + copied as usize;
-    if emit::prefix(rec, len, Wake::Later) {
-        bump(Counter::CodesSent);
-        let _ = SENT_CODES.insert(&key, &1, 0);
-    } else {
+    if !emit::prefix(rec, len, Wake::Later) {
         *lost += 1;
+        return;
     }
+    bump(Counter::CodesSent);
+    if total > copied && !send_chunks(key, f.linetable, total, proc) {
+        *lost += 1;
+        return;
+    }
+    let _ = SENT_CODES.insert(key, &1, 0);
 }
 
-/// Copies a compact `str`: its length, character size and up to 501 code points.
+/// Sends bytes `LINETABLE_MAX..total` of the line table as continuation records.
 #[inline(always)]
-fn copy_str(dst: &mut PyStr, obj: u64, proc: &ProcInfo) -> bool {
+fn send_chunks(key: &CodeKey, obj: u64, total: u32, proc: &ProcInfo) -> bool {
+    let Some(chunk) = CHUNK_SCRATCH.get_ptr_mut(0) else {
+        bump(Counter::NoScratch);
+        return false;
+    };
+    // SAFETY: per-CPU scratch owned by this walk.
+    let chunk = unsafe { &mut *chunk };
+    chunk.kind = kind::CODE_CHUNK;
+    chunk.pid = key.pid;
+    chunk.code = key.code;
+    chunk.fingerprint = key.fingerprint;
+    let data = obj.wrapping_add(proc.offsets.bytes_data as u64);
+    for i in 1..=LINETABLE_CHUNKS {
+        let offset = i * LINETABLE_MAX as u32;
+        if offset >= total {
+            break;
+        }
+        let mut n = total - offset;
+        if n > LINETABLE_MAX as u32 {
+            n = LINETABLE_MAX as u32;
+        }
+        if !user_bytes(chunk.data.as_mut_ptr(), n, data.wrapping_add(offset as u64)) {
+            bump(Counter::LineTableReadFailed);
+            return false;
+        }
+        chunk.offset = offset;
+        chunk.len = n;
+        if !emit::prefix(chunk, CODE_CHUNK_FIXED + n as usize, Wake::Later) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Copies a compact `str` whose header (`length` … `state`) was read for the fingerprint: its
+/// length, character size and up to 501 code points.
+#[inline(always)]
+fn copy_str(dst: &mut PyStr, obj: u64, hdr: &Option<StrHeader>, proc: &ProcInfo) -> bool {
     let off = &proc.offsets;
     dst.char_size = 0;
     dst.copied = 0;
     dst.length = 0;
-    let (Some(length), Some(state)) = (
-        field_u64(obj, off.unicode_length),
-        user_u32(obj.wrapping_add(off.unicode_state as u64)),
-    ) else {
+    let Some(hdr) = hdr else {
         bump(Counter::StringReadFailed);
         return false;
     };
+    let length = hdr.length;
+    let state = hdr.state;
     if state & UNICODE_COMPACT_BIT == 0 {
         bump(Counter::StringReadFailed);
         return false;
@@ -141,24 +348,28 @@ fn copy_str(dst: &mut PyStr, obj: u64, proc: &ProcInfo) -> bool {
     true
 }
 
-/// Copies the start of the line table (a `bytes` object); returns the bytes copied.
+/// Copies the start of the line table (a `bytes` object of `size` bytes) into the record;
+/// returns how many bytes of it the record and its continuations carry in all.
 #[inline(always)]
-fn copy_linetable(rec: &mut CodeRecord, obj: u64, proc: &ProcInfo) -> u32 {
+fn copy_linetable(rec: &mut CodeRecord, obj: u64, size: Option<u64>, proc: &ProcInfo) -> u32 {
     let off = &proc.offsets;
     rec.linetable_len = 0;
     rec.linetable_copied = 0;
-    let Some(size) = field_u64(obj, off.bytes_size) else {
+    let Some(size) = size else {
         bump(Counter::LineTableReadFailed);
         rec.flags |= code_flags::LINETABLE_UNREADABLE;
         return 0;
     };
-    let mut n = size;
-    if n > LINETABLE_MAX as u64 {
+    let mut total = size;
+    if total > LINETABLE_LIMIT as u64 {
         bump(Counter::LineTableTruncated);
         rec.flags |= code_flags::LINETABLE_TRUNCATED;
-        n = LINETABLE_MAX as u64;
+        total = LINETABLE_LIMIT as u64;
     }
-    let n = n as u32;
+    let mut n = total as u32;
+    if n > LINETABLE_MAX as u32 {
+        n = LINETABLE_MAX as u32;
+    }
     if !user_bytes(
         rec.linetable.as_mut_ptr(),
         n,
@@ -170,5 +381,5 @@ fn copy_linetable(rec: &mut CodeRecord, obj: u64, proc: &ProcInfo) -> u32 {
     }
     rec.linetable_len = size;
     rec.linetable_copied = n;
-    n
+    total as u32
 }

@@ -30,7 +30,7 @@ use pytrace_common::{
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    read::{field_u64, user_u32, user_u8},
+    read::{field_u64, user_u32, Window, WINDOWS},
     symbols,
 };
 
@@ -106,9 +106,6 @@ pub struct WalkState {
     pub gc_mask: u32,
     pub _pad2: u32,
     pub interps: [u64; MAX_INTERPRETERS as usize],
-    /// Code object whose record was last checked in this walk: recursion repeats one code
-    /// object many times, and it needs no second look-up.
-    pub last_code: u64,
 }
 
 /// Walks the threads the walk state asks for and sends one thread record per thread. The
@@ -210,11 +207,16 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         open_interp(state);
     } else if state.thread_open == 0 {
         open_thread(state);
-    } else if state.frame != 0
-        && state.nreal <= state.max_frames
-        && (state.nchain as usize) < MAX_CHAIN
-    {
-        read_entry(state);
+    } else if chain_goes_on(state) {
+        // Several entries per step: a step's own cost (the callback, the state look-up) is
+        // about that of reading an entry. The first may look a code object up; the others
+        // only take code objects already looked at in this capture.
+        read_entry::<true>(state);
+        for _ in 1..ENTRIES_PER_STEP {
+            if !chain_goes_on(state) || !read_entry::<false>(state) {
+                break;
+            }
+        }
     } else {
         close_thread(state);
     }
@@ -268,6 +270,15 @@ fn open_interp(state: &mut WalkState) {
             0
         }
     };
+}
+
+/// Chain entries read per `bpf_loop` step (at most).
+const ENTRIES_PER_STEP: usize = 4;
+
+/// Whether the open thread's chain has another entry to read.
+#[inline(always)]
+fn chain_goes_on(state: &WalkState) -> bool {
+    state.frame != 0 && state.nreal <= state.max_frames && (state.nchain as usize) < MAX_CHAIN
 }
 
 /// Reads the thread state's identity and the top of its frame chain.
@@ -360,40 +371,37 @@ fn top_frame(tstate: u64, proc: &ProcInfo) -> Option<u64> {
     field_u64(first, off.cframe_current_frame)
 }
 
-/// Reads one chain entry of the open thread and sends its code object if new.
+/// Reads one chain entry of the open thread (its fields in one read) and fingerprints its
+/// code object. With `FULL`, a code object not yet looked at in this dump is looked up (and
+/// its record sent if new); without, such an entry is left for the next step and `false`
+/// returned: only one full look-up per step keeps the verified program small.
 #[inline(always)]
-fn read_entry(state: &mut WalkState) {
-    let idx = state.nchain as usize;
-    if idx >= MAX_CHAIN {
-        return;
-    }
+fn read_entry<const FULL: bool>(state: &mut WalkState) -> bool {
     let Some(rec) = THREAD_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         state.frame = 0;
-        return;
+        return false;
     };
-    let off = state.proc.offsets;
-    let frame = state.frame;
-    let (Some(code), Some(instr), Some(previous)) = (
-        field_u64(frame, off.frame_code),
-        field_u64(frame, off.frame_instr),
-        field_u64(frame, off.frame_previous),
-    ) else {
+    let off = &state.proc.offsets;
+    let win = &state.proc.windows;
+    let Some(scratch) = WINDOWS.get_ptr_mut(0) else {
+        bump(Counter::NoScratch);
+        state.frame = 0;
+        return false;
+    };
+    // SAFETY: per-CPU scratch owned by this walk.
+    let buf = unsafe { &mut (*scratch).frame };
+    let Some(w) = Window::read(buf, state.frame, win.frame_start, win.frame_len) else {
         bump(Counter::FrameReadFailed);
         state.thread_flags |= thread_flags::READ_FAILED;
         state.frame = 0;
-        return;
+        return false;
     };
+    let code = w.u64_at(off.frame_code);
+    let instr = w.u64_at(off.frame_instr);
+    let previous = w.u64_at(off.frame_previous);
     let owner = if off.frame_owner != NO_OFFSET {
-        match user_u8(frame.wrapping_add(off.frame_owner as u64)) {
-            Some(o) => o as u32,
-            None => {
-                bump(Counter::FrameReadFailed);
-                state.thread_flags |= thread_flags::READ_FAILED;
-                state.frame = 0;
-                return;
-            }
-        }
+        w.u8_at(off.frame_owner) as u32
     } else {
         0
     };
@@ -406,29 +414,40 @@ fn read_entry(state: &mut WalkState) {
     } else {
         (code, instr)
     };
+    let mut fingerprint = 0;
+    // Frames past the capture's frame bound only show that the stack goes on: no look-up.
+    if !shim && state.copy_code != 0 && state.nreal < state.max_frames && code != 0 {
+        fingerprint = match symbols::seen(state.capture_id, code) {
+            Some(fp) => fp,
+            None if FULL => symbols::fingerprint(
+                state.pid,
+                state.capture_id,
+                code,
+                &state.proc,
+                &mut state.lost,
+            ),
+            None => return false,
+        };
+    }
     if !shim {
         state.nreal += 1;
-        if state.copy_code != 0
-            && state.nreal <= state.max_frames
-            && code != 0
-            && code != state.last_code
-        {
-            symbols::send_code(state.pid, code, &state.proc, &mut state.lost);
-            state.last_code = code;
-        }
     }
-    // SAFETY: per-CPU scratch owned by this walk; `idx < MAX_CHAIN` checked above.
+    // SAFETY: per-CPU scratch owned by this walk.
     let frames = unsafe { &mut (*rec).frames };
-    if let Some(slot) = frames.get_mut(idx) {
+    // The index is bounded here, where it is used: a check made earlier in the step is lost
+    // across the code-object look-up ("R2 unbounded memory access").
+    if let Some(slot) = frames.get_mut(state.nchain as usize) {
         *slot = FrameEntry {
             code,
             instr,
+            fingerprint,
             owner,
             flags: 0,
         };
     }
     state.nchain += 1;
     state.frame = previous;
+    true
 }
 
 /// Sends the open thread's record and moves to the next thread state.

@@ -6,8 +6,9 @@
 use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
-    code_flags, kind, CaptureBegin, CaptureEnd, CodeRecord, FrameEntry, ProcessEvent, PyStr,
-    SignalInfo, Skipped, ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
+    code_flags, kind, CaptureBegin, CaptureEnd, CodeChunk, CodeRecord, FrameEntry, ProcessEvent,
+    PyStr, SignalInfo, Skipped, ThreadHeader, CODE_CHUNK_FIXED, CODE_RECORD_FIXED, LINETABLE_LIMIT,
+    LINETABLE_MAX, STR_MAX_BYTES,
 };
 
 use crate::model::PyText;
@@ -24,17 +25,34 @@ pub enum DecodeError {
     LineTableLength(u32),
 }
 
+/// The next piece of a code record's line table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeChunkInfo {
+    pub pid: u32,
+    pub code: u64,
+    pub fingerprint: u64,
+    /// Where `data` starts in the line table.
+    pub offset: u32,
+    pub data: Vec<u8>,
+}
+
 /// A code object as the kernel copied it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CodeInfo {
     pub pid: u32,
     pub code: u64,
+    /// The fingerprint the kernel read; frames carry the same (see `pytrace_common::CodeKey`).
+    pub fingerprint: u64,
+    /// The process's registration when the record was sent.
+    pub generation: u32,
     pub firstlineno: i32,
     pub filename: Option<PyText>,
     pub name: Option<PyText>,
+    /// The line table as received so far (the record's part, then continuation pieces).
     pub linetable: Vec<u8>,
-    /// The copy holds only the start of a longer table.
-    pub linetable_truncated: bool,
+    /// Size of the whole line table in the target (`linetable` may hold less); `None` when
+    /// the table could not be read.
+    pub linetable_len: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +62,7 @@ pub enum Record {
     Signal(SignalInfo),
     Thread(ThreadHeader, Vec<FrameEntry>),
     Code(CodeInfo),
+    CodeChunk(CodeChunkInfo),
     End(CaptureEnd),
     Skipped(Skipped),
     /// A process mapped a python/libpython executable file.
@@ -72,6 +91,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::SKIPPED => Ok(Record::Skipped(read(bytes)?)),
         kind::THREAD => decode_thread(bytes),
         kind::CODE => decode_code(bytes),
+        kind::CODE_CHUNK => decode_chunk(bytes),
         kind::MAPPED => Ok(Record::Mapped(read::<ProcessEvent>(bytes)?.pid)),
         kind::EXITED => Ok(Record::Exited(read::<ProcessEvent>(bytes)?.pid)),
         kind::FORKED => {
@@ -113,10 +133,16 @@ fn decode_code(bytes: &[u8]) -> Result<Record, DecodeError> {
     if copied > LINETABLE_MAX || bytes.len() < CODE_RECORD_FIXED + copied {
         return Err(DecodeError::LineTableLength(rec.linetable_copied));
     }
-    let linetable = bytes[CODE_RECORD_FIXED..CODE_RECORD_FIXED + copied].to_vec();
+    // Room for the whole table (as far as the kernel copies it): its continuation pieces are
+    // appended without reallocating.
+    let whole = (rec.linetable_len as usize).clamp(copied, LINETABLE_LIMIT);
+    let mut linetable = Vec::with_capacity(whole);
+    linetable.extend_from_slice(&bytes[CODE_RECORD_FIXED..CODE_RECORD_FIXED + copied]);
     Ok(Record::Code(CodeInfo {
         pid: rec.pid,
         code: rec.code,
+        fingerprint: rec.fingerprint,
+        generation: rec.generation,
         firstlineno: rec.firstlineno,
         filename: (rec.flags & code_flags::FILENAME_UNREADABLE == 0)
             .then(|| pystr(&rec.filename))
@@ -125,7 +151,28 @@ fn decode_code(bytes: &[u8]) -> Result<Record, DecodeError> {
             .then(|| pystr(&rec.name))
             .flatten(),
         linetable,
-        linetable_truncated: rec.flags & code_flags::LINETABLE_TRUNCATED != 0,
+        linetable_len: (rec.flags & code_flags::LINETABLE_UNREADABLE == 0)
+            .then_some(rec.linetable_len),
+    }))
+}
+
+fn decode_chunk(bytes: &[u8]) -> Result<Record, DecodeError> {
+    if bytes.len() < CODE_CHUNK_FIXED {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    let mut fixed = vec![0u8; size_of::<CodeChunk>()];
+    fixed[..CODE_CHUNK_FIXED].copy_from_slice(&bytes[..CODE_CHUNK_FIXED]);
+    let rec: Box<CodeChunk> = Box::new(read(&fixed)?);
+    let len = rec.len as usize;
+    if len > LINETABLE_MAX || bytes.len() < CODE_CHUNK_FIXED + len {
+        return Err(DecodeError::LineTableLength(rec.len));
+    }
+    Ok(Record::CodeChunk(CodeChunkInfo {
+        pid: rec.pid,
+        code: rec.code,
+        fingerprint: rec.fingerprint,
+        offset: rec.offset,
+        data: bytes[CODE_CHUNK_FIXED..CODE_CHUNK_FIXED + len].to_vec(),
     }))
 }
 
@@ -254,6 +301,7 @@ mod tests {
             bytes.extend(bytes_of(&FrameEntry {
                 code: 0x1000 + i,
                 instr: i,
+                fingerprint: 9,
                 owner: 0,
                 flags: 0,
             }));
@@ -292,6 +340,7 @@ mod tests {
         rec.name.copied = 2;
         rec.name.data[..2].copy_from_slice(&0x65e5u16.to_le_bytes());
         rec.linetable_copied = 3;
+        rec.linetable_len = 3;
         rec.linetable[..3].copy_from_slice(&[1, 2, 3]);
         let all = bytes_of(&*rec);
         let bytes = &all[..CODE_RECORD_FIXED + 3];
@@ -300,6 +349,7 @@ mod tests {
                 assert_eq!(c.filename.unwrap().to_string_lossy(), "a.py");
                 assert_eq!(c.name.unwrap().codepoints, vec![0x65e5]);
                 assert_eq!(c.linetable, vec![1, 2, 3]);
+                assert_eq!(c.linetable_len, Some(3));
                 assert_eq!(c.firstlineno, 10);
             }
             other => panic!("{other:?}"),

@@ -158,6 +158,9 @@ pub struct Capture {
     pub gil_known: bool,
     /// Frames whose code object could not be symbolized.
     pub unsymbolized_frames: u32,
+    /// Frames whose line could not be had (the line table, or the part of it that covers the
+    /// frame's instruction, could not be read): printed as `???`, and the dump is incomplete.
+    pub unknown_lines: u32,
     /// Records of this dump lost in the ring buffer.
     pub lost_records: u32,
 }

@@ -71,6 +71,10 @@ pub struct Progress {
     pub lost: u64,
 }
 
+/// How often processes holding code records are checked for having exited (their exit is
+/// otherwise only learnt with the next wake-up, and not at all with `--pid`).
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
 /// Samples are read on this clock (they wake the reader only in large batches).
 const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 /// A sampling session wakes the reader once a quarter of the ring buffer is full.
@@ -92,6 +96,8 @@ pub struct Session {
     /// Signals to new processes that arrived before their inspection finished.
     missed_new: u64,
     boot_to_epoch_ns: i128,
+    /// Processes holding code records that were found gone at the last check.
+    gone: Vec<u32>,
     started: Instant,
     /// Online CPUs the timer is attached on.
     pub cpus: usize,
@@ -184,6 +190,7 @@ impl Session {
             decode_errors: 0,
             missed_new: 0,
             boot_to_epoch_ns: boot_to_epoch_ns(),
+            gone: Vec::new(),
             started: Instant::now(),
             cpus,
         })
@@ -225,6 +232,8 @@ impl Session {
             }
         };
         tokio::pin!(all_exited);
+        let mut reap = tokio::time::interval(REAP_EVERY);
+        reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticker = tokio::time::interval(DRAIN_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -280,6 +289,10 @@ impl Session {
                     self.inspect_due();
                     Flow::Continue
                 }
+                _ = reap.tick() => {
+                    self.reap();
+                    Flow::Continue
+                }
             };
             if flow == Flow::Stop {
                 // What is already in the ring buffer belongs to the run: keep it.
@@ -321,6 +334,33 @@ impl Session {
                 }
                 Due::Inspect { pid, attempt } => self.inspect(pid, attempt),
             }
+        }
+    }
+
+    /// Drops the state of processes found gone at two checks in a row: by then every record
+    /// of a capture they received before dying has been read.
+    fn reap(&mut self) {
+        let gone: Vec<u32> = self
+            .sym
+            .pids_with_codes()
+            .into_iter()
+            .filter(|&pid| process::is_gone(pid))
+            .collect();
+        for &pid in &gone {
+            if self.gone.contains(&pid) {
+                self.schedule.forget(pid);
+                self.tracker
+                    .unregister(pid, &mut self.probes, &mut self.sym);
+            }
+        }
+        self.gone = gone;
+    }
+
+    /// Tells the kernel which code records the symbolizer dropped to stay within its bounds.
+    fn forget_evicted(&mut self) {
+        let keys = self.sym.take_evicted();
+        if !keys.is_empty() {
+            self.probes.forget_codes(&keys);
         }
     }
 
@@ -376,7 +416,14 @@ impl Session {
             Ok(Record::Begin(b)) => self.asm.begin(b),
             Ok(Record::Signal(s)) => self.asm.signal(s),
             Ok(Record::Thread(h, f)) => self.asm.thread(h, f),
-            Ok(Record::Code(c)) => self.sym.add_code(c),
+            Ok(Record::Code(c)) => {
+                self.sym.add_code(c);
+                self.forget_evicted();
+            }
+            Ok(Record::CodeChunk(c)) => {
+                self.sym.add_chunk(c);
+                self.forget_evicted();
+            }
             Ok(Record::End(e)) => {
                 if let Some(raw) = self.asm.end(e) {
                     let mut capture = self.sym.symbolize(&raw, self.boot_to_epoch_ns);
@@ -467,11 +514,16 @@ impl Session {
             line.push_str(&format!(" {}={}", c.name(), n));
         }
         line.push_str(&format!(
-            " torn_dumps={} orphan_records={} decode_errors={} stray_codes={} missed_new_processes={}",
+            " torn_dumps={} orphan_records={} decode_errors={} stray_codes={} stray_chunks={} \
+             dropped_codes={} cached_codes={} cached_code_bytes={} missed_new_processes={}",
             self.asm.torn,
             self.asm.orphans,
             self.decode_errors,
             self.sym.stray_codes,
+            self.sym.stray_chunks,
+            self.sym.dropped_codes,
+            self.sym.cached().0,
+            self.sym.cached().1,
             self.missed_new
         ));
         for (name, n) in consumer_lost {
@@ -479,8 +531,8 @@ impl Session {
         }
         eprintln!("{line}");
         if self.config.verbose > 0 {
-            for (name, runs, ns) in self.probes.run_stats() {
-                eprintln!("pytrace: bpf: {name} runs={runs} ns={ns}");
+            for (name, runs, ns, verified) in self.probes.run_stats() {
+                eprintln!("pytrace: bpf: {name} runs={runs} ns={ns} verified_insns={verified}");
             }
         }
     }

@@ -1,19 +1,37 @@
 //! Raw captures → [`Capture`]s: code addresses become file, name and line, using the code
 //! records the kernel copied for each process.
+//!
+//! Records are kept per process, by (code address, fingerprint) — the same key the frames
+//! carry, so a frame is never paired with a record of another object that had the same
+//! address — in a least-recently-used cache bounded per process and in total. A dropped
+//! record's kernel key is handed back ([`Symbolizer::take_evicted`]) so the kernel sends it
+//! again when a frame needs it; an exited process's records are dropped at once.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, mem::size_of};
 
-use pytrace_common::{begin_flags, end_flags, thread_flags, trigger, FrameEntry, ThreadHeader};
+use lru::LruCache;
+use pytrace_common::{
+    begin_flags, end_flags, thread_flags, trigger, CodeKey, FrameEntry, ThreadHeader, MAX_FRAMES,
+    MAX_THREADS, SAMPLE_MAX_FRAMES,
+};
 
 use crate::{
-    decode::{CodeInfo, RawCapture},
-    model::{Capture, ChainEntry, Frame, Interpreter, InterpreterState, ThreadStack, TriggerInfo},
+    decode::{CodeChunkInfo, CodeInfo, RawCapture},
+    model::{
+        Capture, ChainEntry, Frame, Interpreter, InterpreterState, PyText, ThreadStack, TriggerInfo,
+    },
     python::{
         layout::{InstrKind, VersionLayout},
         linetable,
     },
     receiver::{self, ListFacts, Seen},
 };
+/// Code records kept per process: at least one dump's worth (every frame of every thread a
+/// different code object), so a dump's own records are never dropped before it is printed.
+pub const MAX_CODES_PER_PROCESS: usize = 2 * (MAX_THREADS * MAX_FRAMES) as usize;
+/// Bytes of code records kept per process, and for all processes together.
+pub const MAX_BYTES_PER_PROCESS: usize = 64 << 20;
+pub const MAX_BYTES_TOTAL: usize = 256 << 20;
 
 /// What the symbolizer needs to know about one traced process.
 #[derive(Clone, Debug)]
@@ -25,29 +43,50 @@ pub struct ProcessMeta {
     pub interp_head_addr: u64,
 }
 
+/// (code address, fingerprint).
+type CodeId = (u64, u64);
+
 struct ProcState {
     meta: ProcessMeta,
-    codes: HashMap<u64, CodeInfo>,
+    codes: LruCache<CodeId, CodeInfo>,
+    /// Bytes held by `codes` (as [`cost`] counts them).
+    bytes: usize,
 }
 
 #[derive(Default)]
 pub struct Symbolizer {
     procs: HashMap<u32, ProcState>,
+    /// Bytes held by every process's records.
+    bytes: usize,
+    /// Kernel keys of dropped records, for the caller to remove from the kernel's cache.
+    evicted: Vec<CodeKey>,
     /// Code records for processes never registered.
     pub stray_codes: u64,
+    /// Line-table pieces that matched no record (their record was dropped or lost).
+    pub stray_chunks: u64,
+    /// Records dropped to keep within the bounds.
+    pub dropped_codes: u64,
 }
 
 /// `si_code` values at or below this were sent by a process (`SI_USER`, `SI_QUEUE`,
 /// `SI_TKILL`, …), so `si_pid` names the sender.
 const SI_USER: i32 = 0;
 
+/// Heap bytes a record holds, with a fixed allowance for the cache's own node.
+fn cost(c: &CodeInfo) -> usize {
+    let text = |t: &Option<PyText>| t.as_ref().map_or(0, |t| t.codepoints.capacity() * 4);
+    size_of::<CodeInfo>() + 64 + c.linetable.capacity() + text(&c.filename) + text(&c.name)
+}
+
 impl Symbolizer {
     pub fn add_process(&mut self, pid: u32, meta: ProcessMeta) {
+        self.remove_process(pid);
         self.procs.insert(
             pid,
             ProcState {
                 meta,
-                codes: HashMap::new(),
+                codes: LruCache::unbounded(),
+                bytes: 0,
             },
         );
     }
@@ -61,8 +100,14 @@ impl Symbolizer {
         true
     }
 
+    /// Drops a process's state (its records go back to the allocator, and through it to the
+    /// system).
     pub fn remove_process(&mut self, pid: u32) {
-        self.procs.remove(&pid);
+        if let Some(p) = self.procs.remove(&pid) {
+            self.bytes -= p.bytes;
+            drop(p);
+            release_free_memory();
+        }
     }
 
     /// Address of `pid`'s interpreter-list head pointer, if it is registered.
@@ -78,20 +123,105 @@ impl Symbolizer {
         self.procs.len()
     }
 
+    /// Processes for which code records are held.
+    pub fn pids_with_codes(&self) -> Vec<u32> {
+        self.procs
+            .iter()
+            .filter(|(_, p)| !p.codes.is_empty())
+            .map(|(&pid, _)| pid)
+            .collect()
+    }
+
+    /// Records held, and their bytes, over all processes.
+    pub fn cached(&self) -> (usize, usize) {
+        (self.procs.values().map(|p| p.codes.len()).sum(), self.bytes)
+    }
+
+    /// Kernel keys of the records dropped since the last call.
+    pub fn take_evicted(&mut self) -> Vec<CodeKey> {
+        std::mem::take(&mut self.evicted)
+    }
+
     pub fn add_code(&mut self, code: CodeInfo) {
-        match self.procs.get_mut(&code.pid) {
-            Some(p) => {
-                p.codes.insert(code.code, code);
+        let pid = code.pid;
+        let Some(p) = self.procs.get_mut(&pid) else {
+            self.stray_codes += 1;
+            return;
+        };
+        let added = cost(&code);
+        if let Some(old) = p.codes.put((code.code, code.fingerprint), code) {
+            let c = cost(&old);
+            p.bytes -= c;
+            self.bytes -= c;
+        }
+        p.bytes += added;
+        self.bytes += added;
+        self.enforce_bounds(pid);
+    }
+
+    /// Appends a continuation piece to its record's line table (in order; a gap means a
+    /// piece was lost, and the table stays as far as it is known).
+    pub fn add_chunk(&mut self, chunk: CodeChunkInfo) {
+        let Some(p) = self.procs.get_mut(&chunk.pid) else {
+            self.stray_chunks += 1;
+            return;
+        };
+        let Some(code) = p.codes.peek_mut(&(chunk.code, chunk.fingerprint)) else {
+            self.stray_chunks += 1;
+            return;
+        };
+        let fits = code
+            .linetable_len
+            .is_some_and(|len| chunk.offset as u64 + chunk.data.len() as u64 <= len);
+        if code.linetable.len() != chunk.offset as usize || !fits {
+            self.stray_chunks += 1;
+            return;
+        }
+        let before = code.linetable.capacity();
+        code.linetable.extend_from_slice(&chunk.data);
+        let grown = code.linetable.capacity() - before;
+        p.bytes += grown;
+        self.bytes += grown;
+        self.enforce_bounds(chunk.pid);
+    }
+
+    /// Drops least recently used records: of `pid` while it is over its bounds, then of the
+    /// process holding the most while all are over theirs.
+    fn enforce_bounds(&mut self, pid: u32) {
+        if let Some(p) = self.procs.get_mut(&pid) {
+            while p.codes.len() > 1
+                && (p.codes.len() > MAX_CODES_PER_PROCESS || p.bytes > MAX_BYTES_PER_PROCESS)
+            {
+                let Some((_, old)) = p.codes.pop_lru() else {
+                    break;
+                };
+                let c = cost(&old);
+                p.bytes -= c;
+                self.bytes -= c;
+                self.dropped_codes += 1;
+                self.evicted.push(kernel_key(&old));
             }
-            None => self.stray_codes += 1,
+        }
+        while self.bytes > MAX_BYTES_TOTAL {
+            let Some(p) = self.procs.values_mut().max_by_key(|p| p.bytes) else {
+                break;
+            };
+            let Some((_, old)) = p.codes.pop_lru() else {
+                break;
+            };
+            let c = cost(&old);
+            p.bytes -= c;
+            self.bytes -= c;
+            self.dropped_codes += 1;
+            self.evicted.push(kernel_key(&old));
         }
     }
 
     /// Symbolizes a capture. `boot_to_epoch_ns` converts the kernel's boot-time clock to wall
     /// time.
-    pub fn symbolize(&self, raw: &RawCapture, boot_to_epoch_ns: i128) -> Capture {
+    pub fn symbolize(&mut self, raw: &RawCapture, boot_to_epoch_ns: i128) -> Capture {
         let b = &raw.begin;
-        let proc = self.procs.get(&b.pid);
+        let mut proc = self.procs.get_mut(&b.pid);
         let trigger = match (b.trigger, &raw.signal) {
             (trigger::TIMER, _) => TriggerInfo::Timer { cpu: b.cpu },
             (_, Some(s)) => TriggerInfo::Signal {
@@ -108,12 +238,12 @@ impl Symbolizer {
         let mut dump = Capture {
             pid: b.pid,
             tid: b.tid,
-            ns_pid: proc.and_then(|p| p.meta.ns_pid),
+            ns_pid: proc.as_ref().and_then(|p| p.meta.ns_pid),
             ns_tid: None,
             trigger,
             time_ns: (b.boot_ns as i128 + boot_to_epoch_ns).max(0) as u64,
             comm: comm_string(&b.comm),
-            python_version: proc.map(|p| p.meta.version).unwrap_or_default(),
+            python_version: proc.as_ref().map(|p| p.meta.version).unwrap_or_default(),
             gc_collecting: b.gc_collecting != 0,
             threads: Vec::with_capacity(raw.threads.len()),
             more_threads: false,
@@ -126,20 +256,34 @@ impl Symbolizer {
         let mut threads: Vec<_> = raw.threads.iter().collect();
         threads.sort_by_key(|(h, _)| h.index);
         let mut stacks = Vec::with_capacity(threads.len());
+        // Past the capture's frame bound a frame only shows that the stack goes on: the kernel
+        // sends no record for it.
+        let frame_bound = if b.trigger == trigger::TIMER {
+            SAMPLE_MAX_FRAMES
+        } else {
+            MAX_FRAMES
+        };
         for (hdr, frames) in &threads {
-            let chain = frames
-                .iter()
-                .map(|f| match proc {
-                    _ if f.code == 0 => ChainEntry::Shim {
-                        before_start: proc.is_some_and(|p| shim_before_start(p, f)),
-                    },
-                    Some(p) => ChainEntry::Frame(frame(p, f, &mut dump.unsymbolized_frames)),
+            let mut chain = Vec::with_capacity(frames.len());
+            let mut real = 0;
+            for f in frames.iter() {
+                if f.code == 0 {
+                    chain.push(ChainEntry::Shim {
+                        before_start: proc.as_deref().is_some_and(|p| shim_before_start(p, f)),
+                    });
+                    continue;
+                }
+                real += 1;
+                let frame = match &mut proc {
+                    _ if real > frame_bound => Frame::default(),
+                    Some(p) => frame(p, f, &mut dump),
                     None => {
                         dump.unsymbolized_frames += 1;
-                        ChainEntry::Frame(Frame::default())
+                        Frame::default()
                     }
-                })
-                .collect();
+                };
+                chain.push(ChainEntry::Frame(frame));
+            }
             stacks.push(ThreadStack {
                 thread_id: hdr.thread_id,
                 native_id: (hdr.native_id != 0).then_some(hdr.native_id),
@@ -164,9 +308,28 @@ impl Symbolizer {
             return dump;
         }
         let headers: Vec<&ThreadHeader> = threads.iter().map(|(h, _)| h).collect();
-        let mask = proc.and_then(|p| p.meta.layout.gilstate_bound_mask);
+        let mask = proc.as_ref().and_then(|p| p.meta.layout.gilstate_bound_mask);
         place_threads(&mut dump, stacks, &headers, raw, mask);
         dump
+    }
+}
+
+
+fn kernel_key(c: &CodeInfo) -> CodeKey {
+    CodeKey {
+        pid: c.pid,
+        generation: c.generation,
+        code: c.code,
+        fingerprint: c.fingerprint,
+    }
+}
+
+/// Returns freed heap pages to the system (glibc keeps them otherwise).
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -255,27 +418,37 @@ fn shim_before_start(proc: &ProcState, entry: &FrameEntry) -> bool {
     }
 }
 
-fn frame(proc: &ProcState, entry: &FrameEntry, unsymbolized: &mut u32) -> Frame {
-    let Some(code) = proc.codes.get(&entry.code) else {
-        *unsymbolized += 1;
+fn frame(proc: &mut ProcState, entry: &FrameEntry, dump: &mut Capture) -> Frame {
+    let layout = proc.meta.layout;
+    let Some(code) = proc.codes.get(&(entry.code, entry.fingerprint)) else {
+        dump.unsymbolized_frames += 1;
         return Frame::default();
     };
-    let addr = match proc.meta.layout.instr {
+    let addr = match layout.instr {
         InstrKind::LastiBytes => entry.instr as u32 as i32 as i64,
         InstrKind::LastiCodeUnits => (entry.instr as u32 as i32 as i64) * 2,
         InstrKind::InstrPtr { code_adaptive } => {
             entry.instr as i64 - (entry.code as i64 + code_adaptive as i64)
         }
     };
+    // An unreadable table, or one whose needed part never arrived: the line is not known,
+    // and the dump says so (faulthandler's `???` is printed, never a guess).
+    let line = code.linetable_len.and_then(|len| {
+        linetable::addr2line_partial(
+            layout.line_table,
+            &code.linetable,
+            len as usize,
+            code.firstlineno,
+            addr,
+        )
+    });
+    if line.is_none() {
+        dump.unknown_lines += 1;
+    }
     Frame {
         filename: code.filename.clone(),
         name: code.name.clone(),
-        line: linetable::addr2line(
-            proc.meta.layout.line_table,
-            &code.linetable,
-            code.firstlineno,
-            addr,
-        ),
+        line: line.flatten(),
     }
 }
 
@@ -319,6 +492,7 @@ mod tests {
             s.copied = text.len() as u32;
             s.data[..text.len()].copy_from_slice(text.as_bytes());
         }
+        rec.fingerprint = code ^ 0x55;
         rec.linetable_len = lnotab.len() as u64;
         rec.linetable_copied = lnotab.len() as u32;
         rec.linetable[..lnotab.len()].copy_from_slice(lnotab);
@@ -334,13 +508,15 @@ mod tests {
                 ns_pid: None,
                 interp_head_addr: 0,
             },
-            codes: HashMap::new(),
+            codes: LruCache::unbounded(),
+            bytes: 0,
         };
         // The walker sends a shim's instruction relative to its code object; 3.12's
         // `co_code_adaptive` is at 192.
         let at = |instr: u64| FrameEntry {
             code: 0,
             instr,
+            fingerprint: 0,
             owner: 3,
             flags: 0,
         };
@@ -353,7 +529,8 @@ mod tests {
                 layout: *builtin_layout(3, 8).unwrap(),
                 ..proc.meta.clone()
             },
-            codes: HashMap::new(),
+            codes: LruCache::unbounded(),
+            bytes: 0,
         };
         assert!(!shim_before_start(&old, &at(0)));
     }
@@ -421,6 +598,7 @@ mod tests {
                 rec.extend(bytes_of(&FrameEntry {
                     code,
                     instr,
+                    fingerprint: code ^ 0x55,
                     owner: 0,
                     flags: 0,
                 }));
@@ -480,5 +658,146 @@ mod tests {
              File \"/srv/b.py\", line 10 in <module>\n\
              \n"
         );
+    }
+
+    fn meta_3_12() -> ProcessMeta {
+        ProcessMeta {
+            version: (3, 12, 1),
+            layout: *builtin_layout(3, 12).unwrap(),
+            ns_pid: None,
+            interp_head_addr: 0,
+        }
+    }
+
+    fn info(pid: u32, code: u64, fingerprint: u64, table: Vec<u8>, len: u64) -> CodeInfo {
+        CodeInfo {
+            pid,
+            code,
+            fingerprint,
+            generation: 3,
+            firstlineno: 1,
+            filename: Some(PyText::from_text("a.py")),
+            name: Some(PyText::from_text("f")),
+            linetable: table,
+            linetable_len: Some(len),
+        }
+    }
+
+    fn one_frame_dump(pid: u32, code: u64, fingerprint: u64) -> RawCapture {
+        RawCapture {
+            begin: CaptureBegin {
+                kind: kind::CAPTURE_BEGIN,
+                trigger: pytrace_common::trigger::SIGNAL,
+                capture_id: 1,
+                boot_ns: 0,
+                pid,
+                tid: pid,
+                cpu: 0,
+                gc_collecting: 0,
+                version_hex: 0,
+                flags: 0,
+                fsbase: 0,
+                comm: [0; 16],
+            },
+            signal: None,
+            threads: vec![(
+                ThreadHeader {
+                    nframes: 1,
+                    ..Default::default()
+                },
+                vec![FrameEntry {
+                    code,
+                    // 3.12: code + co_code_adaptive (192) + byte offset 192 (code unit 96).
+                    instr: code + 192 + 192,
+                    fingerprint,
+                    owner: 0,
+                    flags: 0,
+                }],
+            )],
+            end: CaptureEnd::default(),
+        }
+    }
+
+    #[test]
+    fn a_frame_takes_only_the_record_of_its_fingerprint() {
+        let mut sym = Symbolizer::default();
+        sym.add_process(7, meta_3_12());
+        sym.add_code(info(7, 0x1000, 11, vec![], 0));
+        let dump = sym.symbolize(&one_frame_dump(7, 0x1000, 12), 0);
+        assert_eq!(dump.unsymbolized_frames, 1);
+        let dump = sym.symbolize(&one_frame_dump(7, 0x1000, 11), 0);
+        assert_eq!(dump.unsymbolized_frames, 0);
+    }
+
+    #[test]
+    fn lines_from_pieces_and_unknown_past_them() {
+        let mut sym = Symbolizer::default();
+        sym.add_process(7, meta_3_12());
+        // 3.12 location entries, each one code unit: "no columns" with line delta +1.
+        let entry = [0x80 | (13 << 3), 2];
+        let table: Vec<u8> = entry.iter().copied().cycle().take(400).collect();
+        sym.add_code(info(7, 0x1000, 1, table[..100].to_vec(), 400));
+        // Code unit 96's entry (table bytes 192..194) is in the part not received: unknown,
+        // and counted.
+        let dump = sym.symbolize(&one_frame_dump(7, 0x1000, 1), 0);
+        assert_eq!(dump.unknown_lines, 1);
+        sym.add_chunk(CodeChunkInfo {
+            pid: 7,
+            code: 0x1000,
+            fingerprint: 1,
+            offset: 100,
+            data: table[100..].to_vec(),
+        });
+        // A piece that does not follow on is not taken.
+        sym.add_chunk(CodeChunkInfo {
+            pid: 7,
+            code: 0x1000,
+            fingerprint: 1,
+            offset: 50,
+            data: vec![0; 10],
+        });
+        assert_eq!(sym.stray_chunks, 1);
+        let dump = sym.symbolize(&one_frame_dump(7, 0x1000, 1), 0);
+        assert_eq!(dump.unknown_lines, 0);
+        match &dump.threads[0].chain[0] {
+            // Byte offset 192 is code unit 96: the 97th entry, line 1 + 97.
+            ChainEntry::Frame(f) => assert_eq!(f.line, Some(98)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_hands_back_what_it_drops() {
+        let mut sym = Symbolizer::default();
+        sym.add_process(7, meta_3_12());
+        let n = MAX_CODES_PER_PROCESS + 10;
+        for i in 0..n as u64 {
+            sym.add_code(info(7, 0x1000 + 16 * i, i, vec![], 0));
+        }
+        assert_eq!(sym.cached().0, MAX_CODES_PER_PROCESS);
+        let dropped = sym.take_evicted();
+        assert_eq!(dropped.len(), 10);
+        // The least recently used first, with the kernel's key.
+        assert_eq!(
+            dropped[0],
+            CodeKey {
+                pid: 7,
+                generation: 3,
+                code: 0x1000,
+                fingerprint: 0
+            }
+        );
+        // Large records: bounded by bytes too.
+        let big = vec![0u8; 1 << 20];
+        for i in 0..100u64 {
+            sym.add_code(info(7, 0x9000_0000 + 16 * i, i, big.clone(), 1 << 20));
+        }
+        assert!(
+            sym.cached().1 <= MAX_BYTES_PER_PROCESS,
+            "{:?}",
+            sym.cached()
+        );
+        sym.remove_process(7);
+        assert_eq!(sym.cached(), (0, 0));
     }
 }

@@ -1,7 +1,7 @@
 //! The set of traced CPython processes: inspects a PID, builds the walker's table for it and
 //! registers it with the kernel side and the symbolizer.
 
-use pytrace_common::ProcInfo;
+use pytrace_common::{ProcInfo, ReadWindows};
 
 use crate::{
     bpf::Probes,
@@ -147,12 +147,17 @@ fn proc_info(
             })
         }
     };
+    let windows = ReadWindows::of(&layout.offsets).ok_or_else(|| Error::Inspect {
+        pid: p.pid,
+        reason: "its frame or code-object fields are too far apart to read in one piece".into(),
+    })?;
     Ok(ProcInfo {
         interp_head_addr,
         version_hex: p.version_hex,
         generation,
         offsets: layout.offsets,
         gil: Default::default(),
+        windows,
     })
 }
 
@@ -172,5 +177,25 @@ pub fn inspect_error(e: InspectError) -> Error {
                 .into(),
         },
         other => Error::Runtime(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pytrace_common::{ReadWindows, CODE_WINDOW_MAX, FRAME_WINDOW_MAX};
+
+    use crate::python::layout::builtin_layout;
+
+    /// Every built-in layout can be read one frame and one code-object header at a time.
+    #[test]
+    fn every_builtin_layout_has_read_windows() {
+        for minor in 6..=14 {
+            let Some(layout) = builtin_layout(3, minor) else {
+                continue;
+            };
+            let w = ReadWindows::of(&layout.offsets).unwrap_or_else(|| panic!("3.{minor}"));
+            assert!(w.frame_len <= FRAME_WINDOW_MAX && w.code_len <= CODE_WINDOW_MAX);
+        }
+        assert!(builtin_layout(3, 12).is_some());
     }
 }

@@ -23,7 +23,8 @@ pub const MAX_CHAIN: usize = 160;
 pub const STR_MAX_BYTES: usize = 2048;
 /// faulthandler's string limit, in code points (`MAX_STRING_LENGTH`).
 pub const STR_MAX_CODEPOINTS: u64 = 500;
-/// Bytes of a code object's line table copied by the kernel (lnotab / linetable / locations).
+/// Bytes of a code object's line table carried by its code record (lnotab / linetable /
+/// locations); the rest follows in continuation records of this size.
 pub const LINETABLE_MAX: usize = 16384;
 /// The bit of signal `sig` (1 to 64: bit `sig - 1`, so that `SIGRTMAX` fits) in the mask of
 /// signals that trigger a dump; 0 for a number outside that range.
@@ -46,6 +47,21 @@ pub const MAX_INTERPRETERS: u32 = 8;
 pub const WALK_STEPS: u32 = 2 * MAX_THREADS * (MAX_CHAIN as u32 + 2) + MAX_INTERPRETERS + 8;
 /// Threads a capture of one thread passes over looking for it before giving up.
 pub const MAX_SCAN_THREADS: u32 = 4096;
+/// Longest line table the kernel copies (the start of a longer one is sent, marked truncated).
+pub const LINETABLE_LIMIT: usize = 256 * 1024;
+/// Continuation records after a code record: `LINETABLE_LIMIT` in `LINETABLE_MAX` pieces.
+pub const LINETABLE_CHUNKS: u32 = (LINETABLE_LIMIT / LINETABLE_MAX) as u32 - 1;
+/// Largest span of a frame's fields (`frame_previous`, `frame_code`, `frame_instr`,
+/// `frame_owner`) read in one user-memory read, 8-byte aligned.
+pub const FRAME_WINDOW_MAX: u32 = 128;
+/// Largest span of a code object's header fields (`code_firstlineno` … `code_linetable`) read
+/// in one user-memory read, 8-byte aligned.
+pub const CODE_WINDOW_MAX: u32 = 128;
+/// Largest span of a `str` or `bytes` header read in one piece.
+pub const HEADER_WINDOW_MAX: u32 = 40;
+/// Bytes of a line table's data read with its header (mixed into the code's fingerprint).
+/// Every `bytes` object's allocation extends at least this far past `ob_sval`.
+pub const BYTES_PREFIX: u32 = 8;
 
 /// An offset that does not exist in this CPython version.
 pub const NO_OFFSET: u32 = u32::MAX;
@@ -127,6 +143,82 @@ pub struct ProcInfo {
     pub generation: u32,
     pub offsets: PyOffsets,
     pub gil: GilInfo,
+    pub windows: ReadWindows,
+}
+
+/// The spans read in one piece: each starts 8-byte aligned at or below the first field it
+/// covers and ends right after the last.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadWindows {
+    pub frame_start: u32,
+    pub frame_len: u32,
+    pub code_start: u32,
+    pub code_len: u32,
+    /// A `str`'s `length` … `state` (the cached hash lies between).
+    pub str_start: u32,
+    pub str_len: u32,
+    /// A `bytes` object's `ob_size` … the first `BYTES_PREFIX` bytes of its data.
+    pub bytes_start: u32,
+    pub bytes_len: u32,
+}
+
+impl ReadWindows {
+    /// The windows for a layout; `None` when a span exceeds its bound (no supported layout).
+    pub fn of(off: &PyOffsets) -> Option<Self> {
+        let (frame_start, frame_len) = span(
+            &[
+                (off.frame_previous, 8),
+                (off.frame_code, 8),
+                (off.frame_instr, 8),
+                (off.frame_owner, 1),
+            ],
+            FRAME_WINDOW_MAX,
+        )?;
+        let (code_start, code_len) = span(
+            &[
+                (off.code_firstlineno, 4),
+                (off.code_filename, 8),
+                (off.code_name, 8),
+                (off.code_linetable, 8),
+            ],
+            CODE_WINDOW_MAX,
+        )?;
+        let (str_start, str_len) = span(
+            &[(off.unicode_length, 8), (off.unicode_state, 4)],
+            HEADER_WINDOW_MAX,
+        )?;
+        let (bytes_start, bytes_len) = span(
+            &[(off.bytes_size, 8), (off.bytes_data, BYTES_PREFIX)],
+            HEADER_WINDOW_MAX,
+        )?;
+        Some(ReadWindows {
+            frame_start,
+            frame_len,
+            code_start,
+            code_len,
+            str_start,
+            str_len,
+            bytes_start,
+            bytes_len,
+        })
+    }
+}
+
+/// `[start, start + len)` covering every (offset, size) field that exists, `start` rounded
+/// down to 8 bytes.
+fn span(fields: &[(u32, u32)], max: u32) -> Option<(u32, u32)> {
+    let mut lo = u32::MAX;
+    let mut hi = 0;
+    for &(f, size) in fields {
+        if f == NO_OFFSET {
+            continue;
+        }
+        lo = lo.min(f & !7);
+        hi = hi.max(f.checked_add(size)?);
+    }
+    let len = hi.checked_sub(lo)?;
+    (len <= max).then_some((lo, len))
 }
 
 /// Where a process's GIL is (`last_holder` = `NO_OFFSET`: unknown).
@@ -175,6 +267,7 @@ pub mod kind {
     pub const EXITED: u32 = 7;
     pub const FORKED: u32 = 8;
     pub const SIGNAL_INFO: u32 = 9;
+    pub const CODE_CHUNK: u32 = 10;
 }
 
 /// A process may have become a CPython process: it exec'd a `python*` binary or its dynamic
@@ -261,6 +354,9 @@ pub struct FrameEntry {
     /// pointer (3.11+); for a shim frame, the instruction pointer minus its code object's
     /// address.
     pub instr: u64,
+    /// Fingerprint of the code object as read in this dump (0: its header could not be
+    /// read): the frame is symbolized only with the code record of the same fingerprint.
+    pub fingerprint: u64,
     /// `owner` byte (3.12+), else 0.
     pub owner: u32,
     pub flags: u32,
@@ -314,24 +410,28 @@ pub mod code_flags {
     pub const FILENAME_UNREADABLE: u32 = 1;
     pub const NAME_UNREADABLE: u32 = 2;
     pub const LINETABLE_UNREADABLE: u32 = 4;
-    /// The line table was longer than `LINETABLE_MAX`; the copy holds its start.
+    /// The line table was longer than `LINETABLE_LIMIT`; the copies hold its start.
     pub const LINETABLE_TRUNCATED: u32 = 8;
 }
 
 /// Everything needed to print a code object's frames after the process is gone. Sent once
-/// per (process, code object); the record is written up to `linetable_copied` bytes of
-/// `linetable`.
+/// per (process, code object, fingerprint); the record is written up to `linetable_copied`
+/// bytes of `linetable`, and a longer table continues in `CodeChunk` records.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CodeRecord {
     pub kind: u32,
     pub pid: u32,
     pub code: u64,
+    /// What the frames that use this record carry (see `FrameEntry::fingerprint`).
+    pub fingerprint: u64,
     pub firstlineno: i32,
     pub flags: u32,
+    /// Size of the whole line table in the target.
     pub linetable_len: u64,
     pub linetable_copied: u32,
-    pub _pad: u32,
+    /// `ProcInfo::generation` of the process when it was sent (part of the kernel's key).
+    pub generation: u32,
     pub filename: PyStr,
     pub name: PyStr,
     pub linetable: [u8; LINETABLE_MAX],
@@ -339,6 +439,35 @@ pub struct CodeRecord {
 
 /// Byte offset of `linetable` inside `CodeRecord`.
 pub const CODE_RECORD_FIXED: usize = core::mem::size_of::<CodeRecord>() - LINETABLE_MAX;
+
+/// The next `len` bytes of a code record's line table, from byte `offset`; sent right after
+/// the code record (or the previous piece), written up to `len` bytes of `data`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CodeChunk {
+    pub kind: u32,
+    pub pid: u32,
+    pub code: u64,
+    pub fingerprint: u64,
+    pub offset: u32,
+    pub len: u32,
+    pub data: [u8; LINETABLE_MAX],
+}
+
+/// Byte offset of `data` inside `CodeChunk`.
+pub const CODE_CHUNK_FIXED: usize = core::mem::size_of::<CodeChunk>() - LINETABLE_MAX;
+
+/// Key of the kernel's "already sent" cache (`SENT_CODES`): a code record is sent again when
+/// any part differs. User space removes a key when it drops the record, so the kernel sends
+/// it again when it is next needed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CodeKey {
+    pub pid: u32,
+    pub generation: u32,
+    pub code: u64,
+    pub fingerprint: u64,
+}
 
 /// Flags of a capture's end record.
 pub mod end_flags {
@@ -412,7 +541,7 @@ pub enum Counter {
     StringReadFailed,
     /// A line table could not be read.
     LineTableReadFailed,
-    /// A line table longer than `LINETABLE_MAX`.
+    /// A line table longer than `LINETABLE_LIMIT`.
     LineTableTruncated,
     /// Frame chains longer than `MAX_CHAIN` entries.
     ChainTooLong,
@@ -525,4 +654,45 @@ mod pod {
     // explicit padding fields, so every bit pattern is valid.
     unsafe impl aya::Pod for super::ProcInfo {}
     unsafe impl aya::Pod for super::PyOffsets {}
+    unsafe impl aya::Pod for super::CodeKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_field_and_round_down() {
+        let off = PyOffsets {
+            frame_previous: 8,
+            frame_code: 0,
+            frame_instr: 56,
+            frame_owner: 70,
+            code_firstlineno: 68,
+            code_filename: 112,
+            code_name: 120,
+            code_linetable: 136,
+            unicode_length: 16,
+            unicode_state: 32,
+            bytes_size: 16,
+            bytes_data: 32,
+            ..Default::default()
+        };
+        let w = ReadWindows::of(&off).unwrap();
+        assert_eq!((w.frame_start, w.frame_len), (0, 71));
+        assert_eq!((w.code_start, w.code_len), (64, 80));
+        assert_eq!((w.str_start, w.str_len), (16, 20));
+        assert_eq!((w.bytes_start, w.bytes_len), (16, 24));
+        // A field that does not exist does not count; one too far makes the layout unusable.
+        let no_owner = PyOffsets {
+            frame_owner: NO_OFFSET,
+            ..off
+        };
+        assert_eq!(ReadWindows::of(&no_owner).unwrap().frame_len, 64);
+        let far = PyOffsets {
+            frame_instr: 400,
+            ..off
+        };
+        assert!(ReadWindows::of(&far).is_none());
+    }
 }

@@ -13,6 +13,9 @@ pub enum Trigger {
     PthreadKill,
 }
 
+/// Target scripts driven by their own tests through stdin and stdout, not by a [`Case`].
+pub const DRIVEN_SCRIPTS: &[&str] = &["code_reuse.py", "long_function.py", "code_churn.py"];
+
 pub struct Case {
     pub name: &'static str,
     pub script: &'static str,

@@ -487,6 +487,23 @@ impl Target {
         send_signal(self.pid(), signal)
     }
 
+    /// Reads the target's next line on stdout (after `ready`); an error at end of output.
+    pub fn read_line(&mut self) -> Result<String> {
+        self.wait_ready(READY_TIMEOUT)?;
+        let stdout = self.stdout.as_mut().ok_or("stdout closed")?;
+        let mut line = String::new();
+        match stdout.read_line(&mut line) {
+            Ok(0) => Err(format!(
+                "{}: output ended (exit: {:?})\n{}",
+                self.label,
+                self.child.try_wait().ok().flatten(),
+                self.stderr_note()
+            )),
+            Ok(_) => Ok(line),
+            Err(e) => Err(format!("{}: reading stdout: {e}", self.label)),
+        }
+    }
+
     /// Sends one line to the target's stdin.
     pub fn command(&mut self, line: &str) -> Result<()> {
         let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
@@ -702,6 +719,11 @@ impl Pytrace {
         Ok(status)
     }
 
+    /// pytrace's own PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether pytrace is still running.
     pub fn running(&mut self) -> bool {
         self.status.is_none() && matches!(self.child.try_wait(), Ok(None))
@@ -709,10 +731,6 @@ impl Pytrace {
 
     pub fn stdout(&self) -> Vec<u8> {
         self.stdout.lock().unwrap().clone()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     pub fn stderr(&self) -> String {

@@ -13,7 +13,7 @@ use aya::{
 };
 use std::path::PathBuf;
 
-use pytrace_common::{Counter, ProcInfo, COUNTER_COUNT};
+use pytrace_common::{CodeKey, Counter, ProcInfo, COUNTER_COUNT};
 
 use crate::error::Error;
 
@@ -41,6 +41,8 @@ pub struct Probes {
     /// Keeps the kernel's per-program run-time statistics on while held.
     _stats: Option<std::os::fd::OwnedFd>,
     procs: HashMap<MapData, u32, ProcInfo>,
+    /// The kernel's "code record already sent" cache.
+    sent_codes: HashMap<MapData, CodeKey, u8>,
     counters: PerCpuArray<MapData, u64>,
 }
 
@@ -70,6 +72,8 @@ impl Probes {
             .map_err(|e| Error::KernelSupport(format!("loading the eBPF object failed: {e}")))?;
         let procs = HashMap::try_from(take_map(&mut ebpf, "PROCS")?)
             .map_err(|e| Error::Runtime(format!("map PROCS: {e}")))?;
+        let sent_codes = HashMap::try_from(take_map(&mut ebpf, "SENT_CODES")?)
+            .map_err(|e| Error::Runtime(format!("map SENT_CODES: {e}")))?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
             .map_err(|e| Error::Runtime(format!("map COUNTERS: {e}")))?;
         let stats = config
@@ -81,6 +85,7 @@ impl Probes {
             btf: kernel_btf,
             _stats: stats,
             procs,
+            sent_codes,
             counters,
         })
     }
@@ -189,6 +194,14 @@ impl Probes {
             .map_err(|e| Error::Runtime(format!("registering process {pid}: {e}")))
     }
 
+    /// Forgets that these code records were sent (user space dropped them): the kernel sends
+    /// each again the next time a frame needs it.
+    pub fn forget_codes(&mut self, keys: &[CodeKey]) {
+        for key in keys {
+            let _ = self.sent_codes.remove(key);
+        }
+    }
+
     pub fn remove_process(&mut self, pid: u32) {
         let _ = self.procs.remove(&pid);
     }
@@ -215,7 +228,8 @@ impl Probes {
     }
 
     /// (runs, total nanoseconds) of each attached program, when run-time stats are enabled.
-    pub fn run_stats(&self) -> Vec<(String, u64, u64)> {
+    /// (program, runs, run time in ns, instructions the verifier processed).
+    pub fn run_stats(&self) -> Vec<(String, u64, u64, u32)> {
         self.ebpf
             .programs()
             .filter_map(|(name, p)| {
@@ -224,6 +238,7 @@ impl Probes {
                     name.to_string(),
                     info.run_count(),
                     info.run_time().as_nanos() as u64,
+                    info.verified_instruction_count().unwrap_or(0),
                 ))
             })
             .collect()

@@ -43,6 +43,7 @@ struct JsonDump<'a> {
     more_threads: bool,
     lost_records: u32,
     unsymbolized_frames: u32,
+    unknown_lines: u32,
     torn_threads: usize,
     /// `initialised`, `not_initialised` (libpython loaded, no interpreter yet) or
     /// `unreadable`.
@@ -186,6 +187,7 @@ impl Output for Json {
             more_threads: d.more_threads,
             lost_records: d.lost_records,
             unsymbolized_frames: d.unsymbolized_frames,
+            unknown_lines: d.unknown_lines,
             torn_threads: d.threads.iter().filter(|t| t.torn).count(),
             interpreter_state: match d.interpreter_state {
                 InterpreterState::Initialised => "initialised",

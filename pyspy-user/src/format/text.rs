@@ -80,10 +80,10 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
     }
     let torn = d.threads.iter().filter(|t| t.torn).count();
     let mut notes = Vec::new();
-    if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 {
+    if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 || d.unknown_lines > 0 {
         notes.push(format!(
-            "{} records lost, {} frames unsymbolized, {} threads torn",
-            d.lost_records, d.unsymbolized_frames, torn
+            "{} records lost, {} frames unsymbolized, {} threads torn, {} lines unknown",
+            d.lost_records, d.unsymbolized_frames, torn, d.unknown_lines
         ));
     }
     notes.extend(d.incomplete.iter().map(|n| n.to_string()));

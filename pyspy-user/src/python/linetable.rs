@@ -15,6 +15,8 @@
 //! and never read outside `table`: a read past the end yields 0, which is what CPython reads
 //! there (the NUL that ends every `bytes` object's data). Nothing here panics.
 
+use std::cell::Cell;
+
 /// Which line-table format a code object carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LineTableKind {
@@ -33,43 +35,83 @@ pub enum LineTableKind {
 /// (whose parameter is a C `int`: it is taken modulo 2³², as the C conversion does).
 /// Returns `None` where faulthandler prints `???` (a negative result).
 pub fn addr2line(kind: LineTableKind, table: &[u8], firstlineno: i32, addr: i64) -> Option<i32> {
+    addr2line_partial(kind, table, table.len(), firstlineno, addr).flatten()
+}
+
+/// [`addr2line`] for a table of `len` bytes of which only the first `table.len()` are known.
+/// Returns `None` when the answer depends on bytes not known (the line cannot be had), else
+/// what [`addr2line`] of the whole table returns: the walk stops at the first range that
+/// covers `addr`, so a known prefix often suffices.
+pub fn addr2line_partial(
+    kind: LineTableKind,
+    table: &[u8],
+    len: usize,
+    firstlineno: i32,
+    addr: i64,
+) -> Option<Option<i32>> {
+    let table = Table {
+        bytes: &table[..table.len().min(len)],
+        len,
+        missing: Cell::new(false),
+    };
     let addrq = addr as i32;
     let line = match kind {
-        LineTableKind::Lnotab => lnotab_addr2line(table, firstlineno, addrq),
+        LineTableKind::Lnotab => lnotab_addr2line(&table, firstlineno, addrq),
         LineTableKind::Linetable310 => {
             if addrq < 0 {
                 firstlineno
             } else {
-                Ranges310::new(table, firstlineno).line_at(addrq)
+                Ranges310::new(&table, firstlineno).line_at(addrq)
             }
         }
         LineTableKind::Locations311 => {
             if addrq < 0 {
                 firstlineno
             } else {
-                Ranges311::new(table, firstlineno).line_at(addrq)
+                Ranges311::new(&table, firstlineno).line_at(addrq)
             }
         }
     };
-    (line >= 0).then_some(line)
+    (!table.missing.get()).then_some((line >= 0).then_some(line))
 }
 
-/// Byte `i` of the table; 0 past its end.
-fn byte_at(table: &[u8], i: usize) -> u8 {
-    table.get(i).copied().unwrap_or(0)
+/// A line table of `len` bytes, of which `bytes` (a prefix) are known.
+struct Table<'a> {
+    bytes: &'a [u8],
+    len: usize,
+    /// Set when a byte inside the table but past the known prefix was needed.
+    missing: Cell<bool>,
+}
+
+impl Table<'_> {
+    /// Byte `i` of the table; 0 past its end (and past the known prefix, noting it).
+    fn byte(&self, i: usize) -> u8 {
+        match self.bytes.get(i) {
+            Some(&b) => b,
+            None => {
+                if i < self.len {
+                    self.missing.set(true);
+                }
+                0
+            }
+        }
+    }
 }
 
 /// 3.6–3.9: walk the (byte delta, line delta) pairs while the running offset is `<= addrq`.
 /// An odd trailing byte is not part of any pair.
-fn lnotab_addr2line(table: &[u8], firstlineno: i32, addrq: i32) -> i32 {
+fn lnotab_addr2line(table: &Table, firstlineno: i32, addrq: i32) -> i32 {
     let mut line = firstlineno;
     let mut addr: i32 = 0;
-    for pair in table.chunks_exact(2) {
-        addr = addr.wrapping_add(i32::from(pair[0]));
-        if addr > addrq {
+    for pair in 0..table.len / 2 {
+        addr = addr.wrapping_add(i32::from(table.byte(2 * pair)));
+        if table.missing.get() || addr > addrq {
             break;
         }
-        line = line.wrapping_add(i32::from(pair[1] as i8));
+        line = line.wrapping_add(i32::from(table.byte(2 * pair + 1) as i8));
+        if table.missing.get() {
+            break;
+        }
     }
     line
 }
@@ -100,12 +142,12 @@ impl Range {
 
 /// 3.10 `co_linetable` walker (`advance`, `PyLineTable_NextAddressRange`).
 struct Ranges310<'a> {
-    table: &'a [u8],
+    table: &'a Table<'a>,
     r: Range,
 }
 
 impl<'a> Ranges310<'a> {
-    fn new(table: &'a [u8], firstlineno: i32) -> Self {
+    fn new(table: &'a Table<'a>, firstlineno: i32) -> Self {
         Ranges310 {
             table,
             r: Range::new(firstlineno),
@@ -113,14 +155,14 @@ impl<'a> Ranges310<'a> {
     }
 
     fn at_end(&self) -> bool {
-        self.r.next >= self.table.len()
+        self.r.next >= self.table.len
     }
 
     fn advance(&mut self) {
         let r = &mut self.r;
         r.start = r.end;
-        r.end = r.end.wrapping_add(i32::from(byte_at(self.table, r.next)));
-        let ldelta = byte_at(self.table, r.next + 1) as i8;
+        r.end = r.end.wrapping_add(i32::from(self.table.byte(r.next)));
+        let ldelta = self.table.byte(r.next + 1) as i8;
         r.next += 2;
         if ldelta == -128 {
             r.line = -1;
@@ -150,7 +192,7 @@ impl<'a> Ranges310<'a> {
     /// `_PyCode_CheckLineNumber` from a fresh range, for `addrq >= 0` (only forward steps).
     fn line_at(mut self, addrq: i32) -> i32 {
         while self.r.end <= addrq {
-            if !self.next_range() {
+            if !self.next_range() || self.table.missing.get() {
                 return -1;
             }
         }
@@ -169,12 +211,12 @@ const NO_LINE_MARKER: u8 = 0x1f;
 
 /// 3.11+ location-table walker (`advance`, `_PyLineTable_NextAddressRange`).
 struct Ranges311<'a> {
-    table: &'a [u8],
+    table: &'a Table<'a>,
     r: Range,
 }
 
 impl<'a> Ranges311<'a> {
-    fn new(table: &'a [u8], firstlineno: i32) -> Self {
+    fn new(table: &'a Table<'a>, firstlineno: i32) -> Self {
         Ranges311 {
             table,
             r: Range::new(firstlineno),
@@ -183,12 +225,12 @@ impl<'a> Ranges311<'a> {
 
     /// `scan_varint`: 6-bit chunks, bit 6 = more follow. Shifts wrap as on x86-64.
     fn scan_varint(&self, mut i: usize) -> u32 {
-        let mut read = u32::from(byte_at(self.table, i));
+        let mut read = u32::from(self.table.byte(i));
         let mut val = read & 63;
         let mut shift: u32 = 0;
         while read & 64 != 0 {
             i += 1;
-            read = u32::from(byte_at(self.table, i));
+            read = u32::from(self.table.byte(i));
             shift = shift.wrapping_add(6);
             val |= (read & 63).wrapping_shl(shift);
         }
@@ -207,7 +249,7 @@ impl<'a> Ranges311<'a> {
     /// `get_line_delta` of the entry whose header byte is at `i`: NONE, ONE_LINE0 and the
     /// short forms (0–9) keep the line.
     fn line_delta(&self, i: usize) -> i32 {
-        match (byte_at(self.table, i) >> 3) & 15 {
+        match (self.table.byte(i) >> 3) & 15 {
             LOC_NO_COLUMNS | LOC_LONG => self.scan_signed_varint(i + 1),
             LOC_ONE_LINE1 => 1,
             LOC_ONE_LINE2 => 2,
@@ -216,7 +258,7 @@ impl<'a> Ranges311<'a> {
     }
 
     fn advance(&mut self) {
-        let head = byte_at(self.table, self.r.next);
+        let head = self.table.byte(self.r.next);
         let delta = self.line_delta(self.r.next);
         let r = &mut self.r;
         r.computed = r.computed.wrapping_add(delta);
@@ -229,7 +271,7 @@ impl<'a> Ranges311<'a> {
         r.end = r.end.wrapping_add((i32::from(head & 7) + 1) * 2);
         loop {
             r.next += 1;
-            if r.next >= self.table.len() || self.table[r.next] & 128 != 0 {
+            if r.next >= self.table.len || self.table.byte(r.next) & 128 != 0 {
                 break;
             }
         }
@@ -238,10 +280,13 @@ impl<'a> Ranges311<'a> {
     /// `_PyCode_CheckLineNumber` from a fresh range, for `addrq >= 0` (only forward steps).
     fn line_at(mut self, addrq: i32) -> i32 {
         while self.r.end <= addrq {
-            if self.r.next >= self.table.len() {
+            if self.r.next >= self.table.len {
                 return -1;
             }
             self.advance();
+            if self.table.missing.get() {
+                return -1;
+            }
         }
         self.r.line
     }
@@ -485,6 +530,43 @@ mod tests {
                     let _ = addr2line(kind, t, 1, a);
                 }
             }
+        }
+    }
+
+    /// A known prefix of a table either gives the whole table's answer or says it cannot:
+    /// never another line. Every fixture code object, cut at several places, every offset.
+    #[test]
+    fn prefix_gives_the_line_or_nothing() {
+        for (minor, kind) in [
+            ("3.8", LineTableKind::Lnotab),
+            ("3.10", LineTableKind::Linetable310),
+            ("3.11", LineTableKind::Locations311),
+            ("3.12", LineTableKind::Locations311),
+        ] {
+            let (_, cases) = load(minor);
+            let (mut known, mut unknown) = (0, 0);
+            for c in &cases {
+                let n = c.table.len();
+                for cut in [0, n.min(1), n / 3, n / 2, n.saturating_sub(1), n] {
+                    for &(addr, _) in &c.lines {
+                        let whole = addr2line(kind, &c.table, c.firstlineno, addr);
+                        match addr2line_partial(kind, &c.table[..cut], n, c.firstlineno, addr) {
+                            Some(line) => {
+                                assert_eq!(line, whole, "{minor} {} cut {cut} addr {addr}", c.name);
+                                known += 1;
+                            }
+                            None => {
+                                assert!(cut < n, "{minor} {}: whole table unknown", c.name);
+                                unknown += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(
+                known > 0 && unknown > 0,
+                "{minor}: {known} known, {unknown} unknown"
+            );
         }
     }
 }
