@@ -703,6 +703,8 @@ mod tests {
             threads: vec![(
                 ThreadHeader {
                     nframes: 1,
+                    interp: 0x5555_0000,
+                    interp_index: 0,
                     ..Default::default()
                 },
                 vec![FrameEntry {
@@ -714,7 +716,15 @@ mod tests {
                     flags: 0,
                 }],
             )],
-            end: CaptureEnd::default(),
+            end: {
+                let mut interps = [0u64; pytrace_common::MAX_INTERPRETERS as usize];
+                interps[0] = 0x5555_0000;
+                CaptureEnd {
+                    ninterps: 1,
+                    interps,
+                    ..Default::default()
+                }
+            },
         }
     }
 
