@@ -13,7 +13,7 @@ use crate::{
         SignalKey, FSBASE_OFFSET, PID_FILTER, PROCS, SENDERS, SIGNAL_MASK, TASK_TGID_OFFSET, WALK,
     },
     read::{kernel_i32, kernel_u64},
-    walker,
+    tasks, walker,
 };
 
 /// `kernel_siginfo`: `si_code` at 8, then the `_kill` member: `si_pid` at 16, `si_uid` at 20.
@@ -158,6 +158,13 @@ fn run(
     if !emit::record(&begin, Wake::Later) {
         state.busy = 0;
         return;
+    }
+    // The thread names, read now: the process may not outlive this signal.
+    if !tasks::send(begin.dump_id) {
+        if let Some(state) = WALK.get_ptr_mut(0) {
+            // SAFETY: per-CPU state of this dump; the earlier reference is not used again.
+            unsafe { (*state).lost += 1 };
+        }
     }
     // No reference to the walk state is held across the walk: the loop's callback changes it
     // through its own look-up.

@@ -9,6 +9,7 @@ mod lifecycle;
 mod maps;
 mod read;
 mod symbols;
+mod tasks;
 mod walker;
 
 use aya_ebpf::{

@@ -6,9 +6,9 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
-use pytrace_common::{CodeRecord, ProcInfo, ThreadRecord, COUNTER_COUNT};
+use pytrace_common::{CodeRecord, ProcInfo, TaskNames, ThreadRecord, COUNTER_COUNT};
 
-use crate::walker::WalkState;
+use crate::{tasks::TaskCursor, walker::WalkState};
 
 /// Offset of `task_struct.thread.fsbase` in this kernel (from BTF, set by the loader).
 #[no_mangle]
@@ -18,6 +18,16 @@ pub static FSBASE_OFFSET: Global<u64> = Global::new(0);
 pub static TASK_PID_OFFSET: Global<u64> = Global::new(0);
 #[no_mangle]
 pub static TASK_TGID_OFFSET: Global<u64> = Global::new(0);
+/// Offsets of `task_struct.signal`, `signal_struct.thread_head`, `task_struct.thread_node`
+/// and `task_struct.comm` (from BTF, set by the loader; 0 where this kernel lacks them).
+#[no_mangle]
+pub static TASK_SIGNAL_OFFSET: Global<u64> = Global::new(0);
+#[no_mangle]
+pub static SIGNAL_THREAD_HEAD_OFFSET: Global<u64> = Global::new(0);
+#[no_mangle]
+pub static TASK_THREAD_NODE_OFFSET: Global<u64> = Global::new(0);
+#[no_mangle]
+pub static TASK_COMM_OFFSET: Global<u64> = Global::new(0);
 /// Bit `n` set: signal `n` triggers a dump.
 #[no_mangle]
 pub static SIGNAL_MASK: Global<u64> = Global::new(0);
@@ -60,6 +70,12 @@ pub static WALK: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static THREAD_SCRATCH: PerCpuArray<ThreadRecord> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static TASK_SCRATCH: PerCpuArray<TaskNames> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static TASK_CURSOR: PerCpuArray<TaskCursor> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static CODE_SCRATCH: PerCpuArray<CodeRecord> = PerCpuArray::with_max_entries(1, 0);

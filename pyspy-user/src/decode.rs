@@ -7,7 +7,8 @@ use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
     code_flags, kind, CodeRecord, DumpBegin, DumpEnd, FrameEntry, ProcessEvent, PyStr, Skipped,
-    ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
+    TaskName, TaskNamesHeader, ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, MAX_TASKS,
+    STR_MAX_BYTES,
 };
 
 use crate::model::PyText;
@@ -22,6 +23,8 @@ pub enum DecodeError {
     FrameCount { claimed: u32, held: usize },
     #[error("code record claims {0} line-table bytes")]
     LineTableLength(u32),
+    #[error("task-names record claims {claimed} tasks but holds {held}")]
+    TaskCount { claimed: u32, held: usize },
 }
 
 /// A code object as the kernel copied it.
@@ -41,6 +44,8 @@ pub struct CodeInfo {
 pub enum Record {
     Begin(DumpBegin),
     Thread(ThreadHeader, Vec<FrameEntry>),
+    /// The target's OS threads and their names when the dump began.
+    Tasks(TaskList),
     Code(CodeInfo),
     End(DumpEnd),
     Skipped(Skipped),
@@ -69,6 +74,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::SKIPPED => Ok(Record::Skipped(read(bytes)?)),
         kind::THREAD => decode_thread(bytes),
         kind::CODE => decode_code(bytes),
+        kind::TASKS => decode_tasks(bytes),
         kind::MAPPED => Ok(Record::Mapped(read::<ProcessEvent>(bytes)?.pid)),
         kind::EXITED => Ok(Record::Exited(read::<ProcessEvent>(bytes)?.pid)),
         kind::FORKED => {
@@ -95,6 +101,37 @@ fn decode_thread(bytes: &[u8]) -> Result<Record, DecodeError> {
         .map(read::<FrameEntry>)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Record::Thread(hdr, frames))
+}
+
+/// The OS threads of a process as one dump's task-names record listed them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskList {
+    pub dump_id: u64,
+    /// `task_flags`: the list may be partial.
+    pub flags: u32,
+    pub tasks: Vec<TaskName>,
+}
+
+fn decode_tasks(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let hdr: TaskNamesHeader = read(bytes)?;
+    let body = &bytes[size_of::<TaskNamesHeader>()..];
+    let held = body.len() / size_of::<TaskName>();
+    if hdr.count as usize > held.min(MAX_TASKS) {
+        return Err(DecodeError::TaskCount {
+            claimed: hdr.count,
+            held,
+        });
+    }
+    let tasks = body
+        .chunks_exact(size_of::<TaskName>())
+        .take(hdr.count as usize)
+        .map(read::<TaskName>)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Record::Tasks(TaskList {
+        dump_id: hdr.dump_id,
+        flags: hdr.flags,
+        tasks,
+    }))
 }
 
 fn decode_code(bytes: &[u8]) -> Result<Record, DecodeError> {
@@ -152,6 +189,8 @@ fn pystr(s: &PyStr) -> Option<PyText> {
 pub struct RawDump {
     pub begin: DumpBegin,
     pub threads: Vec<ThreadRecordData>,
+    /// The task-names record; `None` if it never arrived.
+    pub tasks: Option<TaskList>,
     pub end: DumpEnd,
 }
 
@@ -161,7 +200,7 @@ pub type ThreadRecordData = (ThreadHeader, Vec<FrameEntry>);
 /// Groups thread records under their dump until its end record arrives.
 #[derive(Default)]
 pub struct Assembler {
-    open: BTreeMap<u64, (DumpBegin, Vec<ThreadRecordData>)>,
+    open: BTreeMap<u64, (DumpBegin, Vec<ThreadRecordData>, Option<TaskList>)>,
     /// Dumps abandoned because their end record never came (lost in a full ring buffer).
     pub torn: u64,
     /// Thread or end records that matched no open dump.
@@ -179,21 +218,29 @@ impl Assembler {
                 self.torn += 1;
             }
         }
-        self.open.insert(begin.dump_id, (begin, Vec::new()));
+        self.open.insert(begin.dump_id, (begin, Vec::new(), None));
     }
 
     pub fn thread(&mut self, hdr: ThreadHeader, frames: Vec<FrameEntry>) {
         match self.open.get_mut(&hdr.dump_id) {
-            Some((_, threads)) => threads.push((hdr, frames)),
+            Some((_, threads, _)) => threads.push((hdr, frames)),
+            None => self.orphans += 1,
+        }
+    }
+
+    pub fn tasks(&mut self, list: TaskList) {
+        match self.open.get_mut(&list.dump_id) {
+            Some((_, _, tasks)) => *tasks = Some(list),
             None => self.orphans += 1,
         }
     }
 
     pub fn end(&mut self, end: DumpEnd) -> Option<RawDump> {
         match self.open.remove(&end.dump_id) {
-            Some((begin, threads)) => Some(RawDump {
+            Some((begin, threads, tasks)) => Some(RawDump {
                 begin,
                 threads,
+                tasks,
                 end,
             }),
             None => {

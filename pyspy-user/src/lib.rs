@@ -15,4 +15,5 @@ pub mod run;
 pub mod schedule;
 pub mod signals;
 pub mod symbolize;
+pub mod thread_names;
 pub mod tracker;

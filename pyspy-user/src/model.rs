@@ -60,6 +60,11 @@ pub struct ThreadStack {
     pub chain_continues: bool,
     /// A read failed part-way: the chain is incomplete.
     pub torn: bool,
+    /// The OS name of the thread when the dump began (the kernel's `comm`: raw bytes, at most
+    /// 15, cut by the kernel even inside a UTF-8 sequence). `None` when no OS thread of the
+    /// process has this thread's id, or when the names could not be read (then
+    /// [`Dump::thread_names_unknown`] is set).
+    pub os_name: Option<Vec<u8>>,
 }
 
 /// One dump of one process.
@@ -88,4 +93,7 @@ pub struct Dump {
     pub unsymbolized_frames: u32,
     /// Records of this dump lost in the ring buffer.
     pub lost_records: u32,
+    /// The OS names of some threads could not be read (the kernel's thread list was not
+    /// readable, or held more than `MAX_TASKS` threads).
+    pub thread_names_unknown: bool,
 }

@@ -220,6 +220,7 @@ impl Session {
         match decode::decode(bytes) {
             Ok(Record::Begin(b)) => self.asm.begin(b),
             Ok(Record::Thread(h, f)) => self.asm.thread(h, f),
+            Ok(Record::Tasks(t)) => self.asm.tasks(t),
             Ok(Record::Code(c)) => self.sym.add_code(c),
             Ok(Record::End(e)) => {
                 if let Some(raw) = self.asm.end(e) {

@@ -12,6 +12,7 @@ use crate::{
         layout::{InstrKind, VersionLayout},
         linetable,
     },
+    thread_names,
 };
 
 /// What the symbolizer needs to know about one traced process.
@@ -98,6 +99,7 @@ impl Symbolizer {
             more_threads: raw.end.flags & pytrace_common::end_flags::MORE_THREADS != 0,
             unsymbolized_frames: 0,
             lost_records: raw.end.lost_records,
+            thread_names_unknown: false,
         };
         let mut threads: Vec<_> = raw.threads.iter().collect();
         threads.sort_by_key(|(h, _)| h.index);
@@ -120,8 +122,20 @@ impl Symbolizer {
                 chain,
                 chain_continues: hdr.flags & thread_flags::CHAIN_CONTINUES != 0,
                 torn: hdr.flags & thread_flags::READ_FAILED != 0,
+                os_name: None,
             });
         }
+        let ids: Vec<_> = dump
+            .threads
+            .iter()
+            .map(|t| (t.thread_id, t.native_id))
+            .collect();
+        let (names, unknown) =
+            thread_names::match_names(&ids, raw.tasks.as_ref(), dump.ns_pid.is_some());
+        for (thread, name) in dump.threads.iter_mut().zip(names) {
+            thread.os_name = name;
+        }
+        dump.thread_names_unknown = unknown;
         dump
     }
 }
@@ -275,6 +289,7 @@ mod tests {
             match decode(r).unwrap() {
                 Record::Begin(b) => asm.begin(b),
                 Record::Thread(h, f) => asm.thread(h, f),
+                Record::Tasks(t) => asm.tasks(t),
                 Record::Code(c) => sym.add_code(c),
                 Record::End(e) => dumps.extend(asm.end(e)),
                 other => panic!("unexpected {other:?}"),

@@ -23,6 +23,12 @@ pub const LINETABLE_MAX: usize = 16384;
 /// entry and one finish step.
 pub const WALK_STEPS: u32 = MAX_THREADS * (MAX_CHAIN as u32 + 2) + 8;
 
+/// OS threads of the target whose names one dump records (`tasks.rs`): faulthandler names
+/// at most `MAX_THREADS` Python threads, and a process may run other threads besides.
+pub const MAX_TASKS: usize = 256;
+/// `TASK_COMM_LEN`: the kernel's thread names, NUL-padded, at most 15 bytes.
+pub const COMM_LEN: usize = 16;
+
 /// An offset that does not exist in this CPython version.
 pub const NO_OFFSET: u32 = u32::MAX;
 
@@ -118,6 +124,7 @@ pub mod kind {
     pub const MAPPED: u32 = 6;
     pub const EXITED: u32 = 7;
     pub const FORKED: u32 = 8;
+    pub const TASKS: u32 = 9;
 }
 
 /// A process may have become a CPython process: it exec'd a `python*` binary or its dynamic
@@ -250,6 +257,50 @@ pub struct CodeRecord {
 /// Byte offset of `linetable` inside `CodeRecord`.
 pub const CODE_RECORD_FIXED: usize = core::mem::size_of::<CodeRecord>() - LINETABLE_MAX;
 
+/// One OS thread of the target, as the kernel saw it when the dump began.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskName {
+    /// Host tid (`task_struct.pid`).
+    pub tid: u32,
+    pub _pad: u32,
+    /// `task_struct.thread.fsbase`: the thread's `pthread_self()` on glibc x86_64, which is
+    /// its `PyThreadState.thread_id`.
+    pub fsbase: u64,
+    /// `task_struct.comm`: the thread's name, raw bytes, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Flags of a task-names record.
+pub mod task_flags {
+    /// The thread group held more than `MAX_TASKS` threads; the rest are not listed.
+    pub const MORE_TASKS: u32 = 1;
+    /// A read of the thread list failed; the tasks listed are those read before it.
+    pub const READ_FAILED: u32 = 2;
+    /// This kernel's BTF lacks the thread-list members: no task was listed.
+    pub const UNSUPPORTED: u32 = 4;
+}
+
+/// Header of a task-names record, sent right after `DumpBegin`; `count` `TaskName`s follow
+/// it in the same record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskNamesHeader {
+    pub kind: u32,
+    pub flags: u32,
+    pub dump_id: u64,
+    pub count: u32,
+    pub _pad: u32,
+}
+
+/// Scratch layout of a whole task-names record.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TaskNames {
+    pub hdr: TaskNamesHeader,
+    pub tasks: [TaskName; MAX_TASKS],
+}
+
 /// Flags of a dump's end record.
 pub mod end_flags {
     /// More than `MAX_THREADS` threads: faulthandler writes "...".
@@ -329,9 +380,13 @@ pub enum Counter {
     Forked,
     /// Deliveries of signals other than the chosen ones (the walker returns at once).
     OtherSignal,
+    /// A read of the target's thread list (for thread names) failed.
+    TaskReadFailed,
+    /// Processes with more than `MAX_TASKS` OS threads (names of the rest not recorded).
+    TaskLimit,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::OtherSignal as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::TaskLimit as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -356,6 +411,8 @@ impl Counter {
         Counter::Exited,
         Counter::Forked,
         Counter::OtherSignal,
+        Counter::TaskReadFailed,
+        Counter::TaskLimit,
     ];
 
     /// Whether this counter counts something lost or incomplete (reported even without -v).
@@ -374,6 +431,8 @@ impl Counter {
                 | Counter::RingbufFull
                 | Counter::NoScratch
                 | Counter::Nested
+                | Counter::TaskReadFailed
+                | Counter::TaskLimit
         )
     }
 
@@ -400,6 +459,8 @@ impl Counter {
             Counter::Exited => "exited",
             Counter::Forked => "forked",
             Counter::OtherSignal => "other_signal",
+            Counter::TaskReadFailed => "task_read_failed",
+            Counter::TaskLimit => "task_limit",
         }
     }
 }

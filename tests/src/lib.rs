@@ -46,8 +46,33 @@ pub const QUIET_PERIOD: Duration = Duration::from_millis(1500);
 const PYENV_RELEASES: &[&str] = &[
     "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0",
 ];
-/// (name, release, path) of the distribution's own builds.
-const SYSTEM_PYTHONS: &[(&str, &str, &str)] = &[("debian-3.11", "3.11", "/usr/bin/python3.11")];
+/// (name, release, path) of the distribution's own builds: the host's, and Debian sid's that
+/// `cargo xtask pythons` unpacks under `/opt/pytrace-cpython` (libpython linked statically
+/// into `python3.X`, and a `Py_BytesMain` launcher linked against `libpython3.X.so`; both run
+/// sid's own glibc and dynamic loader, not the host's).
+const SYSTEM_PYTHONS: &[(&str, &str, &str)] = &[
+    ("debian-3.11", "3.11", "/usr/bin/python3.11"),
+    (
+        "sid-3.14",
+        "3.14",
+        "/opt/pytrace-cpython/3.14/bin/python3.14",
+    ),
+    (
+        "sid-3.14-shared",
+        "3.14",
+        "/opt/pytrace-cpython/3.14/bin/python3.14-shared",
+    ),
+    (
+        "sid-3.15",
+        "3.15",
+        "/opt/pytrace-cpython/3.15/bin/python3.15",
+    ),
+    (
+        "sid-3.15-shared",
+        "3.15",
+        "/opt/pytrace-cpython/3.15/bin/python3.15-shared",
+    ),
+];
 const DEFAULT_SELECTION: &str = "all";
 
 #[derive(Clone, Debug)]
@@ -791,6 +816,10 @@ pub fn strip_fatal_header(text: &[u8]) -> Result<Vec<u8>> {
         .ok_or("no empty line after the fatal header")?;
     if let Some(at) = threads.rfind("\n\nExtension modules: ") {
         threads = &threads[..at + 1];
+    }
+    // 3.14+ (`enable(c_stack=True)`, the default) then writes the C stack.
+    if let Some(at) = threads.find("\nCurrent thread's C stack trace (most recent call first):\n") {
+        threads = &threads[..at];
     }
     Ok(threads.as_bytes().to_vec())
 }

@@ -34,6 +34,7 @@ struct JsonDump<'a> {
     lost_records: u32,
     unsymbolized_frames: u32,
     torn_threads: usize,
+    thread_names_unknown: bool,
     threads: Vec<JsonThread>,
 }
 
@@ -42,6 +43,9 @@ struct JsonThread {
     thread_id: u64,
     native_id: Option<u64>,
     current: bool,
+    /// The thread's OS name (kernel `comm`), UTF-8 with invalid bytes replaced; null when no
+    /// OS thread matched or the names could not be read (`thread_names_unknown`).
+    os_name: Option<String>,
     truncated: bool,
     torn: bool,
     frames: Vec<JsonFrame>,
@@ -67,6 +71,10 @@ impl DumpFormat for Json {
                 thread_id: t.thread_id,
                 native_id: t.native_id,
                 current: t.current,
+                os_name: t
+                    .os_name
+                    .as_deref()
+                    .map(|n| String::from_utf8_lossy(n).into_owned()),
                 truncated: t.chain_continues,
                 torn: t.torn,
                 frames: t
@@ -101,6 +109,7 @@ impl DumpFormat for Json {
             lost_records: d.lost_records,
             unsymbolized_frames: d.unsymbolized_frames,
             torn_threads: d.threads.iter().filter(|t| t.torn).count(),
+            thread_names_unknown: d.thread_names_unknown,
             threads,
         };
         serde_json::to_writer(&mut *out, &obj)?;

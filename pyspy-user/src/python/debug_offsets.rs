@@ -3,7 +3,7 @@
 //!
 //! The table's own layout changes between minor versions, so each known minor is described
 //! here as data: its sections and their `uint64_t` fields in declaration order (field names
-//! as in `pycore_runtime.h` for 3.13 and `pycore_debug_offsets.h` for 3.14). What the table
+//! as in `pycore_runtime.h` for 3.13 and `pycore_debug_offsets.h` for 3.14 and 3.15). What the table
 //! does not carry — the shim owner value and `sizeof(PyCompactUnicodeObject)` — comes from
 //! per-minor constants. Only release candidates and final releases are trusted: a minor's
 //! table may still change during its alphas and betas.
@@ -75,7 +75,7 @@ const HEADER_SIZE: usize = 24;
 const VERSION_AT: usize = 8;
 const FREE_THREADED_AT: usize = 16;
 /// `sizeof(PyCompactUnicodeObject) - sizeof(PyASCIIObject)`: `utf8_length` and `utf8`
-/// (3.12 to 3.14).
+/// (3.12 to 3.14; 3.15's table gives the size itself).
 const COMPACT_UNICODE_EXTRA: u32 = 16;
 /// Offsets above this are taken as garbage rather than as a structure offset.
 const MAX_PLAUSIBLE: u64 = 1 << 24;
@@ -176,7 +176,67 @@ const FORMAT_3_14: Format = Format {
     shim_owner_min: 3,
 };
 
-const FORMATS: &[Format] = &[FORMAT_3_13, FORMAT_3_14];
+const FORMAT_3_15: Format = Format {
+    minor: 15,
+    sections: &[
+        RUNTIME_STATE,
+        (
+            "interpreter_state",
+            "size id next threads_head threads_main gc imports_modules sysdict builtins \
+             ceval_gil gil_runtime_state gil_runtime_state_enabled gil_runtime_state_locked \
+             gil_runtime_state_holder code_object_generation tlbc_generation",
+        ),
+        (
+            "thread_state",
+            "size prev next interp current_frame base_frame last_profiled_frame \
+             last_profiled_frame_seq thread_id native_thread_id datastack_chunk status \
+             holds_gil gil_requested current_exception exc_state",
+        ),
+        ("err_stackitem", "exc_value"),
+        (
+            "interpreter_frame",
+            "size previous executable instr_ptr localsplus owner stackpointer tlbc_index",
+        ),
+        (
+            "code_object",
+            "size filename name qualname linetable firstlineno argcount localsplusnames \
+             localspluskinds co_code_adaptive co_tlbc",
+        ),
+        PYOBJECT,
+        (
+            "type_object",
+            "size tp_name tp_repr tp_flags tp_basicsize tp_dictoffset",
+        ),
+        ("heap_type_object", "size ht_cached_keys"),
+        TUPLE_OBJECT,
+        LIST_OBJECT,
+        ("set_object", "size used table mask"),
+        DICT_OBJECT,
+        FLOAT_OBJECT,
+        LONG_OBJECT,
+        BYTES_OBJECT,
+        (
+            "unicode_object",
+            "size state length asciiobject_size compactunicodeobject_size",
+        ),
+        (
+            "gc",
+            "size collecting frame generation_stats_size generation_stats",
+        ),
+        ("gen_object", "size gi_name gi_iframe gi_frame_state"),
+        ("llist_node", "next prev"),
+        (
+            "debugger_support",
+            "eval_breaker remote_debugger_support remote_debugging_enabled \
+             debugger_pending_call debugger_script_path debugger_script_path_size",
+        ),
+    ],
+    // FRAME_OWNED_BY_INTERPRETER = 3 (trampolines and each thread's base frame); 3.15 has
+    // no FRAME_OWNED_BY_CSTACK.
+    shim_owner_min: 3,
+};
+
+const FORMATS: &[Format] = &[FORMAT_3_13, FORMAT_3_14, FORMAT_3_15];
 
 /// Number of space-separated words in `s`.
 const fn word_count(s: &str) -> usize {
@@ -314,6 +374,16 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     let gc = t.member("interpreter_state", "gc", 0)? + t.member("gc", "collecting", 4)?;
     let interp_gc_collecting = fits(gc, 4, interp_size, "interpreter_state.gc.collecting")?;
     let ascii_size = t.member("unicode_object", "asciiobject_size", 0)?;
+    // 3.15 carries `sizeof(PyCompactUnicodeObject)`; earlier tables do not.
+    let compact_size = match format.position("unicode_object", "compactunicodeobject_size") {
+        Some(_) => t.member("unicode_object", "compactunicodeobject_size", 0)?,
+        None => ascii_size + COMPACT_UNICODE_EXTRA,
+    };
+    if compact_size < ascii_size {
+        return Err(E::Inconsistent(format!(
+            "unicode_object.compactunicodeobject_size = {compact_size} < {ascii_size}"
+        )));
+    }
     let unicode_length = t.get("unicode_object", "length")?;
     let unicode_state = t.get("unicode_object", "state")?;
     fits(unicode_length, 8, ascii_size, "unicode_object.length")?;
@@ -339,7 +409,7 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         unicode_length,
         unicode_state,
         unicode_ascii_data: ascii_size,
-        unicode_compact_data: ascii_size + COMPACT_UNICODE_EXTRA,
+        unicode_compact_data: compact_size,
         bytes_size: t.member("bytes_object", "ob_size", 8)?,
         bytes_data: t.member("bytes_object", "ob_sval", 1)?,
     };
@@ -367,6 +437,12 @@ mod tests {
 
     /// The first 1024 bytes of `_PyRuntime`, read from a running CPython 3.13.0.
     const LIVE_3_13_0: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.13.0.bin");
+
+    /// The first 1024 bytes of `.PyRuntime` in Debian sid's `python3.14` 3.14.10-1 and
+    /// `python3.15` 3.15.2-1 (the table is initialized data: the file holds it as the process
+    /// starts with it).
+    const LIVE_3_14_10: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.14.10.bin");
+    const LIVE_3_15_2: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.15.2.bin");
 
     /// `_Py_DebugOffsets` of 3.14 after the header, in declaration order.
     const FIELDS_3_14: &str = "
@@ -480,7 +556,41 @@ mod tests {
             HEADER_SIZE + 8 * word_count(FIELDS_3_14)
         );
         assert_eq!(FORMAT_3_14.size(), 760);
-        assert_eq!(DEBUG_OFFSETS_MAX_SIZE, 760);
+        // 3.15 adds 3 + 4 thread-state fields, err_stackitem (1), 2 type-object fields,
+        // heap_type_object (2), compactunicodeobject_size (1) and 3 gc fields.
+        assert_eq!(FORMAT_3_15.size(), 760 + 8 * 16);
+        assert_eq!(DEBUG_OFFSETS_MAX_SIZE, 888);
+    }
+
+    /// Offsets of a real table: the fields of 3.14 and 3.15 that pytrace reads, as CPython's
+    /// own `offsetof` gave them in Debian's builds (checked against the headers: the frame
+    /// and code fields did not move between 3.14 and 3.15, the thread state's did).
+    #[test]
+    fn live_3_14_and_3_15_tables() {
+        let p14 = parse(LIVE_3_14_10).unwrap();
+        assert_eq!(p14.version_hex, 0x030E_0AF0);
+        let p15 = parse(LIVE_3_15_2).unwrap();
+        assert_eq!(p15.version_hex, 0x030F_02F0);
+        for p in [&p14, &p15] {
+            let o = &p.layout.offsets;
+            assert_eq!((o.frame_previous, o.frame_code), (8, 0));
+            assert_eq!(o.frame_owner_shim_min, 3);
+            assert_eq!(o.tstate_next, 8);
+            assert_eq!(o.unicode_compact_data, o.unicode_ascii_data + 16);
+            assert_eq!(p.layout.line_table, LineTableKind::Locations311);
+        }
+        let (o14, o15) = (&p14.layout.offsets, &p15.layout.offsets);
+        assert_eq!((o14.tstate_frame, o14.tstate_thread_id), (72, 152));
+        assert_eq!(o14.frame_owner, 74);
+        // 3.15 inserted `base_frame` and the profiling fields before `thread_id`.
+        assert!(o15.tstate_thread_id > o14.tstate_thread_id);
+        assert_eq!(o15.tstate_native_thread_id, o15.tstate_thread_id + 8);
+        assert_eq!(
+            FORMAT_3_15.position("unicode_object", "compactunicodeobject_size"),
+            FORMAT_3_15
+                .position("unicode_object", "asciiobject_size")
+                .map(|p| p + 8)
+        );
     }
 
     #[test]
@@ -540,15 +650,15 @@ mod tests {
 
     #[test]
     fn unknown_minor_names_the_version() {
-        let bytes = image(0x030F_00F0, FIELDS_3_14, VALUES_3_14);
+        let bytes = image(0x0310_00F0, FIELDS_3_14, VALUES_3_14);
         let err = parse(&bytes).unwrap_err();
         assert!(matches!(
             err,
             DebugOffsetsError::UnknownVersion {
-                version_hex: 0x030F_00F0
+                version_hex: 0x0310_00F0
             }
         ));
-        assert!(err.to_string().contains("3.15.0"), "{err}");
+        assert!(err.to_string().contains("3.16.0"), "{err}");
 
         let mut bytes = LIVE_3_13_0.to_vec();
         put_u64(&mut bytes, VERSION_AT, 0x030C_01F0);
