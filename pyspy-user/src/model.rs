@@ -65,6 +65,10 @@ pub struct ThreadStack {
     /// process has this thread's id, or when the names could not be read (then
     /// [`Dump::thread_names_unknown`] is set).
     pub os_name: Option<Vec<u8>>,
+    /// The target itself could read that name when it dumped: always for the thread that
+    /// received the signal (`prctl(PR_GET_NAME)`), for the others only through a `/proc`
+    /// whose numbering is the target's own. faulthandler prints only names it can read.
+    pub name_seen_by_target: bool,
 }
 
 /// One dump of one process.

@@ -351,6 +351,10 @@ fn dynamic_loaders() -> Vec<std::path::PathBuf> {
         .collect();
     found.sort();
     found.dedup();
+    // Loaders of their own that running processes map (a container image's, a runtime
+    // unpacked with its own C library).
+    let others = crate::process::loaders::mapped_loaders(&found);
+    found.extend(others);
     found
 }
 

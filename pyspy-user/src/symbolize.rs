@@ -21,6 +21,9 @@ pub struct ProcessMeta {
     pub version: (u8, u8, u8),
     pub layout: VersionLayout,
     pub ns_pid: Option<u32>,
+    /// The target can read its other threads' names (`/proc/self/task/TID/comm`, where
+    /// glibc's `pthread_getname_np` looks): see [`thread_names::names_readable_by`].
+    pub other_thread_names_readable: bool,
 }
 
 struct ProcState {
@@ -123,6 +126,7 @@ impl Symbolizer {
                 chain_continues: hdr.flags & thread_flags::CHAIN_CONTINUES != 0,
                 torn: hdr.flags & thread_flags::READ_FAILED != 0,
                 os_name: None,
+                name_seen_by_target: false,
             });
         }
         let ids: Vec<_> = dump
@@ -132,7 +136,9 @@ impl Symbolizer {
             .collect();
         let (names, unknown) =
             thread_names::match_names(&ids, raw.tasks.as_ref(), dump.ns_pid.is_some());
+        let readable = proc.is_some_and(|p| p.meta.other_thread_names_readable);
         for (thread, name) in dump.threads.iter_mut().zip(names) {
+            thread.name_seen_by_target = readable || thread.current;
             thread.os_name = name;
         }
         dump.thread_names_unknown = unknown;
@@ -220,6 +226,7 @@ mod tests {
                 version: (3, 8, 18),
                 layout: *builtin_layout(3, 8).unwrap(),
                 ns_pid: None,
+                other_thread_names_readable: true,
             },
         );
         let begin = DumpBegin {

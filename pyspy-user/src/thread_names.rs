@@ -7,9 +7,28 @@
 //! whose host tid equals `native_thread_id` matches, outside a PID namespace only (inside
 //! one, `native_thread_id` is the namespace's tid).
 
+use std::path::Path;
+
 use pytrace_common::{TaskName, COMM_LEN};
 
-use crate::decode::TaskList;
+use crate::{decode::TaskList, process::procfs};
+
+/// Whether process `pid` can read its other threads' names where glibc's
+/// `pthread_getname_np` looks, `/proc/self/task/<tid>/comm` with the tid of its own PID
+/// namespace: true when its root has a `/proc` whose numbering is the target's. Where that
+/// `/proc` shows pytrace itself (`self` resolves for us), it numbers an outer namespace, so a
+/// target in a PID namespace of its own finds no such task (`unshare --pid` without
+/// remounting `/proc`); where no `/proc` is mounted, nothing is found either.
+pub fn names_readable_by(pid: u32, ns_pid: Option<u32>) -> bool {
+    let proc = procfs::in_root(pid, Path::new("/proc"));
+    match ns_pid {
+        None => proc.join("self").exists(),
+        Some(ns) => {
+            proc.join("self").symlink_metadata().is_err()
+                && proc.join(ns.to_string()).join("task").is_dir()
+        }
+    }
+}
 
 /// Names for the threads `(thread_id, native_id)`, in order; the flag says whether some
 /// thread's name could not be told (list unreadable, partial, or missing).
@@ -105,6 +124,11 @@ mod tests {
         // In a PID namespace the tid fallback would compare different numberings.
         let (names, _) = match_names(&threads, Some(&l), true);
         assert_eq!(names[2], None);
+    }
+
+    #[test]
+    fn our_own_threads_names_are_readable() {
+        assert!(names_readable_by(std::process::id(), None));
     }
 
     #[test]

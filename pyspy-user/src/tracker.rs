@@ -46,6 +46,7 @@ impl Tracker {
                 version: p.version,
                 layout,
                 ns_pid: p.ns_pid,
+                other_thread_names_readable: crate::thread_names::names_readable_by(pid, p.ns_pid),
             },
         );
         Ok(())

@@ -44,6 +44,8 @@ const HOST_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 const MULTIARCH: &str = "lib/x86_64-linux-gnu";
 const STAMP: &str = ".pytrace-complete";
+/// Bumped whenever the prefix's layout below changes: an older prefix is installed again.
+const LAYOUT_REVISION: u32 = 2;
 const LAUNCHER: &str = "extern int Py_BytesMain(int, char **);\n\
 int main(int argc, char **argv) { return Py_BytesMain(argc, argv); }\n";
 
@@ -69,7 +71,11 @@ pub fn install_all() -> Result<()> {
 }
 
 fn is_complete(prefix: &Path, package: &str) -> bool {
-    fs::read_to_string(prefix.join(STAMP)).is_ok_and(|s| s.trim() == package)
+    fs::read_to_string(prefix.join(STAMP)).is_ok_and(|s| s.trim() == stamp(package))
+}
+
+fn stamp(package: &str) -> String {
+    format!("{package} layout {LAYOUT_REVISION}")
 }
 
 fn ensure_patchelf() -> Result<()> {
@@ -203,6 +209,13 @@ fn install(apt: &PrivateApt, root: &Path, minor: &str, package: &str) -> Result<
             fs::copy(&inside, &site)?;
         }
     }
+    // Debian's `python3.X/pyconfig.h` includes `<x86_64-linux-gnu/python3.X/pyconfig.h>`,
+    // found under /usr/include; point it at the prefix's own copy.
+    let include = staged.join(format!("include/python{minor}"));
+    fs::write(
+        include.join("pyconfig.h"),
+        format!("#include \"../x86_64-linux-gnu/python{minor}/pyconfig.h\"\n"),
+    )?;
     // Move the tree into place first: the paths patched in below are the final ones.
     let _ = fs::remove_dir_all(&prefix);
     fs::rename(&staged, &prefix)?;
@@ -215,6 +228,12 @@ fn install(apt: &PrivateApt, root: &Path, minor: &str, package: &str) -> Result<
         .arg(&lib)
         .arg(&python))?;
     build_launcher(&prefix, minor, &lib, &loader)?;
+    // The launcher's `python3.X-shared-config` (what an embedder's build asks) is the
+    // interpreter's: the same prefix, the same flags.
+    std::os::unix::fs::symlink(
+        format!("python{minor}-config"),
+        prefix.join(format!("bin/python{minor}-shared-config")),
+    )?;
     let check = format!("import sys; assert sys.version.startswith('{minor}.'), sys.version");
     for program in [
         python.clone(),
@@ -223,7 +242,7 @@ fn install(apt: &PrivateApt, root: &Path, minor: &str, package: &str) -> Result<
         run(Command::new(&program).args(["-E", "-s", "-c", &check]))
             .with_context(|| format!("{} does not run", program.display()))?;
     }
-    fs::write(prefix.join(STAMP), package)?;
+    fs::write(prefix.join(STAMP), stamp(package))?;
     let _ = fs::remove_dir_all(&scratch);
     Ok(())
 }

@@ -172,11 +172,11 @@ fn write_thread(out: &mut Vec<u8>, thread: &ThreadStack, gc_collecting: bool, st
     out.extend_from_slice(
         format!("{:0width$x}", thread.thread_id, width = THREAD_ID_DIGITS).as_bytes(),
     );
-    // `write_thread_name`: the raw bytes, only when non-empty.
+    // `write_thread_name`: the raw bytes, only when non-empty and the target could read it.
     if let Some(name) = thread
         .os_name
         .as_deref()
-        .filter(|n| style.thread_name && !n.is_empty())
+        .filter(|n| style.thread_name && thread.name_seen_by_target && !n.is_empty())
     {
         out.extend_from_slice(b" [");
         out.extend_from_slice(name);
@@ -733,10 +733,16 @@ mod tests {
     fn thread_names_where_the_version_prints_them() {
         let mut named = thread(0xab, true, frames(1));
         named.os_name = Some(b"Thread-1 (\xc3\xa9)\x1b".to_vec());
+        named.name_seen_by_target = true;
         let mut empty = thread(0xcd, false, vec![]);
         empty.os_name = Some(Vec::new());
-        let nameless = thread(0xef, false, vec![]);
-        let d = dump_of(vec![named, empty, nameless]);
+        empty.name_seen_by_target = true;
+        let mut nameless = thread(0xef, false, vec![]);
+        nameless.name_seen_by_target = true;
+        // Named, but the target could not read the name (another PID namespace's /proc).
+        let mut unseen = thread(0x12, false, vec![]);
+        unseen.os_name = Some(b"hidden".to_vec());
+        let d = dump_of(vec![named, empty, nameless, unseen]);
         let out = |style: &Style| {
             let mut out = Vec::new();
             write_threads(&mut out, &d, style);
@@ -746,7 +752,8 @@ mod tests {
         expect.extend_from_slice(frame_lines(0..1).as_bytes());
         expect.extend_from_slice(
             b"\nThread 0x00000000000000cd (most recent call first):\n  <no Python frame>\n\
-              \nThread 0x00000000000000ef (most recent call first):\n  <no Python frame>\n",
+              \nThread 0x00000000000000ef (most recent call first):\n  <no Python frame>\n\
+              \nThread 0x0000000000000012 (most recent call first):\n  <no Python frame>\n",
         );
         assert_eq!(out(&style_for(3, 14)), expect);
         assert_eq!(out(&style_for(3, 15)), expect);
