@@ -85,6 +85,8 @@ fn copy_str(dst: &mut PyStr, obj: u64, proc: &ProcInfo) -> bool {
         bump(Counter::StringReadFailed);
         return false;
     };
+    // Free-threaded builds: `interned` is a whole byte before the bit fields.
+    let state = state >> (off.unicode_state_shift & 31);
     if state & UNICODE_COMPACT_BIT == 0 {
         bump(Counter::StringReadFailed);
         return false;

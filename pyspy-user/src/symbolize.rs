@@ -327,4 +327,105 @@ mod tests {
              \n"
         );
     }
+
+    /// A free-threaded 3.13 process, its layout parsed from the table CPython's headers give
+    /// such a build: the records the walker would send go through the same decoder,
+    /// symbolizer and formatter. (The walker itself is kernel code: what it reads for this
+    /// build is fixed by the same layout, and is not run here.)
+    #[test]
+    fn free_threaded_3_13_dump_through_the_symbolizer() {
+        let table: &[u8] = include_bytes!("../tests/data/debug_offsets_3.13.0t.bin");
+        let parsed = crate::python::debug_offsets::parse(table).unwrap();
+        assert!(parsed.free_threaded);
+        let InstrKind::InstrPtr { code_adaptive } = parsed.layout.instr else {
+            panic!("{:?}", parsed.layout.instr)
+        };
+        let pid = 43;
+        let mut sym = Symbolizer::default();
+        sym.add_process(
+            pid,
+            ProcessMeta {
+                version: (3, 13, 0),
+                layout: parsed.layout,
+                ns_pid: None,
+                other_thread_names_readable: true,
+            },
+        );
+        // Location table, first line 10: ONE_LINE0 over 4 code units (line 10), then
+        // ONE_LINE1 over 4 (line 11); each with its two column bytes.
+        let locations = [0x80 | (10 << 3) | 3, 0, 1, 0x80 | (11 << 3) | 3, 0, 1];
+        let code = 0x7f10_0000_1000u64;
+        let mut records = vec![code_record(pid, code, "/srv/ft.py", "f", &locations)];
+        let begin = DumpBegin {
+            kind: kind::DUMP_BEGIN,
+            trigger: 1,
+            dump_id: 5,
+            boot_ns: 0,
+            pid,
+            tid: pid,
+            signal: 10,
+            si_code: 0,
+            sender_pid: 0,
+            sender_uid: 0,
+            gc_collecting: 0,
+            version_hex: parsed.version_hex,
+            fsbase: 0x7f00_0000_0001,
+            comm: *b"python3.13t\0\0\0\0\0",
+        };
+        records.insert(0, bytes_of(&begin));
+        let hdr = ThreadHeader {
+            kind: kind::THREAD,
+            flags: thread_flags::CURRENT,
+            dump_id: 5,
+            thread_id: 0x7f00_0000_0001,
+            index: 0,
+            nframes: 3,
+            ..Default::default()
+        };
+        let mut rec = bytes_of(&hdr);
+        // Code unit 5 (line 11), code unit 1 (line 10), and the thread's entry frame.
+        for (code, instr, owner) in [
+            (code, code + u64::from(code_adaptive) + 2 * 5, 0),
+            (code, code + u64::from(code_adaptive) + 2, 0),
+            (0, 0, 3),
+        ] {
+            rec.extend(bytes_of(&FrameEntry {
+                code,
+                instr,
+                owner,
+                flags: 0,
+            }));
+        }
+        records.push(rec);
+        records.push(bytes_of(&DumpEnd {
+            kind: kind::DUMP_END,
+            dump_id: 5,
+            nthreads: 1,
+            ..Default::default()
+        }));
+        let mut asm = Assembler::default();
+        let mut dumps = Vec::new();
+        for r in &records {
+            match decode(r).unwrap() {
+                Record::Begin(b) => asm.begin(b),
+                Record::Thread(h, f) => asm.thread(h, f),
+                Record::Code(c) => sym.add_code(c),
+                Record::End(e) => dumps.extend(asm.end(e)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let dump = sym.symbolize(&dumps[0], 0);
+        assert_eq!(dump.unsymbolized_frames, 0);
+        let mut out = Vec::new();
+        format::new(FormatKind::Text)
+            .write_dump(&dump, &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let body = text.split_once('\n').unwrap().1;
+        assert_eq!(
+            body,
+            "Current thread 0x00007f0000000001 (most recent call first):\n  \
+             File \"/srv/ft.py\", line 11 in f\n  File \"/srv/ft.py\", line 10 in f\n\n"
+        );
+    }
 }

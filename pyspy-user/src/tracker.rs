@@ -84,6 +84,13 @@ fn layout_for(p: &PythonProcess) -> Result<VersionLayout, Error> {
                     version: debug_offsets::version_string(version_hex),
                 })
             }
+            Err(DebugOffsetsError::FreeThreaded { version_hex }) => Err(Error::UnsupportedPython {
+                pid: p.pid,
+                version: format!(
+                    "{} (free-threaded: its per-thread bytecode copies are not read)",
+                    debug_offsets::version_string(version_hex)
+                ),
+            }),
             Err(e) => Err(Error::Inspect {
                 pid: p.pid,
                 reason: format!("bad _Py_DebugOffsets: {e}"),
@@ -109,7 +116,8 @@ fn checked_debug_layout(p: &PythonProcess, d: DebugOffsets) -> Result<VersionLay
             ),
         });
     }
-    if let Some(builtin) = builtin_layout(declared.0, declared.1) {
+    // The built-in tables describe builds with a GIL.
+    if let Some(builtin) = builtin_layout(declared.0, declared.1).filter(|_| !d.free_threaded) {
         if *builtin != d.layout {
             eprintln!(
                 "pytrace: warning: process {}: its _Py_DebugOffsets differ from the built-in {}.{} \

@@ -34,6 +34,7 @@ const FIELDS: &[(&str, Getter)] = &[
     ("unicode_compact_data", |o| o.unicode_compact_data),
     ("bytes_size", |o| o.bytes_size),
     ("bytes_data", |o| o.bytes_data),
+    ("unicode_state_shift", |o| o.unicode_state_shift),
 ];
 
 fn generator() -> PathBuf {

@@ -82,9 +82,14 @@ pub struct PyOffsets {
     pub bytes_size: u32,
     /// `PyBytesObject` → `ob_sval`.
     pub bytes_data: u32,
+    /// Bits to shift `PyASCIIObject.state` right by before reading it with the
+    /// `UNICODE_*` constants: 0, or 6 in free-threaded builds, whose `interned` is a whole
+    /// byte rather than a 2-bit field.
+    pub unicode_state_shift: u32,
 }
 
-/// Bits of `PyASCIIObject.state` (unchanged from 3.3 to 3.14).
+/// Bits of `PyASCIIObject.state` (unchanged from 3.3 to 3.15 in builds with a GIL; see
+/// `PyOffsets::unicode_state_shift` for free-threaded ones).
 pub const UNICODE_KIND_SHIFT: u32 = 2;
 pub const UNICODE_KIND_MASK: u32 = 0b111;
 pub const UNICODE_COMPACT_BIT: u32 = 1 << 5;

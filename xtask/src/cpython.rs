@@ -82,7 +82,14 @@ fn ensure_patchelf() -> Result<()> {
     if output(Command::new("patchelf").arg("--version")).is_some() {
         return Ok(());
     }
-    run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "patchelf"]))
+    let install = || {
+        run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "patchelf"]))
+    };
+    // A fresh machine may have no package lists yet.
+    install().or_else(|_| {
+        run(Command::new("apt-get").arg("update"))?;
+        install()
+    })
 }
 
 /// apt with its own configuration and state, all under one directory.

@@ -21,7 +21,7 @@ pub const DEBUG_OFFSETS_MAX_SIZE: usize = max_size();
 pub struct DebugOffsets {
     /// `PY_VERSION_HEX` of the process.
     pub version_hex: u32,
-    /// Always false in a successful parse: free-threaded builds are rejected.
+    /// A free-threaded build (3.13t; 3.14t and later are rejected).
     pub free_threaded: bool,
     pub layout: VersionLayout,
 }
@@ -34,7 +34,11 @@ pub enum DebugOffsetsError {
     Truncated,
     #[error("no known _Py_DebugOffsets layout for CPython {}", version_string(*.version_hex))]
     UnknownVersion { version_hex: u32 },
-    #[error("free-threaded CPython {} is not supported", version_string(*.version_hex))]
+    #[error(
+        "free-threaded CPython {} is not supported (its per-thread bytecode copies are not \
+         read)",
+        version_string(*.version_hex)
+    )]
     FreeThreaded { version_hex: u32 },
     #[error("implausible _Py_DebugOffsets: {0}")]
     Inconsistent(String),
@@ -68,6 +72,11 @@ struct Format {
     sections: &'static [Section],
     /// `FRAME_OWNED_BY_*` values from this one up mark frames faulthandler skips.
     shim_owner_min: u32,
+    /// The free-threaded build of this minor reads like the default one, given its table:
+    /// 3.13t (same frames, `instr_ptr` into `co_code_adaptive`). Not 3.14t and later, whose
+    /// threads run per-thread copies of the bytecode (`tlbc_index`, `co_tlbc`): an
+    /// instruction offset there needs reads the walker does not make.
+    free_threaded_readable: bool,
 }
 
 /// Header: `char cookie[8]`, `uint64_t version`, `uint64_t free_threaded`.
@@ -77,6 +86,9 @@ const FREE_THREADED_AT: usize = 16;
 /// `sizeof(PyCompactUnicodeObject) - sizeof(PyASCIIObject)`: `utf8_length` and `utf8`
 /// (3.12 to 3.14; 3.15's table gives the size itself).
 const COMPACT_UNICODE_EXTRA: u32 = 16;
+/// Free-threaded builds: `PyASCIIObject.state` starts with a whole byte for `interned`, so the
+/// kind, compact and ascii bits sit 6 bits higher than with a GIL (2-bit `interned`).
+const FREE_THREADED_STATE_SHIFT: u32 = 6;
 /// Offsets above this are taken as garbage rather than as a structure offset.
 const MAX_PLAUSIBLE: u64 = 1 << 24;
 /// Release level from which a minor's table is frozen (`0xc` = release candidate).
@@ -131,6 +143,7 @@ const FORMAT_3_13: Format = Format {
     ],
     // FRAME_OWNED_BY_CSTACK.
     shim_owner_min: 3,
+    free_threaded_readable: true,
 };
 
 const FORMAT_3_14: Format = Format {
@@ -174,6 +187,7 @@ const FORMAT_3_14: Format = Format {
     ],
     // FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4.
     shim_owner_min: 3,
+    free_threaded_readable: false,
 };
 
 const FORMAT_3_15: Format = Format {
@@ -234,6 +248,7 @@ const FORMAT_3_15: Format = Format {
     // FRAME_OWNED_BY_INTERPRETER = 3 (trampolines and each thread's base frame); 3.15 has
     // no FRAME_OWNED_BY_CSTACK.
     shim_owner_min: 3,
+    free_threaded_readable: false,
 };
 
 const FORMATS: &[Format] = &[FORMAT_3_13, FORMAT_3_14, FORMAT_3_15];
@@ -365,9 +380,12 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     if bytes.len() < format.size() {
         return Err(E::Truncated);
     }
-    if read_u64(bytes, FREE_THREADED_AT).ok_or(E::Truncated)? != 0 {
-        return Err(E::FreeThreaded { version_hex });
-    }
+    let free_threaded = match read_u64(bytes, FREE_THREADED_AT).ok_or(E::Truncated)? {
+        0 => false,
+        1 if format.free_threaded_readable => true,
+        1 => return Err(E::FreeThreaded { version_hex }),
+        other => return Err(E::Inconsistent(format!("free_threaded = {other}"))),
+    };
 
     let t = Table { bytes, format };
     let interp_size = t.get("interpreter_state", "size")?;
@@ -412,6 +430,11 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         unicode_compact_data: compact_size,
         bytes_size: t.member("bytes_object", "ob_size", 8)?,
         bytes_data: t.member("bytes_object", "ob_sval", 1)?,
+        unicode_state_shift: if free_threaded {
+            FREE_THREADED_STATE_SHIFT
+        } else {
+            0
+        },
     };
     let layout = VersionLayout {
         major,
@@ -425,7 +448,7 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     };
     Ok(DebugOffsets {
         version_hex,
-        free_threaded: false,
+        free_threaded,
         layout,
     })
 }
@@ -644,6 +667,7 @@ mod tests {
             unicode_compact_data: 0x40,
             bytes_size: 0x18,
             bytes_data: 0x28,
+            unicode_state_shift: 0,
         };
         assert_eq!(l.offsets, expected);
     }
@@ -683,6 +707,52 @@ mod tests {
             parse(&[0u8; 1024]),
             Err(DebugOffsetsError::BadCookie)
         ));
+    }
+
+    /// `_Py_DebugOffsets` of free-threaded builds, as CPython's own initializer lays them out:
+    /// `tools/cpython-offsets/debug_offsets_ft.sh` compiles it with `Py_GIL_DISABLED` against
+    /// pyenv 3.13.0's and Debian's 3.14.10 headers (without it, the same program reproduces
+    /// the live 3.13.0 and 3.14.10 tables byte for byte). No free-threaded build runs here.
+    const FT_3_13_0: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.13.0t.bin");
+    const FT_3_14_10: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.14.10t.bin");
+
+    #[test]
+    fn free_threaded_3_13_reads_like_3_13_with_its_own_offsets() {
+        let ft = parse(FT_3_13_0).unwrap();
+        let gil = parse(LIVE_3_13_0).unwrap();
+        assert!(ft.free_threaded && !gil.free_threaded);
+        assert_eq!(ft.version_hex, 0x030D_00F0);
+        let (o, g) = (&ft.layout.offsets, &gil.layout.offsets);
+        // PyObject grows from 16 to 32 bytes (ob_tid, ob_ref_local, ob_ref_shared, ...).
+        assert_eq!(o.unicode_ascii_data, 56);
+        assert_eq!(o.unicode_compact_data, 72);
+        assert_eq!(o.unicode_length, g.unicode_length + 16);
+        assert_eq!(o.code_filename, g.code_filename + 16);
+        assert_eq!(o.code_name, g.code_name + 16);
+        assert_eq!(o.bytes_data, g.bytes_data + 16);
+        // `interned` is a whole byte: the kind bits move up by 6.
+        assert_eq!((o.unicode_state_shift, g.unicode_state_shift), (6, 0));
+        // Frames are not objects: same layout, same shim owner.
+        assert_eq!(
+            (o.frame_previous, o.frame_code, o.frame_instr, o.frame_owner),
+            (g.frame_previous, g.frame_code, g.frame_instr, g.frame_owner)
+        );
+        assert_eq!(o.frame_owner_shim_min, 3);
+        assert!(
+            matches!(ft.layout.instr, InstrKind::InstrPtr { code_adaptive } if code_adaptive > 0)
+        );
+    }
+
+    #[test]
+    fn free_threaded_3_14_is_refused() {
+        let err = parse(FT_3_14_10).unwrap_err();
+        assert!(matches!(
+            err,
+            DebugOffsetsError::FreeThreaded {
+                version_hex: 0x030E_0AF0
+            }
+        ));
+        assert!(err.to_string().contains("per-thread bytecode"), "{err}");
     }
 
     #[test]
