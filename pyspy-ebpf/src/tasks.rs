@@ -6,6 +6,8 @@
 //! here. The walk follows `current->signal->thread_head` through each task's `thread_node`
 //! (offsets from the kernel's BTF, set by the loader), one task per `bpf_loop` step. It runs
 //! in `signal_deliver` with the target's `siglock` held, which keeps the list from changing.
+//! As in the walker, the loop's state lives in per-CPU maps, not in the callback context
+//! (on-stack counters compared to constants never finished verifying).
 
 use core::{ffi::c_void, mem::size_of};
 
