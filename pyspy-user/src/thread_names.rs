@@ -164,4 +164,40 @@ mod tests {
         );
         assert_eq!(match_names(&[], None, false), (vec![], false));
     }
+
+    /// Names that could not be read make a dump incomplete where the version prints them.
+    #[test]
+    fn unknown_names_are_reported() {
+        use crate::format::{self, FormatKind};
+        use crate::model::{Dump, ThreadStack};
+        let render = |version: (u8, u8, u8), kind: FormatKind| {
+            let dump = Dump {
+                python_version: version,
+                threads: vec![ThreadStack::default()],
+                thread_names_unknown: true,
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            format::new(kind).write_dump(&dump, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let header = |v| {
+            render(v, FormatKind::Text)
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert!(header((3, 14, 10)).ends_with(
+            "(incomplete: 0 records lost, 0 frames unsymbolized, 0 threads torn, thread names unknown)"
+        ));
+        assert!(
+            !header((3, 13, 0)).contains("incomplete"),
+            "{}",
+            header((3, 13, 0))
+        );
+        for v in [(3, 13, 0), (3, 15, 2)] {
+            assert!(render(v, FormatKind::Json).contains("\"thread_names_unknown\":true"));
+        }
+    }
 }
