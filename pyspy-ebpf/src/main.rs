@@ -11,6 +11,7 @@ mod maps;
 mod read;
 mod signal;
 mod symbols;
+mod tasks;
 mod timer;
 mod walker;
 

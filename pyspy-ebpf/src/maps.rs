@@ -17,6 +17,16 @@ pub static FSBASE_OFFSET: Global<u64> = Global::new(0);
 pub static TASK_PID_OFFSET: Global<u64> = Global::new(0);
 #[no_mangle]
 pub static TASK_TGID_OFFSET: Global<u64> = Global::new(0);
+/// Offsets of `task_struct.signal`, `signal_struct.thread_head`, `task_struct.thread_node`
+/// and `task_struct.comm` (from BTF, set by the loader; 0 where this kernel lacks them).
+#[no_mangle]
+pub static TASK_SIGNAL_OFFSET: Global<u64> = Global::new(0);
+#[no_mangle]
+pub static SIGNAL_THREAD_HEAD_OFFSET: Global<u64> = Global::new(0);
+#[no_mangle]
+pub static TASK_THREAD_NODE_OFFSET: Global<u64> = Global::new(0);
+#[no_mangle]
+pub static TASK_COMM_OFFSET: Global<u64> = Global::new(0);
 /// 1: processes missing from `PROCS` were filtered out by the user (`--pid`), not unknown.
 #[no_mangle]
 pub static PID_FILTER: Global<u32> = Global::new(0);

@@ -11,6 +11,7 @@ use crate::{
     emit::{self, Wake},
     maps::TASK_TGID_OFFSET,
     read::kernel_i32,
+    tasks,
     walker::SCOPE_ALL_THREADS,
 };
 
@@ -136,6 +137,8 @@ impl TriggerRecord for SignalInfo {
     #[inline(always)]
     fn send(&mut self, capture_id: u64) -> bool {
         self.capture_id = capture_id;
-        emit::record(self, Wake::Later)
+        let sent = emit::record(self, Wake::Later);
+        // The thread names, read now: the process may not outlive this signal.
+        tasks::send(capture_id) && sent
     }
 }

@@ -314,7 +314,8 @@ fn copy_str(dst: &mut PyStr, obj: u64, hdr: &Option<StrHeader>, proc: &ProcInfo)
         return false;
     };
     let length = hdr.length;
-    let state = hdr.state;
+    // Free-threaded builds: `interned` is a whole byte before the bit fields.
+    let state = hdr.state >> (off.unicode_state_shift & 31);
     if state & UNICODE_COMPACT_BIT == 0 {
         bump(Counter::StringReadFailed);
         return false;

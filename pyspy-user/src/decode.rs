@@ -7,8 +7,8 @@ use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
     code_flags, kind, CaptureBegin, CaptureEnd, CodeChunk, CodeRecord, FrameEntry, ProcessEvent,
-    PyStr, SignalInfo, Skipped, ThreadHeader, CODE_CHUNK_FIXED, CODE_RECORD_FIXED, LINETABLE_LIMIT,
-    LINETABLE_MAX, STR_MAX_BYTES,
+    PyStr, SignalInfo, Skipped, TaskName, TaskNamesHeader, ThreadHeader, CODE_CHUNK_FIXED,
+    CODE_RECORD_FIXED, LINETABLE_LIMIT, LINETABLE_MAX, MAX_TASKS, STR_MAX_BYTES,
 };
 
 use crate::model::PyText;
@@ -23,6 +23,8 @@ pub enum DecodeError {
     FrameCount { claimed: u32, held: usize },
     #[error("code record claims {0} line-table bytes")]
     LineTableLength(u32),
+    #[error("task-names record claims {claimed} tasks but holds {held}")]
+    TaskCount { claimed: u32, held: usize },
 }
 
 /// The next piece of a code record's line table.
@@ -61,6 +63,8 @@ pub enum Record {
     /// What the signal trigger adds to its capture.
     Signal(SignalInfo),
     Thread(ThreadHeader, Vec<FrameEntry>),
+    /// The target's OS threads and their names when the dump began.
+    Tasks(TaskList),
     Code(CodeInfo),
     CodeChunk(CodeChunkInfo),
     End(CaptureEnd),
@@ -92,6 +96,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::THREAD => decode_thread(bytes),
         kind::CODE => decode_code(bytes),
         kind::CODE_CHUNK => decode_chunk(bytes),
+        kind::TASKS => decode_tasks(bytes),
         kind::MAPPED => Ok(Record::Mapped(read::<ProcessEvent>(bytes)?.pid)),
         kind::EXITED => Ok(Record::Exited(read::<ProcessEvent>(bytes)?.pid)),
         kind::FORKED => {
@@ -118,6 +123,37 @@ fn decode_thread(bytes: &[u8]) -> Result<Record, DecodeError> {
         .map(read::<FrameEntry>)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Record::Thread(hdr, frames))
+}
+
+/// The OS threads of a process as one dump's task-names record listed them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskList {
+    pub dump_id: u64,
+    /// `task_flags`: the list may be partial.
+    pub flags: u32,
+    pub tasks: Vec<TaskName>,
+}
+
+fn decode_tasks(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let hdr: TaskNamesHeader = read(bytes)?;
+    let body = &bytes[size_of::<TaskNamesHeader>()..];
+    let held = body.len() / size_of::<TaskName>();
+    if hdr.count as usize > held.min(MAX_TASKS) {
+        return Err(DecodeError::TaskCount {
+            claimed: hdr.count,
+            held,
+        });
+    }
+    let tasks = body
+        .chunks_exact(size_of::<TaskName>())
+        .take(hdr.count as usize)
+        .map(read::<TaskName>)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Record::Tasks(TaskList {
+        dump_id: hdr.dump_id,
+        flags: hdr.flags,
+        tasks,
+    }))
 }
 
 fn decode_code(bytes: &[u8]) -> Result<Record, DecodeError> {
@@ -204,6 +240,8 @@ pub struct RawCapture {
     /// Present when a signal triggered the capture.
     pub signal: Option<SignalInfo>,
     pub threads: Vec<ThreadRecordData>,
+    /// The task-names record; `None` if it never arrived.
+    pub tasks: Option<TaskList>,
     pub end: CaptureEnd,
 }
 
@@ -212,6 +250,7 @@ struct OpenCapture {
     begin: CaptureBegin,
     signal: Option<SignalInfo>,
     threads: Vec<ThreadRecordData>,
+    tasks: Option<TaskList>,
 }
 
 /// One thread record: its header and its chain entries.
@@ -244,6 +283,7 @@ impl Assembler {
                 begin,
                 signal: None,
                 threads: Vec::new(),
+                tasks: None,
             },
         );
     }
@@ -251,6 +291,13 @@ impl Assembler {
     pub fn signal(&mut self, info: SignalInfo) {
         match self.open.get_mut(&info.capture_id) {
             Some(c) => c.signal = Some(info),
+            None => self.orphans += 1,
+        }
+    }
+
+    pub fn tasks(&mut self, list: TaskList) {
+        match self.open.get_mut(&list.dump_id) {
+            Some(c) => c.tasks = Some(list),
             None => self.orphans += 1,
         }
     }
@@ -268,6 +315,7 @@ impl Assembler {
                 begin: c.begin,
                 signal: c.signal,
                 threads: c.threads,
+                tasks: c.tasks,
                 end,
             }),
             None => {

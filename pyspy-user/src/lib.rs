@@ -24,5 +24,6 @@ pub mod schedule;
 pub mod session;
 pub mod signals;
 pub mod symbolize;
+pub mod thread_names;
 pub mod top;
 pub mod tracker;

@@ -69,6 +69,15 @@ pub struct ThreadStack {
     pub torn: bool,
     /// Position of its interpreter in the process's interpreter list (0 = newest).
     pub interp: u32,
+    /// The OS name of the thread when the dump began (the kernel's `comm`: raw bytes, at most
+    /// 15, cut by the kernel even inside a UTF-8 sequence). `None` when no OS thread of the
+    /// process has this thread's id, or when the names could not be read (then
+    /// [`Dump::thread_names_unknown`] is set).
+    pub os_name: Option<Vec<u8>>,
+    /// The target itself could read that name when it dumped: always for the thread that
+    /// received the signal (`prctl(PR_GET_NAME)`), for the others only through a `/proc`
+    /// whose numbering is the target's own. faulthandler prints only names it can read.
+    pub name_seen_by_target: bool,
 }
 
 /// One interpreter of the process (the main one or a sub-interpreter).
@@ -163,4 +172,7 @@ pub struct Capture {
     pub unknown_lines: u32,
     /// Records of this dump lost in the ring buffer.
     pub lost_records: u32,
+    /// The OS names of some threads could not be read (the kernel's thread list was not
+    /// readable, or held more than `MAX_TASKS` threads).
+    pub thread_names_unknown: bool,
 }

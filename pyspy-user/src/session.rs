@@ -416,6 +416,7 @@ impl Session {
             Ok(Record::Begin(b)) => self.asm.begin(b),
             Ok(Record::Signal(s)) => self.asm.signal(s),
             Ok(Record::Thread(h, f)) => self.asm.thread(h, f),
+            Ok(Record::Tasks(t)) => self.asm.tasks(t),
             Ok(Record::Code(c)) => {
                 self.sym.add_code(c);
                 self.forget_evicted();
@@ -581,6 +582,10 @@ fn dynamic_loaders() -> Vec<std::path::PathBuf> {
         .collect();
     found.sort();
     found.dedup();
+    // Loaders of their own that running processes map (a container image's, a runtime
+    // unpacked with its own C library).
+    let others = crate::process::loaders::mapped_loaders(&found);
+    found.extend(others);
     found
 }
 

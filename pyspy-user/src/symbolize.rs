@@ -25,6 +25,7 @@ use crate::{
         linetable,
     },
     receiver::{self, ListFacts, Seen},
+    thread_names,
 };
 /// Code records kept per process: at least one dump's worth (every frame of every thread a
 /// different code object), so a dump's own records are never dropped before it is printed.
@@ -41,6 +42,9 @@ pub struct ProcessMeta {
     pub ns_pid: Option<u32>,
     /// Address of the interpreter list's head pointer in the target.
     pub interp_head_addr: u64,
+    /// The target can read its other threads' names (`/proc/self/task/TID/comm`, where
+    /// glibc's `pthread_getname_np` looks): see [`thread_names::names_readable_by`].
+    pub other_thread_names_readable: bool,
 }
 
 /// (code address, fingerprint).
@@ -293,6 +297,8 @@ impl Symbolizer {
                 chain_continues: hdr.flags & thread_flags::CHAIN_CONTINUES != 0,
                 torn: hdr.flags & thread_flags::READ_FAILED != 0,
                 interp: hdr.interp_index,
+                os_name: None,
+                name_seen_by_target: false,
             });
         }
         if b.trigger == trigger::TIMER {
@@ -310,6 +316,20 @@ impl Symbolizer {
         let headers: Vec<&ThreadHeader> = threads.iter().map(|(h, _)| h).collect();
         let mask = proc.as_ref().and_then(|p| p.meta.layout.gilstate_bound_mask);
         place_threads(&mut dump, stacks, &headers, raw, mask);
+        let readable = proc.as_ref().is_some_and(|p| p.meta.other_thread_names_readable);
+        let in_namespace = dump.ns_pid.is_some();
+        let name = |threads: &mut Vec<ThreadStack>| {
+            let ids: Vec<_> = threads.iter().map(|t| (t.thread_id, t.native_id)).collect();
+            let (names, unknown) =
+                thread_names::match_names(&ids, raw.tasks.as_ref(), in_namespace);
+            for (thread, name) in threads.iter_mut().zip(names) {
+                thread.name_seen_by_target = readable || thread.current;
+                thread.os_name = name;
+            }
+            unknown
+        };
+        dump.thread_names_unknown = name(&mut dump.threads);
+        name(&mut dump.other_threads);
         dump
     }
 }
@@ -507,6 +527,7 @@ mod tests {
                 layout: *builtin_layout(3, 12).unwrap(),
                 ns_pid: None,
                 interp_head_addr: 0,
+                other_thread_names_readable: true,
             },
             codes: LruCache::unbounded(),
             bytes: 0,
@@ -546,6 +567,7 @@ mod tests {
                 layout: *builtin_layout(3, 8).unwrap(),
                 ns_pid: None,
                 interp_head_addr: 0,
+                other_thread_names_readable: true,
             },
         );
         let begin = CaptureBegin {
@@ -623,6 +645,7 @@ mod tests {
                 Record::Begin(b) => asm.begin(b),
                 Record::Signal(s) => asm.signal(s),
                 Record::Thread(h, f) => asm.thread(h, f),
+                Record::Tasks(t) => asm.tasks(t),
                 Record::Code(c) => sym.add_code(c),
                 Record::End(e) => dumps.extend(asm.end(e)),
                 other => panic!("unexpected {other:?}"),
@@ -666,6 +689,7 @@ mod tests {
             layout: *builtin_layout(3, 12).unwrap(),
             ns_pid: None,
             interp_head_addr: 0,
+            other_thread_names_readable: true,
         }
     }
 
@@ -700,6 +724,7 @@ mod tests {
                 comm: [0; 16],
             },
             signal: None,
+            tasks: None,
             threads: vec![(
                 ThreadHeader {
                     nframes: 1,
@@ -809,5 +834,113 @@ mod tests {
         );
         sym.remove_process(7);
         assert_eq!(sym.cached(), (0, 0));
+    }
+
+    /// A free-threaded 3.13 process, its layout parsed from the table CPython's headers give
+    /// such a build: the records the walker would send go through the same decoder,
+    /// symbolizer and formatter. (The walker itself is kernel code: what it reads for this
+    /// build is fixed by the same layout, and is not run here.)
+    #[test]
+    fn free_threaded_3_13_dump_through_the_symbolizer() {
+        let table: &[u8] = include_bytes!("../tests/data/debug_offsets_3.13.0t.bin");
+        let parsed = crate::python::debug_offsets::parse(table).unwrap();
+        assert!(parsed.free_threaded);
+        let InstrKind::InstrPtr { code_adaptive } = parsed.layout.instr else {
+            panic!("{:?}", parsed.layout.instr)
+        };
+        let pid = 43;
+        let mut sym = Symbolizer::default();
+        sym.add_process(
+            pid,
+            ProcessMeta {
+                version: (3, 13, 0),
+                layout: parsed.layout,
+                ns_pid: None,
+                interp_head_addr: 0,
+                other_thread_names_readable: true,
+            },
+        );
+        // Location table, first line 10: ONE_LINE0 over 4 code units (line 10), then
+        // ONE_LINE1 over 4 (line 11); each with its two column bytes.
+        let locations = [0x80 | (10 << 3) | 3, 0, 1, 0x80 | (11 << 3) | 3, 0, 1];
+        let code = 0x7f10_0000_1000u64;
+        let mut records = vec![code_record(pid, code, "/srv/ft.py", "f", &locations)];
+        let begin = CaptureBegin {
+            kind: kind::CAPTURE_BEGIN,
+            trigger: pytrace_common::trigger::SIGNAL,
+            capture_id: 5,
+            boot_ns: 0,
+            pid,
+            tid: pid,
+            cpu: 0,
+            gc_collecting: 0,
+            flags: 0,
+            version_hex: parsed.version_hex,
+            fsbase: 0x7f00_0000_0001,
+            comm: *b"python3.13t\0\0\0\0\0",
+        };
+        records.insert(0, bytes_of(&begin));
+        let hdr = ThreadHeader {
+            kind: kind::THREAD,
+            flags: thread_flags::RECEIVER_ID,
+            capture_id: 5,
+            interp: 0x5555_0000,
+            // `_status`: initialized, bound, bound_gilstate.
+            status: 0b1011,
+            thread_id: 0x7f00_0000_0001,
+            index: 0,
+            nframes: 3,
+            ..Default::default()
+        };
+        let mut rec = bytes_of(&hdr);
+        // Code unit 5 (line 11), code unit 1 (line 10), and the thread's entry frame.
+        for (code, instr, owner) in [
+            (code, code + u64::from(code_adaptive) + 2 * 5, 0),
+            (code, code + u64::from(code_adaptive) + 2, 0),
+            (0, 0, 3),
+        ] {
+            rec.extend(bytes_of(&FrameEntry {
+                code,
+                instr,
+                fingerprint: code ^ 0x55,
+                owner,
+                flags: 0,
+            }));
+        }
+        records.push(rec);
+        let mut interps = [0u64; pytrace_common::MAX_INTERPRETERS as usize];
+        interps[0] = 0x5555_0000;
+        records.push(bytes_of(&CaptureEnd {
+            kind: kind::CAPTURE_END,
+            capture_id: 5,
+            nthreads: 1,
+            ninterps: 1,
+            interps,
+            ..Default::default()
+        }));
+        let mut asm = Assembler::default();
+        let mut dumps = Vec::new();
+        for r in &records {
+            match decode(r).unwrap() {
+                Record::Begin(b) => asm.begin(b),
+                Record::Thread(h, f) => asm.thread(h, f),
+                Record::Code(c) => sym.add_code(c),
+                Record::End(e) => dumps.extend(asm.end(e)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let dump = sym.symbolize(&dumps[0], 0);
+        assert_eq!(dump.unsymbolized_frames, 0);
+        let mut out = Vec::new();
+        format::new(FormatKind::Text)
+            .record(&dump, &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let body = text.split_once('\n').unwrap().1;
+        assert_eq!(
+            body,
+            "Current thread 0x00007f0000000001 (most recent call first):\n  \
+             File \"/srv/ft.py\", line 11 in f\n  File \"/srv/ft.py\", line 10 in f\n\n"
+        );
     }
 }

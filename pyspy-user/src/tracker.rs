@@ -49,6 +49,7 @@ impl Tracker {
                 layout,
                 ns_pid: p.ns_pid,
                 interp_head_addr: info.interp_head_addr,
+                other_thread_names_readable: crate::thread_names::names_readable_by(pid, p.ns_pid),
             },
         );
         Ok(())
@@ -87,6 +88,13 @@ fn layout_for(p: &PythonProcess) -> Result<(VersionLayout, Option<GilLayout>), E
                     version: debug_offsets::version_string(version_hex),
                 })
             }
+            Err(DebugOffsetsError::FreeThreaded { version_hex }) => Err(Error::UnsupportedPython {
+                pid: p.pid,
+                version: format!(
+                    "{} (free-threaded: its per-thread bytecode copies are not read)",
+                    debug_offsets::version_string(version_hex)
+                ),
+            }),
             Err(e) => Err(Error::Inspect {
                 pid: p.pid,
                 reason: format!("bad _Py_DebugOffsets: {e}"),
@@ -116,7 +124,8 @@ fn checked_debug_layout(
             ),
         });
     }
-    if let Some(builtin) = builtin_layout(declared.0, declared.1) {
+    // The built-in tables describe builds with a GIL.
+    if let Some(builtin) = builtin_layout(declared.0, declared.1).filter(|_| !d.free_threaded) {
         if *builtin != d.layout {
             eprintln!(
                 "pytrace: warning: process {}: its _Py_DebugOffsets differ from the built-in {}.{} \

@@ -36,6 +36,7 @@ const FIELDS: &[(&str, Getter)] = &[
     ("bytes_data", |o| o.bytes_data),
     ("interp_next", |o| o.interp_next),
     ("tstate_status", |o| o.tstate_status),
+    ("unicode_state_shift", |o| o.unicode_state_shift),
 ];
 
 fn generator() -> PathBuf {

@@ -63,6 +63,12 @@ pub const HEADER_WINDOW_MAX: u32 = 40;
 /// Every `bytes` object's allocation extends at least this far past `ob_sval`.
 pub const BYTES_PREFIX: u32 = 8;
 
+/// OS threads of the target whose names one dump records (`tasks.rs`): faulthandler names
+/// at most `MAX_THREADS` Python threads, and a process may run other threads besides.
+pub const MAX_TASKS: usize = 256;
+/// `TASK_COMM_LEN`: the kernel's thread names, NUL-padded, at most 15 bytes.
+pub const COMM_LEN: usize = 16;
+
 /// An offset that does not exist in this CPython version.
 pub const NO_OFFSET: u32 = u32::MAX;
 
@@ -120,9 +126,14 @@ pub struct PyOffsets {
     pub interp_next: u32,
     /// `PyThreadState` → `_status` (a word of bit fields, 3.12+); `NO_OFFSET` before.
     pub tstate_status: u32,
+    /// Bits to shift `PyASCIIObject.state` right by before reading it with the
+    /// `UNICODE_*` constants: 0, or 6 in free-threaded builds, whose `interned` is a whole
+    /// byte rather than a 2-bit field.
+    pub unicode_state_shift: u32,
 }
 
-/// Bits of `PyASCIIObject.state` (unchanged from 3.3 to 3.14).
+/// Bits of `PyASCIIObject.state` (unchanged from 3.3 to 3.15 in builds with a GIL; see
+/// `PyOffsets::unicode_state_shift` for free-threaded ones).
 pub const UNICODE_KIND_SHIFT: u32 = 2;
 pub const UNICODE_KIND_MASK: u32 = 0b111;
 pub const UNICODE_COMPACT_BIT: u32 = 1 << 5;
@@ -268,6 +279,7 @@ pub mod kind {
     pub const FORKED: u32 = 8;
     pub const SIGNAL_INFO: u32 = 9;
     pub const CODE_CHUNK: u32 = 10;
+    pub const TASKS: u32 = 11;
 }
 
 /// A process may have become a CPython process: it exec'd a `python*` binary or its dynamic
@@ -470,6 +482,51 @@ pub struct CodeKey {
 }
 
 /// Flags of a capture's end record.
+/// One OS thread of the target, as the kernel saw it when the dump began.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskName {
+    /// Host tid (`task_struct.pid`).
+    pub tid: u32,
+    pub _pad: u32,
+    /// `task_struct.thread.fsbase`: the thread's `pthread_self()` on glibc x86_64, which is
+    /// its `PyThreadState.thread_id`.
+    pub fsbase: u64,
+    /// `task_struct.comm`: the thread's name, raw bytes, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Flags of a task-names record.
+pub mod task_flags {
+    /// The thread group held more than `MAX_TASKS` threads; the rest are not listed.
+    pub const MORE_TASKS: u32 = 1;
+    /// A read of the thread list failed; the tasks listed are those read before it.
+    pub const READ_FAILED: u32 = 2;
+    /// This kernel's BTF lacks the thread-list members: no task was listed.
+    pub const UNSUPPORTED: u32 = 4;
+}
+
+/// Header of a task-names record, sent right after `DumpBegin`; `count` `TaskName`s follow
+/// it in the same record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskNamesHeader {
+    pub kind: u32,
+    pub flags: u32,
+    pub dump_id: u64,
+    pub count: u32,
+    pub _pad: u32,
+}
+
+/// Scratch layout of a whole task-names record.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TaskNames {
+    pub hdr: TaskNamesHeader,
+    pub tasks: [TaskName; MAX_TASKS],
+}
+
+/// Flags of a dump's end record.
 pub mod end_flags {
     /// An interpreter had more threads than the capture's thread bound (which one:
     /// `CaptureEnd::more_threads_mask`): faulthandler writes "...".
@@ -569,9 +626,13 @@ pub enum Counter {
     SampleNotPython,
     /// Captures of one thread that found no thread state for it.
     NoThreadState,
+    /// A read of the target's thread list (for thread names) failed.
+    TaskReadFailed,
+    /// Processes with more than `MAX_TASKS` OS threads (names of the rest not recorded).
+    TaskLimit,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::NoThreadState as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::TaskLimit as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -598,6 +659,8 @@ impl Counter {
         Counter::OtherSignal,
         Counter::SampleNotPython,
         Counter::NoThreadState,
+        Counter::TaskReadFailed,
+        Counter::TaskLimit,
     ];
 
     /// Whether this counter counts something lost or incomplete (reported even without -v).
@@ -616,6 +679,8 @@ impl Counter {
                 | Counter::RingbufFull
                 | Counter::NoScratch
                 | Counter::Nested
+                | Counter::TaskReadFailed
+                | Counter::TaskLimit
         )
     }
 
@@ -644,6 +709,8 @@ impl Counter {
             Counter::OtherSignal => "other_signal",
             Counter::SampleNotPython => "sample_not_python",
             Counter::NoThreadState => "no_thread_state",
+            Counter::TaskReadFailed => "task_read_failed",
+            Counter::TaskLimit => "task_limit",
         }
     }
 }

@@ -165,7 +165,17 @@ pub fn has_subinterpreters(interp: &Interpreter) -> bool {
     interp.at_least(3, 8)
 }
 
+pub const THREAD_NAMES: Case = Case {
+    name: "thread_names",
+    script: "thread_names.py",
+    registered: &[SIGUSR1],
+    watched: SIGUSR1,
+    trigger: Trigger::Process,
+    check: check_thread_names,
+};
+
 pub const ALL: &[&Case] = &[
+    &THREAD_NAMES,
     &THREAD_DEPTHS,
     &DEEP_RECURSION,
     &NON_ASCII_NAMES,
@@ -184,17 +194,24 @@ pub const ALL: &[&Case] = &[
 
 /// Frames threading.Thread puts under a worker's target function.
 const WORKER_TAIL: [&str; 3] = ["run", "_bootstrap_inner", "_bootstrap"];
+/// Stands for an interpreter entry frame (a call from C into Python) in an expected chain:
+/// never printed, but from 3.14 on one of the 100 entries faulthandler walks.
+const HIDDEN_ENTRY: &str = "\0entry";
 
 struct Expect {
     current: bool,
     names: Vec<String>,
 }
 
+/// `Thread.run` calls the target with `*args, **kwargs`, through C: an entry frame sits
+/// between them, and another under `_bootstrap`, where the thread started.
 fn worker(current: bool, parts: &[&[&str]]) -> Expect {
     let names = parts
         .concat()
         .into_iter()
+        .chain([HIDDEN_ENTRY])
         .chain(WORKER_TAIL)
+        .chain([HIDDEN_ENTRY])
         .map(String::from)
         .collect();
     Expect { current, names }
@@ -214,6 +231,12 @@ fn repeat(name: &str, n: usize) -> Vec<&str> {
 /// Thread by thread (newest first): whether it is current, and its function names (at most
 /// the first 100).
 fn expect_threads(dump: &Dump, expected: &[Expect]) -> Result<()> {
+    expect_threads_counting(dump, expected, false)
+}
+
+/// [`expect_threads`], where `hidden_count` says whether entry frames count toward the 100
+/// (3.14+).
+fn expect_threads_counting(dump: &Dump, expected: &[Expect], hidden_count: bool) -> Result<()> {
     if dump.threads.len() != expected.len() {
         return Err(format!(
             "{} thread blocks, expected {}",
@@ -228,7 +251,17 @@ fn expect_threads(dump: &Dump, expected: &[Expect]) -> Result<()> {
                 thread.current, want.current
             ));
         }
-        let want_names = &want.names[..want.names.len().min(100)];
+        let printed = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .filter(|n| *n != HIDDEN_ENTRY)
+                .cloned()
+                .collect()
+        };
+        let want_names: Vec<String> = match hidden_count {
+            true => printed(&want.names[..want.names.len().min(100)]),
+            false => printed(&want.names).into_iter().take(100).collect(),
+        };
         if thread.names() != want_names {
             return Err(format!(
                 "thread block {index}: frames {:?}, expected {want_names:?}",
@@ -277,16 +310,23 @@ fn check_deep_recursion(interp: &Interpreter, dump: &Dump) -> Result<()> {
         })
         .collect();
     expected.push(main_thread(true, &["serve", "<module>"]));
-    expect_threads(dump, &expected)?;
+    let hidden_count = interp.at_least(3, 14);
+    expect_threads_counting(dump, &expected, hidden_count)?;
     for (thread, size) in dump.threads.iter().zip(sizes) {
-        // The 101st frame gets `  ...` up to 3.12; 3.13 writes no marker at all.
+        // The 101st frame gets `  ...` up to 3.12; 3.13 writes no marker at all. 3.14 counts
+        // the entry frame between `run` and the target when it is among the first 100
+        // entries: 99 frames of the 100- to 150-frame stacks are printed.
         let marker = size > 100 && !interp.at_least(3, 13);
-        if thread.frames.len() != size.min(100) || thread.truncated != marker {
+        let before_entry = size - WORKER_TAIL.len();
+        let printed = match hidden_count && before_entry < 100 {
+            true => size.min(99),
+            false => size.min(100),
+        };
+        if thread.frames.len() != printed || thread.truncated != marker {
             return Err(format!(
-                "{size}-frame thread: {} frames printed, marker {}; expected {} and {marker}",
+                "{size}-frame thread: {} frames printed, marker {}; expected {printed} and {marker}",
                 thread.frames.len(),
                 thread.truncated,
-                size.min(100)
             ));
         }
     }
@@ -487,4 +527,42 @@ fn check_subinterp_main(interp: &Interpreter, dump: &Dump) -> Result<()> {
             ],
         )
     }
+}
+
+fn check_thread_names(interp: &Interpreter, dump: &Dump) -> Result<()> {
+    no_gc_line(dump)?;
+    let mut expected = vec![Expect {
+        current: false,
+        names: vec!["park".into(), "hold".into()],
+    }];
+    expected.push(worker(false, &[&["park", "rename_and_hold"]]));
+    for _ in 0..4 {
+        expected.push(worker(false, &[&["park", "hold"]]));
+    }
+    expected.push(main_thread(true, &["serve", "<module>"]));
+    expect_threads(dump, &expected)?;
+    let names: Vec<Option<&str>> = dump.threads.iter().map(|t| t.name.as_deref()).collect();
+    if !interp.at_least(3, 14) {
+        return match names.iter().all(Option::is_none) {
+            true => Ok(()),
+            false => Err(format!("thread names before 3.14: {names:?}")),
+        };
+    }
+    // The main thread's name is the program's (cut at 15), which the raw thread inherits;
+    // the renamed thread's last byte is half of a UTF-8 "é".
+    let main = names.last().copied().flatten().unwrap_or_default();
+    let non_ascii = names.get(2).copied().flatten().unwrap_or_default();
+    let want = [
+        Some(main),
+        Some("abcdefghijklmn\u{fffd}"),
+        Some(non_ascii),
+        Some("a-name-longer-t"),
+        Some("exactly-15-char"),
+        Some("short"),
+        Some(main),
+    ];
+    if names != want || !non_ascii.starts_with("caf\u{e9}-") || !main.starts_with("python3.") {
+        return Err(format!("thread names {names:?}"));
+    }
+    Ok(())
 }

@@ -26,6 +26,8 @@ pub struct ThreadDump {
     /// The `  ...` line after the 100th frame.
     pub truncated: bool,
     pub no_python_frame: bool,
+    /// The OS name 3.14+ writes as ` [name]` after the id (raw bytes, shown lossily here).
+    pub name: Option<String>,
 }
 
 impl ThreadDump {
@@ -50,8 +52,9 @@ impl Dump {
 
 /// Parses faulthandler's all-threads text, rejecting anything outside its grammar.
 pub fn parse_dump(text: &[u8]) -> Result<Dump> {
-    let text =
-        std::str::from_utf8(text).map_err(|e| format!("faulthandler text is not ASCII: {e}"))?;
+    // Everything faulthandler writes is ASCII except 3.14+'s thread names, raw OS bytes.
+    let text = String::from_utf8_lossy(text);
+    let text = text.as_ref();
     let body = text
         .strip_suffix('\n')
         .ok_or_else(|| format!("text does not end with a newline: {:?}", tail(text)))?;
@@ -71,13 +74,25 @@ pub fn parse_dump(text: &[u8]) -> Result<Dump> {
                 return Err(bad("thread header not preceded by an empty line"));
             }
             let digits = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
-            if digits != 16 || !rest.ends_with(" (most recent call first):") {
+            let Some(middle) = rest
+                .get(digits..)
+                .and_then(|r| r.strip_suffix(" (most recent call first):"))
+                .filter(|_| digits == 16)
+            else {
                 return Err(bad("malformed thread header"));
-            }
+            };
+            let name = match middle {
+                "" => None,
+                _ => match middle.strip_prefix(" [").and_then(|m| m.strip_suffix(']')) {
+                    Some(name) if !name.is_empty() => Some(name.to_string()),
+                    _ => return Err(bad("malformed thread name")),
+                },
+            };
             let id = u64::from_str_radix(&rest[..digits], 16).map_err(|e| bad(&e.to_string()))?;
             dump.threads.push(ThreadDump {
                 id,
                 current,
+                name,
                 ..ThreadDump::default()
             });
             after_blank = false;

@@ -46,8 +46,40 @@ pub const QUIET_PERIOD: Duration = Duration::from_millis(1500);
 const PYENV_RELEASES: &[&str] = &[
     "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0",
 ];
-/// (name, release, path) of the distribution's own builds.
-const SYSTEM_PYTHONS: &[(&str, &str, &str)] = &[("debian-3.11", "3.11", "/usr/bin/python3.11")];
+/// (name, release, path) of the distribution's own builds: the host's, and Debian sid's that
+/// `cargo xtask pythons` unpacks under `/opt/pytrace-cpython` (libpython linked statically
+/// into `python3.X`, and a `Py_BytesMain` launcher linked against `libpython3.X.so`; both run
+/// sid's own glibc and dynamic loader, not the host's). The last field: the build brings its
+/// own C library and dynamic loader, which programs linked against its libpython must use.
+const SYSTEM_PYTHONS: &[(&str, &str, &str, bool)] = &[
+    ("debian-3.11", "3.11", "/usr/bin/python3.11", false),
+    (
+        "sid-3.14",
+        "3.14",
+        "/opt/pytrace-cpython/3.14/bin/python3.14",
+        true,
+    ),
+    (
+        "sid-3.14-shared",
+        "3.14",
+        "/opt/pytrace-cpython/3.14/bin/python3.14-shared",
+        true,
+    ),
+    (
+        "sid-3.15",
+        "3.15",
+        "/opt/pytrace-cpython/3.15/bin/python3.15",
+        true,
+    ),
+    (
+        "sid-3.15-shared",
+        "3.15",
+        "/opt/pytrace-cpython/3.15/bin/python3.15-shared",
+        true,
+    ),
+];
+/// Where a build with its own C library keeps it, under its prefix.
+const OWN_RUNTIME_LIBDIR: &str = "lib/x86_64-linux-gnu";
 const DEFAULT_SELECTION: &str = "all";
 
 #[derive(Clone, Debug)]
@@ -57,9 +89,33 @@ pub struct Interpreter {
     /// `3.11.7`, or just `3.11` when the patch level is not pinned.
     pub release: String,
     pub python: PathBuf,
+    /// The build runs its own C library and dynamic loader, not the host's.
+    pub own_runtime: bool,
 }
 
 impl Interpreter {
+    /// Linker arguments for a program that loads this interpreter's libpython: for a build
+    /// with its own C library, its dynamic loader and an rpath (DT_RPATH, which libpython's
+    /// own dependencies also follow) to its library directory; libpython's references to
+    /// that newer C library are left for run time.
+    pub fn runtime_link_args(&self) -> Vec<String> {
+        let Some(prefix) = self.python.parent().and_then(Path::parent) else {
+            return Vec::new();
+        };
+        if !self.own_runtime {
+            return Vec::new();
+        }
+        let lib = prefix.join(OWN_RUNTIME_LIBDIR);
+        vec![
+            format!(
+                "-Wl,--dynamic-linker={}",
+                lib.join("ld-linux-x86-64.so.2").display()
+            ),
+            "-Wl,--disable-new-dtags,--allow-shlib-undefined".to_string(),
+            format!("-Wl,-rpath,{}", lib.display()),
+        ]
+    }
+
     pub fn version(&self) -> (u32, u32) {
         let mut parts = self.release.split('.').map(|p| p.parse().unwrap_or(0));
         (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
@@ -128,13 +184,15 @@ pub fn known_interpreters() -> Vec<Interpreter> {
             .join(release)
             .join("bin")
             .join("python3"),
+        own_runtime: false,
     });
     let system = SYSTEM_PYTHONS
         .iter()
-        .map(|(name, release, path)| Interpreter {
+        .map(|(name, release, path, own_runtime)| Interpreter {
             name: name.to_string(),
             release: release.to_string(),
             python: PathBuf::from(path),
+            own_runtime: *own_runtime,
         });
     pyenv.chain(system).collect()
 }
@@ -834,6 +892,10 @@ pub fn strip_fatal_header(text: &[u8]) -> Result<Vec<u8>> {
         .ok_or("no empty line after the fatal header")?;
     if let Some(at) = threads.rfind("\n\nExtension modules: ") {
         threads = &threads[..at + 1];
+    }
+    // 3.14+ (`enable(c_stack=True)`, the default) then writes the C stack.
+    if let Some(at) = threads.find("\nCurrent thread's C stack trace (most recent call first):\n") {
+        threads = &threads[..at];
     }
     Ok(threads.as_bytes().to_vec())
 }

@@ -30,7 +30,10 @@ fn expect_parked(target: &mut Target) -> Result<()> {
 fn check_code_reuse(interp: &Interpreter) -> Result<()> {
     let mut target = Target::start(interp, "code_reuse.py", &[SIGUSR1])?;
     let pid = target.pid();
-    let mut pytrace = Pytrace::attach(&watch_args(SIGUSR1, &[pid], REUSE_ROUNDS, "text"))?;
+    // One dump per round, as fast as the target goes: no rate limit.
+    let mut args = watch_args(SIGUSR1, &[pid], REUSE_ROUNDS, "text");
+    args.extend(["--max-dumps-per-sec".to_string(), "0".to_string()]);
+    let mut pytrace = Pytrace::attach(&args)?;
     let mut cuts = Vec::with_capacity(REUSE_ROUNDS + 1);
     for _ in 0..REUSE_ROUNDS {
         expect_parked(&mut target)?;
@@ -222,6 +225,8 @@ fn memory_stays_bounded_under_code_churn_and_returns_after_exit() {
             "json",
             "--output",
             "/dev/null",
+            "--max-dumps-per-sec",
+            "0",
         ];
         let mut pytrace = Pytrace::attach(&args)?;
         churn(&mut target, 10)?;

@@ -57,6 +57,14 @@ fn fatal_sigill_dump_matches_the_text_after_the_fatal_header() {
     for_each_interpreter(|interp| check_conformance(interp, &FATAL_SIGILL));
 }
 
+/// 3.14+ writes each thread's OS name: a threading name, one of exactly 15 and one of more
+/// than 15 characters, non-ASCII characters, raw bytes cut inside a UTF-8 character, and a raw
+/// `_thread` thread; older versions write none.
+#[test]
+fn thread_names_raw_cut_and_non_ascii() {
+    for_each_interpreter(|interp| check_conformance(interp, &THREAD_NAMES));
+}
+
 #[test]
 fn sub_interpreter_in_a_worker_signal_in_the_main_interpreter() {
     for_each_interpreter(|interp| match has_subinterpreters(interp) {

@@ -228,6 +228,29 @@ fn check_record(
                 "the current thread's native_id {native_id:?} is not tid {tid}"
             )));
         }
+        // Every version: the thread's OS name as the kernel has it; 3.14+: the name
+        // faulthandler itself wrote.
+        let os_name = string(thread, "os_name").map_err(at)?;
+        if let Some(id) = native_id {
+            let comm = std::fs::read(format!("/proc/{pid}/task/{id}/comm"))
+                .map_err(|e| at(format!("reading the comm of thread {id}: {e}")))?;
+            let comm = String::from_utf8_lossy(comm.strip_suffix(b"\n").unwrap_or(&comm));
+            if os_name != comm {
+                return Err(at(format!("os_name {os_name:?}, the kernel says {comm:?}")));
+            }
+        }
+        match (&expected.name, interp.at_least(3, 14)) {
+            (Some(name), true) if name != os_name => {
+                return Err(at(format!(
+                    "os_name {os_name:?}, faulthandler says {name:?}"
+                )));
+            }
+            (None, true) => return Err(at("faulthandler wrote no thread name".into())),
+            _ => {}
+        }
+        if field(record, "thread_names_unknown")? != &Value::Bool(false) {
+            return Err("thread_names_unknown is not false".into());
+        }
         let frames = field(thread, "frames")
             .map_err(at)?
             .as_array()
@@ -337,4 +360,9 @@ fn json_main_thread_running_a_sub_interpreter() {
             }
         })
     });
+}
+
+#[test]
+fn json_thread_names() {
+    for_each_interpreter(|interp| check_json(interp, &THREAD_NAMES));
 }

@@ -137,6 +137,11 @@ int main(void)
     field("unicode_compact_data", sizeof(PyCompactUnicodeObject));
     field("bytes_size", offsetof(PyBytesObject, ob_base.ob_size));
     field("bytes_data", offsetof(PyBytesObject, ob_sval));
+#ifdef Py_GIL_DISABLED
+    field("unicode_state_shift", 6);
+#else
+    field("unicode_state_shift", 0);
+#endif
     printf("    },\n");
 
 #if PY_VERSION_HEX >= 0x030B0000

@@ -9,6 +9,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod cpython;
+
 /// The bpf-linker release that links with the nightly toolchain's LLVM here.
 const BPF_LINKER_VERSION: &str = "0.10.3";
 const NIGHTLY: &str = "nightly";
@@ -33,8 +35,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build, then run every test: unit tests and the end-to-end suite against real CPython
-    /// (needs root).
+    /// Install the test interpreters pyenv cannot build here (CPython 3.14 and 3.15 from
+    /// Debian sid, under /opt/pytrace-cpython; idempotent; needs root).
+    Pythons,
+    /// Build, install the test interpreters, then run every test: unit tests and the
+    /// end-to-end suite against real CPython (needs root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -57,9 +62,11 @@ fn main() -> Result<()> {
             build(&root)?;
             run(Command::new(root.join("target/release/pytrace")).args(args))
         }
+        Task::Pythons => cpython::install_all(),
         Task::Test { args } => {
             build(&root)?;
             test_tools(&root);
+            cpython::install_all()?;
             run(cargo(&root)
                 .args(["test", "--release", "--no-fail-fast"])
                 .args(args)

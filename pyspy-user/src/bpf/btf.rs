@@ -15,6 +15,19 @@ pub struct KernelOffsets {
     /// `task_struct.pid` and `task_struct.tgid`.
     pub task_pid: u64,
     pub task_tgid: u64,
+    /// What the kernel side needs to list a process's threads and their names (`tasks.rs`).
+    pub threads: ThreadListOffsets,
+}
+
+/// `task_struct.signal`, `signal_struct.thread_head`, `task_struct.thread_node` (Linux 6.7+)
+/// and `task_struct.comm`; all 0 when this kernel lacks one of them, and the kernel side then
+/// reports thread names as unknown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadListOffsets {
+    pub task_signal: u64,
+    pub signal_thread_head: u64,
+    pub task_thread_node: u64,
+    pub task_comm: u64,
 }
 
 pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
@@ -29,7 +42,30 @@ pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
         fsbase: find("task_struct", &["thread", "fsbase"])?,
         task_pid: find("task_struct", &["pid"])?,
         task_tgid: find("task_struct", &["tgid"])?,
+        threads: thread_list_offsets(&btf),
     })
+}
+
+fn thread_list_offsets(btf: &Btf) -> ThreadListOffsets {
+    let found = (
+        member_offset(btf, "task_struct", &["signal"]),
+        member_offset(btf, "signal_struct", &["thread_head"]),
+        member_offset(btf, "task_struct", &["thread_node"]),
+        member_offset(btf, "task_struct", &["comm"]),
+    );
+    match found {
+        (Some(task_signal), Some(signal_thread_head), Some(task_thread_node), Some(task_comm))
+            if task_signal != 0 && signal_thread_head != 0 && task_thread_node != 0 =>
+        {
+            ThreadListOffsets {
+                task_signal,
+                signal_thread_head,
+                task_thread_node,
+                task_comm,
+            }
+        }
+        _ => ThreadListOffsets::default(),
+    }
 }
 
 /// Offset in bytes of a nested member path, following struct-typed members and looking
@@ -96,5 +132,9 @@ mod tests {
         let off = super::kernel_offsets().unwrap();
         assert!(off.fsbase > 0 && off.fsbase < 16384, "{off:?}");
         assert_eq!(off.fsbase % 8, 0);
+        // Linux 6.7+ (this machine runs 6.18): the thread list members exist.
+        let t = off.threads;
+        assert_ne!(t, super::ThreadListOffsets::default(), "{off:?}");
+        assert!(t.task_comm > 0 && t.task_comm < 16384, "{off:?}");
     }
 }

@@ -64,6 +64,14 @@ impl Probes {
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
             .override_global("TASK_PID_OFFSET", &k.task_pid, true)
             .override_global("TASK_TGID_OFFSET", &k.task_tgid, true)
+            .override_global("TASK_SIGNAL_OFFSET", &k.threads.task_signal, true)
+            .override_global(
+                "SIGNAL_THREAD_HEAD_OFFSET",
+                &k.threads.signal_thread_head,
+                true,
+            )
+            .override_global("TASK_THREAD_NODE_OFFSET", &k.threads.task_thread_node, true)
+            .override_global("TASK_COMM_OFFSET", &k.threads.task_comm, true)
             .override_global("SIGNAL_MASK", &mask, true)
             .override_global("PID_FILTER", &pid_filter, true)
             .override_global("WAKE_BATCH_BYTES", &wake_batch_bytes, true)

@@ -20,8 +20,12 @@ pub enum ShimWalk {
     /// (3.12.0–3.12.7, 3.13.0).
     AfterFrame,
     /// At the start of every step one shim is stepped over, then the depth is checked; the
-    /// second of two shims in a row is printed as a frame (3.12.8+, 3.13.1+, 3.14).
+    /// second of two shims in a row is printed as a frame (3.12.8+, 3.13.1+).
     BeforeCheck,
+    /// Every entry is one step of the depth count; a shim (`FRAME_OWNED_BY_INTERPRETER`)
+    /// prints nothing, so a thread 100 entries deep with one shim prints 99 lines (3.14,
+    /// 3.15: `dump_frame` returns early for it, and the loop still counts it).
+    HiddenCounted,
 }
 
 /// How one CPython release's faulthandler writes a dump.
@@ -43,7 +47,8 @@ pub struct Style {
     /// (3.12's entry frame caught while it is being set up): CPython's line lookup gives the
     /// code's first line for a negative offset.
     pub shim_frame_before_start_line: Option<&'static str>,
-    /// The header carries ` [name]` with the OS thread name when it is non-empty (3.14+).
+    /// The header carries ` [name]` with the OS thread name when it is non-empty (3.14+:
+    /// `write_thread_name`, the raw bytes of `pthread_getname_np`).
     pub thread_name: bool,
 }
 
@@ -104,7 +109,15 @@ const STYLE_3_13_1: Style = Style {
     ..STYLE_3_13_0
 };
 
+/// 3.14 and 3.15 (`Python/traceback.c`): ` [name]` after the thread id; one loop step per
+/// chain entry, shims counted but not printed; at the limit nothing is written (the
+/// `plus N frames` branch needs a depth past the limit, which the loop never reaches).
+/// Not modelled: a frame whose code object is unreadable, or whose file, line or name
+/// cannot be told, is followed by `  <invalid frame>` and ends the thread there; pytrace
+/// cannot tell such a frame from one it failed to read, and prints `???` (the dump header
+/// then says it is incomplete).
 const STYLE_3_14: Style = Style {
+    shims: ShimWalk::HiddenCounted,
     thread_name: true,
     ..STYLE_3_13_1
 };
@@ -120,6 +133,9 @@ const STYLES: &[((u8, u8, u8), Style)] = &[
     ((3, 13, 0), STYLE_3_13_0),
     ((3, 13, 1), STYLE_3_13_1),
     ((3, 14, 0), STYLE_3_14),
+    // 3.15's `dump_traceback` and `write_thread_id` are 3.14's (its base-frame sentinel is
+    // owned by the interpreter, a shim like 3.14's entry frames).
+    ((3, 15, 0), STYLE_3_14),
 ];
 
 /// The style of one CPython release. Releases newer than every known one get the newest
@@ -166,8 +182,16 @@ fn write_thread(out: &mut Vec<u8>, thread: &ThreadStack, gc_collecting: bool, st
     out.extend_from_slice(
         format!("{:0width$x}", thread.thread_id, width = THREAD_ID_DIGITS).as_bytes(),
     );
-    // 3.14's ` [name]` would go here; the model carries no thread name, and an empty name
-    // writes nothing.
+    // `write_thread_name`: the raw bytes, only when non-empty and the target could read it.
+    if let Some(name) = thread
+        .os_name
+        .as_deref()
+        .filter(|n| style.thread_name && thread.name_seen_by_target && !n.is_empty())
+    {
+        out.extend_from_slice(b" [");
+        out.extend_from_slice(name);
+        out.push(b']');
+    }
     out.extend_from_slice(b" (most recent call first):\n");
     if thread.current && gc_collecting && style.gc_line {
         out.extend_from_slice(b"  Garbage-collecting\n");
@@ -227,6 +251,9 @@ fn write_frames(out: &mut Vec<u8>, thread: &ThreadStack, style: &Style) {
         }
         At::Unknown => return,
     }
+    if style.shims == ShimWalk::HiddenCounted {
+        return write_frames_hidden_counted(out, &chain, style);
+    }
     let truncate = |out: &mut Vec<u8>| {
         if let Some(line) = style.truncation_line {
             out.extend_from_slice(line.as_bytes());
@@ -284,6 +311,25 @@ fn write_frames(out: &mut Vec<u8>, thread: &ThreadStack, style: &Style) {
             if stops_at(out, i, depth + 1) {
                 return;
             }
+        }
+        depth += 1;
+    }
+}
+
+/// 3.14+'s loop: every entry counts toward `MAX_FRAMES`, shims print nothing.
+fn write_frames_hidden_counted(out: &mut Vec<u8>, chain: &Chain, style: &Style) {
+    let mut depth: u32 = 0;
+    for i in 0.. {
+        if depth >= MAX_FRAMES {
+            if let Some(line) = style.truncation_line {
+                out.extend_from_slice(line.as_bytes());
+            }
+            return;
+        }
+        match chain.at(i) {
+            At::Entry(ChainEntry::Frame(frame)) => write_frame(out, frame),
+            At::Entry(ChainEntry::Shim { .. }) => {}
+            At::End | At::Unknown => return,
         }
         depth += 1;
     }
@@ -656,7 +702,8 @@ mod tests {
         }
         chain.push(SHIM);
         let plain = format!("{HEAD}{}", frame_lines(0..100));
-        for (release, style) in all_styles() {
+        let before_3_14 = || all_styles().into_iter().filter(|(r, _)| *r < (3, 14, 0));
+        for (release, style) in before_3_14() {
             assert_eq!(
                 depth_out(&style, chain.clone(), false),
                 plain,
@@ -665,7 +712,7 @@ mod tests {
         }
         // Then one more frame: the marker where the style has one.
         chain.extend(frames(1));
-        for (release, style) in all_styles() {
+        for (release, style) in before_3_14() {
             let marked = format!("{plain}{}", style.truncation_line.unwrap_or(""));
             assert_eq!(
                 depth_out(&style, chain.clone(), false),
@@ -673,6 +720,77 @@ mod tests {
                 "{release:?}"
             );
         }
+    }
+
+    /// 3.14 and 3.15: every entry counts toward the 100, shims print nothing, and nothing
+    /// marks the cut.
+    #[test]
+    fn hidden_entries_count_from_3_14() {
+        for release in [(3, 14, 0), (3, 14, 10), (3, 15, 2)] {
+            let style = style_for_release(release.0, release.1, release.2);
+            assert_eq!(style.shims, ShimWalk::HiddenCounted, "{release:?}");
+            assert_eq!(style.truncation_line, None, "{release:?}");
+            // A thread 100 entries deep, its last one the entry frame: 99 lines.
+            let mut chain = frames(99);
+            chain.push(ChainEntry::Shim {
+                before_start: false,
+            });
+            assert_eq!(
+                depth_out(&style, chain.clone(), false),
+                format!("{HEAD}{}", frame_lines(0..99))
+            );
+            // 100 frames and a shim after every third: 75 frames within the 100 entries.
+            let mut chain = Vec::new();
+            for (i, f) in frames(100).into_iter().enumerate() {
+                chain.push(f);
+                if i % 3 == 2 {
+                    chain.push(ChainEntry::Shim {
+                before_start: false,
+            });
+                }
+            }
+            assert_eq!(
+                depth_out(&style, chain.clone(), true),
+                format!("{HEAD}{}", frame_lines(0..75))
+            );
+            // Chain cut by the walker before the 100th entry: what was captured.
+            assert_eq!(
+                depth_out(&style, frames(10), true),
+                format!("{HEAD}{}", frame_lines(0..10))
+            );
+        }
+    }
+
+    #[test]
+    fn thread_names_where_the_version_prints_them() {
+        let mut named = thread(0xab, true, frames(1));
+        named.os_name = Some(b"Thread-1 (\xc3\xa9)\x1b".to_vec());
+        named.name_seen_by_target = true;
+        let mut empty = thread(0xcd, false, vec![]);
+        empty.os_name = Some(Vec::new());
+        empty.name_seen_by_target = true;
+        let mut nameless = thread(0xef, false, vec![]);
+        nameless.name_seen_by_target = true;
+        // Named, but the target could not read the name (another PID namespace's /proc).
+        let mut unseen = thread(0x12, false, vec![]);
+        unseen.os_name = Some(b"hidden".to_vec());
+        let d = dump_of(vec![named, empty, nameless, unseen]);
+        let out = |style: &Style| {
+            let mut out = Vec::new();
+            write_threads(&mut out, &d, style);
+            out
+        };
+        let mut expect = b"Current thread 0x00000000000000ab [Thread-1 (\xc3\xa9)\x1b] (most recent call first):\n".to_vec();
+        expect.extend_from_slice(frame_lines(0..1).as_bytes());
+        expect.extend_from_slice(
+            b"\nThread 0x00000000000000cd (most recent call first):\n  <no Python frame>\n\
+              \nThread 0x00000000000000ef (most recent call first):\n  <no Python frame>\n\
+              \nThread 0x0000000000000012 (most recent call first):\n  <no Python frame>\n",
+        );
+        assert_eq!(out(&style_for(3, 14)), expect);
+        assert_eq!(out(&style_for(3, 15)), expect);
+        let plain = out(&style_for(3, 13));
+        assert!(!plain.windows(2).any(|w| w == b" ["), "{plain:?}");
     }
 
     #[test]
@@ -687,10 +805,15 @@ mod tests {
         // 3.12.8+: stepped over.
         let plain = format!("{HEAD}{}", frame_lines(0..100));
         assert_eq!(depth_out(&STYLE_3_12_8, chain.clone(), false), plain);
-        // 3.13.0 crashes there; passed over. 3.13.1+ steps over it.
-        for style in [STYLE_3_13_0, STYLE_3_13_1, STYLE_3_14] {
+        // 3.13.0 crashes there; passed over. 3.13.1 steps over it.
+        for style in [STYLE_3_13_0, STYLE_3_13_1] {
             assert_eq!(depth_out(&style, chain.clone(), false), plain, "{style:?}");
         }
+        // 3.14+: the shim prints nothing but is one of the 100.
+        assert_eq!(
+            depth_out(&STYLE_3_14, chain.clone(), false),
+            format!("{HEAD}{}", frame_lines(0..99))
+        );
         // 3.11: no shims exist; a stray one is ignored.
         assert_eq!(depth_out(&STYLE_3_10, chain, false), plain);
         // A chain of one shim.

@@ -50,6 +50,8 @@ struct JsonDump<'a> {
     interpreter_state: &'static str,
     /// What else is missing or uncertain (the text header's `incomplete` note).
     incomplete: &'a [&'static str],
+    /// Some thread's OS name could not be read.
+    thread_names_unknown: bool,
     /// The threads faulthandler prints: those of the interpreter it dumps.
     threads: Vec<JsonThread>,
     /// Every interpreter walked, in list order (0 = newest; the main one is the oldest).
@@ -76,6 +78,9 @@ struct JsonThread {
     thread_id: u64,
     native_id: Option<u64>,
     current: bool,
+    /// The thread's OS name (kernel `comm`), UTF-8 with invalid bytes replaced; null when no
+    /// OS thread matched or the names could not be read (`thread_names_unknown`).
+    os_name: Option<String>,
     truncated: bool,
     torn: bool,
     frames: Vec<JsonFrame>,
@@ -129,6 +134,10 @@ fn thread(t: &ThreadStack) -> JsonThread {
         thread_id: t.thread_id,
         native_id: t.native_id,
         current: t.current,
+        os_name: t
+            .os_name
+            .as_deref()
+            .map(|n| String::from_utf8_lossy(n).into_owned()),
         truncated: t.chain_continues,
         torn: t.torn,
         frames: t
@@ -195,6 +204,7 @@ impl Output for Json {
                 InterpreterState::Unreadable => "unreadable",
             },
             incomplete: &d.incomplete,
+            thread_names_unknown: d.thread_names_unknown,
             threads: d.threads.iter().map(thread).collect(),
             interpreters: d
                 .interpreters

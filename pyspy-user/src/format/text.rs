@@ -26,9 +26,13 @@ pub struct Text {
 impl Output for Text {
     fn record(&mut self, dump: &Capture, out: &mut dyn Write) -> io::Result<()> {
         let mut buf = Vec::with_capacity(4096);
-        header(&mut buf, dump);
         let (major, minor, micro) = dump.python_version;
         let style = faulthandler::style_for_release(major, minor, micro);
+        header(
+            &mut buf,
+            dump,
+            style.thread_name && dump.thread_names_unknown,
+        );
         faulthandler::write_threads(&mut buf, dump, &style);
         buf.push(b'\n');
         if self.terminal {
@@ -41,8 +45,9 @@ impl Output for Text {
 
 /// `Process 1234 (python3) Python 3.11.7, SIGILL from PID 99, 2026-11-25T10:00:00.000000Z`;
 /// in a PID namespace, `Process 1234 [1 in its PID namespace] …, SIGILL to thread 1240 [7] …`;
-/// for a timer sample, `…, CPU clock on CPU 3 in thread 1240, …`.
-fn header(buf: &mut Vec<u8>, d: &Capture) {
+/// for a timer sample, `…, CPU clock on CPU 3 in thread 1240, …`. `names_unknown`: the
+/// version prints thread names and some could not be read.
+fn header(buf: &mut Vec<u8>, d: &Capture, names_unknown: bool) {
     let _ = write!(buf, "Process {} ", d.pid);
     if let Some(ns) = d.ns_pid {
         let _ = write!(buf, "[{ns} in its PID namespace] ");
@@ -80,11 +85,20 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
     }
     let torn = d.threads.iter().filter(|t| t.torn).count();
     let mut notes = Vec::new();
-    if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 || d.unknown_lines > 0 {
-        notes.push(format!(
+    if d.lost_records > 0
+        || d.unsymbolized_frames > 0
+        || torn > 0
+        || d.unknown_lines > 0
+        || names_unknown
+    {
+        let mut note = format!(
             "{} records lost, {} frames unsymbolized, {} threads torn, {} lines unknown",
             d.lost_records, d.unsymbolized_frames, torn, d.unknown_lines
-        ));
+        );
+        if names_unknown {
+            note.push_str(", thread names unknown");
+        }
+        notes.push(note);
     }
     notes.extend(d.incomplete.iter().map(|n| n.to_string()));
     if !notes.is_empty() {

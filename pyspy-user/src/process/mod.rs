@@ -8,6 +8,7 @@
 //! - [`cache`]: the bounded cache of those analyses, keyed by file identity.
 //! - [`inspect`](mod@inspect): the decision logic behind [`inspect()`] and [`candidate_pids`].
 //! - [`memory`]: reading the target's memory.
+//! - [`loaders`]: the dynamic loaders running processes map (for the library-load probe).
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ pub mod analysis;
 pub mod cache;
 pub mod elf;
 pub mod inspect;
+pub mod loaders;
 pub mod maps;
 pub mod memory;
 pub mod procfs;

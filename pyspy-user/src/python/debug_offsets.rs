@@ -3,7 +3,7 @@
 //!
 //! The table's own layout changes between minor versions, so each known minor is described
 //! here as data: its sections and their `uint64_t` fields in declaration order (field names
-//! as in `pycore_runtime.h` for 3.13 and `pycore_debug_offsets.h` for 3.14). What the table
+//! as in `pycore_runtime.h` for 3.13 and `pycore_debug_offsets.h` for 3.14 and 3.15). What the table
 //! does not carry — the shim owner value and `sizeof(PyCompactUnicodeObject)` — comes from
 //! per-minor constants. Only release candidates and final releases are trusted: a minor's
 //! table may still change during its alphas and betas.
@@ -21,7 +21,7 @@ pub const DEBUG_OFFSETS_MAX_SIZE: usize = max_size();
 pub struct DebugOffsets {
     /// `PY_VERSION_HEX` of the process.
     pub version_hex: u32,
-    /// Always false in a successful parse: free-threaded builds are rejected.
+    /// A free-threaded build (3.13t; 3.14t and later are rejected).
     pub free_threaded: bool,
     pub layout: VersionLayout,
     /// Where the interpreter's GIL is; `None` if the table does not say plausibly.
@@ -36,7 +36,11 @@ pub enum DebugOffsetsError {
     Truncated,
     #[error("no known _Py_DebugOffsets layout for CPython {}", version_string(*.version_hex))]
     UnknownVersion { version_hex: u32 },
-    #[error("free-threaded CPython {} is not supported", version_string(*.version_hex))]
+    #[error(
+        "free-threaded CPython {} is not supported (its per-thread bytecode copies are not \
+         read)",
+        version_string(*.version_hex)
+    )]
     FreeThreaded { version_hex: u32 },
     #[error("implausible _Py_DebugOffsets: {0}")]
     Inconsistent(String),
@@ -73,6 +77,11 @@ struct Format {
     /// The `bound_gilstate` bit of `PyThreadState._status` (the table gives the word's
     /// offset, not its bit fields).
     gilstate_bound_mask: u32,
+    /// The free-threaded build of this minor reads like the default one, given its table:
+    /// 3.13t (same frames, `instr_ptr` into `co_code_adaptive`). Not 3.14t and later, whose
+    /// threads run per-thread copies of the bytecode (`tlbc_index`, `co_tlbc`): an
+    /// instruction offset there needs reads the walker does not make.
+    free_threaded_readable: bool,
 }
 
 /// Header: `char cookie[8]`, `uint64_t version`, `uint64_t free_threaded`.
@@ -80,8 +89,11 @@ const HEADER_SIZE: usize = 24;
 const VERSION_AT: usize = 8;
 const FREE_THREADED_AT: usize = 16;
 /// `sizeof(PyCompactUnicodeObject) - sizeof(PyASCIIObject)`: `utf8_length` and `utf8`
-/// (3.12 to 3.14).
+/// (3.12 to 3.14; 3.15's table gives the size itself).
 const COMPACT_UNICODE_EXTRA: u32 = 16;
+/// Free-threaded builds: `PyASCIIObject.state` starts with a whole byte for `interned`, so the
+/// kind, compact and ascii bits sit 6 bits higher than with a GIL (2-bit `interned`).
+const FREE_THREADED_STATE_SHIFT: u32 = 6;
 /// Offsets above this are taken as garbage rather than as a structure offset.
 const MAX_PLAUSIBLE: u64 = 1 << 24;
 /// Release level from which a minor's table is frozen (`0xc` = release candidate).
@@ -138,6 +150,7 @@ const FORMAT_3_13: Format = Format {
     shim_owner_min: 3,
     // `initialized`, `bound`, `unbound`, then `bound_gilstate`.
     gilstate_bound_mask: 1 << 3,
+    free_threaded_readable: true,
 };
 
 const FORMAT_3_14: Format = Format {
@@ -182,9 +195,73 @@ const FORMAT_3_14: Format = Format {
     // FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4.
     shim_owner_min: 3,
     gilstate_bound_mask: 1 << 3,
+    free_threaded_readable: false,
 };
 
-const FORMATS: &[Format] = &[FORMAT_3_13, FORMAT_3_14];
+const FORMAT_3_15: Format = Format {
+    minor: 15,
+    sections: &[
+        RUNTIME_STATE,
+        (
+            "interpreter_state",
+            "size id next threads_head threads_main gc imports_modules sysdict builtins \
+             ceval_gil gil_runtime_state gil_runtime_state_enabled gil_runtime_state_locked \
+             gil_runtime_state_holder code_object_generation tlbc_generation",
+        ),
+        (
+            "thread_state",
+            "size prev next interp current_frame base_frame last_profiled_frame \
+             last_profiled_frame_seq thread_id native_thread_id datastack_chunk status \
+             holds_gil gil_requested current_exception exc_state",
+        ),
+        ("err_stackitem", "exc_value"),
+        (
+            "interpreter_frame",
+            "size previous executable instr_ptr localsplus owner stackpointer tlbc_index",
+        ),
+        (
+            "code_object",
+            "size filename name qualname linetable firstlineno argcount localsplusnames \
+             localspluskinds co_code_adaptive co_tlbc",
+        ),
+        PYOBJECT,
+        (
+            "type_object",
+            "size tp_name tp_repr tp_flags tp_basicsize tp_dictoffset",
+        ),
+        ("heap_type_object", "size ht_cached_keys"),
+        TUPLE_OBJECT,
+        LIST_OBJECT,
+        ("set_object", "size used table mask"),
+        DICT_OBJECT,
+        FLOAT_OBJECT,
+        LONG_OBJECT,
+        BYTES_OBJECT,
+        (
+            "unicode_object",
+            "size state length asciiobject_size compactunicodeobject_size",
+        ),
+        (
+            "gc",
+            "size collecting frame generation_stats_size generation_stats",
+        ),
+        ("gen_object", "size gi_name gi_iframe gi_frame_state"),
+        ("llist_node", "next prev"),
+        (
+            "debugger_support",
+            "eval_breaker remote_debugger_support remote_debugging_enabled \
+             debugger_pending_call debugger_script_path debugger_script_path_size",
+        ),
+    ],
+    // FRAME_OWNED_BY_INTERPRETER = 3 (trampolines and each thread's base frame); 3.15 has
+    // no FRAME_OWNED_BY_CSTACK.
+    shim_owner_min: 3,
+    // `_status` keeps the same bit fields: `initialized`, `bound`, `unbound`, `bound_gilstate`.
+    gilstate_bound_mask: 1 << 3,
+    free_threaded_readable: false,
+};
+
+const FORMATS: &[Format] = &[FORMAT_3_13, FORMAT_3_14, FORMAT_3_15];
 
 /// Number of space-separated words in `s`.
 const fn word_count(s: &str) -> usize {
@@ -313,15 +390,28 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     if bytes.len() < format.size() {
         return Err(E::Truncated);
     }
-    if read_u64(bytes, FREE_THREADED_AT).ok_or(E::Truncated)? != 0 {
-        return Err(E::FreeThreaded { version_hex });
-    }
+    let free_threaded = match read_u64(bytes, FREE_THREADED_AT).ok_or(E::Truncated)? {
+        0 => false,
+        1 if format.free_threaded_readable => true,
+        1 => return Err(E::FreeThreaded { version_hex }),
+        other => return Err(E::Inconsistent(format!("free_threaded = {other}"))),
+    };
 
     let t = Table { bytes, format };
     let interp_size = t.get("interpreter_state", "size")?;
     let gc = t.member("interpreter_state", "gc", 0)? + t.member("gc", "collecting", 4)?;
     let interp_gc_collecting = fits(gc, 4, interp_size, "interpreter_state.gc.collecting")?;
     let ascii_size = t.member("unicode_object", "asciiobject_size", 0)?;
+    // 3.15 carries `sizeof(PyCompactUnicodeObject)`; earlier tables do not.
+    let compact_size = match format.position("unicode_object", "compactunicodeobject_size") {
+        Some(_) => t.member("unicode_object", "compactunicodeobject_size", 0)?,
+        None => ascii_size + COMPACT_UNICODE_EXTRA,
+    };
+    if compact_size < ascii_size {
+        return Err(E::Inconsistent(format!(
+            "unicode_object.compactunicodeobject_size = {compact_size} < {ascii_size}"
+        )));
+    }
     let unicode_length = t.get("unicode_object", "length")?;
     let unicode_state = t.get("unicode_object", "state")?;
     fits(unicode_length, 8, ascii_size, "unicode_object.length")?;
@@ -347,11 +437,16 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         unicode_length,
         unicode_state,
         unicode_ascii_data: ascii_size,
-        unicode_compact_data: ascii_size + COMPACT_UNICODE_EXTRA,
+        unicode_compact_data: compact_size,
         bytes_size: t.member("bytes_object", "ob_size", 8)?,
         bytes_data: t.member("bytes_object", "ob_sval", 1)?,
         interp_next: t.member("interpreter_state", "next", 8)?,
         tstate_status: t.member("thread_state", "status", 4)?,
+        unicode_state_shift: if free_threaded {
+            FREE_THREADED_STATE_SHIFT
+        } else {
+            0
+        },
     };
     let layout = VersionLayout {
         major,
@@ -376,7 +471,7 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     })();
     Ok(DebugOffsets {
         version_hex,
-        free_threaded: false,
+        free_threaded,
         layout,
         gil,
     })
@@ -389,6 +484,12 @@ mod tests {
 
     /// The first 1024 bytes of `_PyRuntime`, read from a running CPython 3.13.0.
     const LIVE_3_13_0: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.13.0.bin");
+
+    /// The first 1024 bytes of `.PyRuntime` in Debian sid's `python3.14` 3.14.10-1 and
+    /// `python3.15` 3.15.2-1 (the table is initialized data: the file holds it as the process
+    /// starts with it).
+    const LIVE_3_14_10: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.14.10.bin");
+    const LIVE_3_15_2: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.15.2.bin");
 
     /// `_Py_DebugOffsets` of 3.14 after the header, in declaration order.
     const FIELDS_3_14: &str = "
@@ -504,7 +605,41 @@ mod tests {
             HEADER_SIZE + 8 * word_count(FIELDS_3_14)
         );
         assert_eq!(FORMAT_3_14.size(), 760);
-        assert_eq!(DEBUG_OFFSETS_MAX_SIZE, 760);
+        // 3.15 adds 3 + 4 thread-state fields, err_stackitem (1), 2 type-object fields,
+        // heap_type_object (2), compactunicodeobject_size (1) and 3 gc fields.
+        assert_eq!(FORMAT_3_15.size(), 760 + 8 * 16);
+        assert_eq!(DEBUG_OFFSETS_MAX_SIZE, 888);
+    }
+
+    /// Offsets of a real table: the fields of 3.14 and 3.15 that pytrace reads, as CPython's
+    /// own `offsetof` gave them in Debian's builds (checked against the headers: the frame
+    /// and code fields did not move between 3.14 and 3.15, the thread state's did).
+    #[test]
+    fn live_3_14_and_3_15_tables() {
+        let p14 = parse(LIVE_3_14_10).unwrap();
+        assert_eq!(p14.version_hex, 0x030E_0AF0);
+        let p15 = parse(LIVE_3_15_2).unwrap();
+        assert_eq!(p15.version_hex, 0x030F_02F0);
+        for p in [&p14, &p15] {
+            let o = &p.layout.offsets;
+            assert_eq!((o.frame_previous, o.frame_code), (8, 0));
+            assert_eq!(o.frame_owner_shim_min, 3);
+            assert_eq!(o.tstate_next, 8);
+            assert_eq!(o.unicode_compact_data, o.unicode_ascii_data + 16);
+            assert_eq!(p.layout.line_table, LineTableKind::Locations311);
+        }
+        let (o14, o15) = (&p14.layout.offsets, &p15.layout.offsets);
+        assert_eq!((o14.tstate_frame, o14.tstate_thread_id), (72, 152));
+        assert_eq!(o14.frame_owner, 74);
+        // 3.15 inserted `base_frame` and the profiling fields before `thread_id`.
+        assert!(o15.tstate_thread_id > o14.tstate_thread_id);
+        assert_eq!(o15.tstate_native_thread_id, o15.tstate_thread_id + 8);
+        assert_eq!(
+            FORMAT_3_15.position("unicode_object", "compactunicodeobject_size"),
+            FORMAT_3_15
+                .position("unicode_object", "asciiobject_size")
+                .map(|p| p + 8)
+        );
     }
 
     #[test]
@@ -560,6 +695,7 @@ mod tests {
             bytes_data: 0x28,
             interp_next: 0x1c0,
             tstate_status: 0x20,
+            unicode_state_shift: 0,
         };
         assert_eq!(l.offsets, expected);
         assert_eq!(l.gilstate_bound_mask, Some(8));
@@ -567,15 +703,15 @@ mod tests {
 
     #[test]
     fn unknown_minor_names_the_version() {
-        let bytes = image(0x030F_00F0, FIELDS_3_14, VALUES_3_14);
+        let bytes = image(0x0310_00F0, FIELDS_3_14, VALUES_3_14);
         let err = parse(&bytes).unwrap_err();
         assert!(matches!(
             err,
             DebugOffsetsError::UnknownVersion {
-                version_hex: 0x030F_00F0
+                version_hex: 0x0310_00F0
             }
         ));
-        assert!(err.to_string().contains("3.15.0"), "{err}");
+        assert!(err.to_string().contains("3.16.0"), "{err}");
 
         let mut bytes = LIVE_3_13_0.to_vec();
         put_u64(&mut bytes, VERSION_AT, 0x030C_01F0);
@@ -600,6 +736,52 @@ mod tests {
             parse(&[0u8; 1024]),
             Err(DebugOffsetsError::BadCookie)
         ));
+    }
+
+    /// `_Py_DebugOffsets` of free-threaded builds, as CPython's own initializer lays them out:
+    /// `tools/cpython-offsets/debug_offsets_ft.sh` compiles it with `Py_GIL_DISABLED` against
+    /// pyenv 3.13.0's and Debian's 3.14.10 headers (without it, the same program reproduces
+    /// the live 3.13.0 and 3.14.10 tables byte for byte). No free-threaded build runs here.
+    const FT_3_13_0: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.13.0t.bin");
+    const FT_3_14_10: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.14.10t.bin");
+
+    #[test]
+    fn free_threaded_3_13_reads_like_3_13_with_its_own_offsets() {
+        let ft = parse(FT_3_13_0).unwrap();
+        let gil = parse(LIVE_3_13_0).unwrap();
+        assert!(ft.free_threaded && !gil.free_threaded);
+        assert_eq!(ft.version_hex, 0x030D_00F0);
+        let (o, g) = (&ft.layout.offsets, &gil.layout.offsets);
+        // PyObject grows from 16 to 32 bytes (ob_tid, ob_ref_local, ob_ref_shared, ...).
+        assert_eq!(o.unicode_ascii_data, 56);
+        assert_eq!(o.unicode_compact_data, 72);
+        assert_eq!(o.unicode_length, g.unicode_length + 16);
+        assert_eq!(o.code_filename, g.code_filename + 16);
+        assert_eq!(o.code_name, g.code_name + 16);
+        assert_eq!(o.bytes_data, g.bytes_data + 16);
+        // `interned` is a whole byte: the kind bits move up by 6.
+        assert_eq!((o.unicode_state_shift, g.unicode_state_shift), (6, 0));
+        // Frames are not objects: same layout, same shim owner.
+        assert_eq!(
+            (o.frame_previous, o.frame_code, o.frame_instr, o.frame_owner),
+            (g.frame_previous, g.frame_code, g.frame_instr, g.frame_owner)
+        );
+        assert_eq!(o.frame_owner_shim_min, 3);
+        assert!(
+            matches!(ft.layout.instr, InstrKind::InstrPtr { code_adaptive } if code_adaptive > 0)
+        );
+    }
+
+    #[test]
+    fn free_threaded_3_14_is_refused() {
+        let err = parse(FT_3_14_10).unwrap_err();
+        assert!(matches!(
+            err,
+            DebugOffsetsError::FreeThreaded {
+                version_hex: 0x030E_0AF0
+            }
+        ));
+        assert!(err.to_string().contains("per-thread bytecode"), "{err}");
     }
 
     #[test]
