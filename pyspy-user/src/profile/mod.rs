@@ -260,7 +260,12 @@ impl Aggregate {
         ids.clear();
         ids.extend(s.frames.iter().map(|f| self.intern(f)));
         let incomplete = s.incomplete.as_ref().map(|r| {
-            *self.incomplete.entry(r.clone()).or_default() += 1;
+            match self.incomplete.get_mut(r) {
+                Some(n) => *n += 1,
+                None => {
+                    self.incomplete.insert(r.clone(), 1);
+                }
+            }
             match self.reasons.iter().position(|x| x == r) {
                 Some(i) => i as u32,
                 None => {
