@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 /// The bpf-linker release that links with the nightly toolchain's LLVM here.
 const BPF_LINKER_VERSION: &str = "0.10.3";
 const NIGHTLY: &str = "nightly";
+/// The speedscope release whose file-format schema the profile tests check files against.
+const SPEEDSCOPE_VERSION: &str = "1.25.0";
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -57,6 +59,7 @@ fn main() -> Result<()> {
         }
         Task::Test { args } => {
             build(&root)?;
+            test_tools(&root);
             run(cargo(&root)
                 .args(["test", "--release", "--no-fail-fast"])
                 .args(args)
@@ -136,6 +139,49 @@ fn setup() -> Result<()> {
     }
     Ok(())
 }
+
+/// Installs what the tests open profile files with (idempotent): Debian's `golang-go` for `go
+/// tool pprof`, and the npm package `speedscope` (for its file-format schema) unpacked under
+/// `target/test-tools/`. A failure is only reported: the tests that need the tool then fail and
+/// say which tool is missing.
+fn test_tools(root: &Path) {
+    if output(Command::new("go").arg("version")).is_none() {
+        let installed = run(Command::new("apt-get").args(["update", "-qq"])).and_then(|()| {
+            run(Command::new("apt-get")
+                .args(["install", "-y", "-qq", "golang-go"])
+                .env("DEBIAN_FRONTEND", "noninteractive"))
+        });
+        if let Err(e) = installed {
+            eprintln!("xtask: cannot install golang-go (go tool pprof): {e:#}");
+        }
+    }
+    let dir = root.join(format!("target/test-tools/speedscope-{SPEEDSCOPE_VERSION}"));
+    if !dir.join(SPEEDSCOPE_SCHEMA).exists() {
+        let tarball = format!("speedscope-{SPEEDSCOPE_VERSION}.tgz");
+        let fetched = std::fs::create_dir_all(&dir)
+            .context("cannot create target/test-tools")
+            .and_then(|()| {
+                run(Command::new("npm")
+                    .args([
+                        "pack",
+                        "--silent",
+                        &format!("speedscope@{SPEEDSCOPE_VERSION}"),
+                    ])
+                    .current_dir(&dir))
+            })
+            .and_then(|()| {
+                run(Command::new("tar")
+                    .args(["xzf", &tarball])
+                    .current_dir(&dir))
+            });
+        if let Err(e) = fetched {
+            eprintln!("xtask: cannot fetch the npm package speedscope: {e:#}");
+        }
+    }
+}
+
+/// Where speedscope's npm package keeps its schema.
+const SPEEDSCOPE_SCHEMA: &str = "package/dist/release/file-format-schema.json";
 
 fn build(root: &Path) -> Result<()> {
     setup()?;

@@ -4,7 +4,10 @@
 
 use std::io::{self, Write};
 
-use inferno::flamegraph;
+use inferno::flamegraph::{
+    self,
+    color::{MultiPalette, Palette},
+};
 
 use super::{folded, Aggregate};
 
@@ -17,6 +20,11 @@ pub fn write(agg: &Aggregate, out: &mut dyn Write) -> io::Result<()> {
     options.title = "pytrace".into();
     options.count_name = "samples".into();
     options.subtitle = Some(subtitle(agg));
+    // inferno's Python palette (standard library, site-packages and own code in their own
+    // hues), chosen by name rather than at random, so one profile always draws the same.
+    options.colors = Palette::Multi(MultiPalette::Python);
+    options.hash = true;
+    options.deterministic = true;
     let drawn = flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out);
     match drawn {
         // With no sample inferno still writes a complete SVG (saying there was no input), then
@@ -100,6 +108,11 @@ mod tests {
             assert!(titles.contains(&want), "{want:?} not in {titles:?}");
         }
         assert!(text.contains("7 samples at 100 Hz, 1 processes, 2 threads; truncated 1; lost 3 (ring buffer full: 3)"));
+    }
+
+    #[test]
+    fn same_profile_same_svg() {
+        assert_eq!(svg(&small()), svg(&small()));
     }
 
     #[test]

@@ -210,7 +210,10 @@ pub fn build(agg: &Aggregate) -> Profile {
                 functions.push(Function {
                     id: functions.len() as u64 + 1,
                     name,
-                    system_name: name,
+                    // Different from `name` (empty), so pprof takes `name` as already demangled
+                    // and leaves `<module>`, `<lambda>`… whole instead of cutting `<…>` out as
+                    // C++ template arguments.
+                    system_name: 0,
                     filename,
                     start_line: 0,
                 });
