@@ -18,13 +18,16 @@ import glob
 import math
 import os
 import platform
+import random
 import re
 import select
 import shutil
 import signal
+import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -1098,6 +1101,128 @@ class Bench:
                 os.waitpid(pid, 0)
         return pids, clock() - t0
 
+    # -----------------------------------------------------------------------------------------
+    # 6. sampling: slowdown of a CPU-bound pure-Python run under each sampler
+
+    SAMPLING_TARGET = r"""
+import sys, time
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+def work(units):
+    for _ in range(units):
+        fib(22)
+if sys.argv[1] == "calibrate":
+    t0 = time.perf_counter(); work(20); print(time.perf_counter() - t0, flush=True)
+else:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.perf_counter(); work(int(sys.argv[1])); print(time.perf_counter() - t0, flush=True)
+"""
+
+    def sampling_run(self, units, tool):
+        """One timed run of the benchmark under `tool` (argv with {pid}/{out}, or None);
+        returns (seconds, tool rusage or None, tool stderr)."""
+        target = spawn([self.a.python, "-c", self.SAMPLING_TARGET, str(units)],
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if target.stdout.readline().strip() != "ready":
+            raise BenchError("sampling target did not start")
+        proc, err_path = None, None
+        if tool is not None:
+            out = os.path.join(self.tmp, "sample.out")
+            err_path = os.path.join(self.tmp, "sample.err")
+            argv = [a.replace("{pid}", str(target.pid)).replace("{out}", out) for a in tool]
+            err = open(err_path, "w")
+            proc = spawn(argv, stdout=subprocess.DEVNULL, stderr=err)
+            if argv[0] == self.a.pytrace:
+                deadline = clock() + 30
+                while "pytrace: attached" not in open(err_path).read():
+                    if clock() > deadline or proc.poll() is not None:
+                        raise BenchError("pytrace record did not attach: " + open(err_path).read()[-300:])
+                    time.sleep(0.02)
+            else:
+                time.sleep(1.0)  # py-spy and austin print nothing when attached
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        line = target.stdout.readline()
+        reap(target, timeout=30)
+        usage = None
+        if proc is not None:
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                pass
+            reap(proc, sig=signal.SIGINT)
+        try:
+            seconds = float(line)
+        except ValueError:
+            raise BenchError(f"sampling target printed {line!r}")
+        stderr = open(err_path).read() if err_path else ""
+        return seconds, usage, stderr
+
+    def section_sampling(self):
+        a = self.a
+        self.tmp = tempfile.mkdtemp(prefix="pytrace-bench-")
+        r = subprocess.run([a.python, "-c", self.SAMPLING_TARGET, "calibrate"], capture_output=True, text=True)
+        unit = float(r.stdout) / 20
+        units = max(1, int(5.0 / unit))
+        tools_dir = a.tools_dir
+        def peer(exe):
+            path = os.path.join(tools_dir, exe)
+            return path if os.access(path, os.X_OK) else shutil.which(exe)
+        pt = [a.pytrace, "record", "--pid", "{pid}", "--format", "folded", "-o", "{out}", "-v"]
+        configs = [("no tool", None),
+                   ("pytrace record --hz 99", pt + ["--hz", "99"]),
+                   ("pytrace record --hz 999", pt + ["--hz", "999"])]
+        spy, austin = peer("py-spy"), peer("austin")
+        if spy:
+            for rate in ("100", "1000"):
+                base = [spy, "record", "--pid", "{pid}", "--rate", rate, "--format", "raw", "-o", "{out}"]
+                configs.append((f"py-spy record --rate {rate}", base))
+                configs.append((f"py-spy record --rate {rate} --nonblocking", base + ["--nonblocking"]))
+        if austin:
+            for interval in ("10ms", "1ms"):
+                configs.append((f"austin -i {interval}", [austin, "-i", interval, "-p", "{pid}", "-o", "{out}"]))
+        reps = 3 if a.quick else 10
+        times = {name: [] for name, _ in configs}
+        usage = {name: [] for name, _ in configs}
+        kernel = []
+        for rep in range(reps):
+            order = list(configs)
+            random.shuffle(order)
+            for name, tool in order:
+                seconds, ru, stderr = self.sampling_run(units, tool)
+                times[name].append(seconds)
+                if ru is not None:
+                    usage[name].append((ru.ru_utime + ru.ru_stime, ru.ru_maxrss))
+                m = re.search(r"bpf: cpu_clock runs=(\d+) ns=(\d+)", stderr)
+                w = re.search(r"wrote (\d+) samples", stderr)
+                if m and w and name.endswith("999"):
+                    kernel.append((int(m.group(1)), int(m.group(2)), int(w.group(1))))
+            log(f"  sampling: round {rep + 1}/{reps} done")
+        base = statistics.median(times["no tool"])
+        rows = []
+        for name, _ in configs:
+            xs = times[name]
+            med = statistics.median(xs)
+            cpu = [u[0] for u in usage[name]]
+            rss = [u[1] for u in usage[name]]
+            rows.append([name, f"{med:.3f} s", f"{(med / base - 1) * 100:+.1f}%",
+                         f"{min(xs):.3f}-{max(xs):.3f}",
+                         f"{statistics.median(cpu):.2f} s" if cpu else "-",
+                         f"{max(rss) // 1024} MiB" if rss else "-"])
+        self.out("", f"6. sampling: a {base:.1f} s CPU-bound pure-Python run ({units} x fib(22)), "
+                 f"{reps} interleaved rounds; slowdown of the median against no tool",
+                 *table(["tool", "median", "slowdown", "min-max", "tool CPU", "tool max RSS"], rows))
+        if kernel:
+            runs = sum(k[0] for k in kernel)
+            ns = sum(k[1] for k in kernel)
+            samples = sum(k[2] for k in kernel)
+            self.out(f"  pytrace kernel time at 999 Hz: {ns / max(runs, 1) / 1000:.1f} us per tick "
+                     f"(all CPUs, every task), {ns / max(samples, 1) / 1000:.1f} us per Python sample "
+                     f"written (an upper bound: it includes the other tasks' ticks)")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
     def section_churn(self):
         a = self.a
         self.out("", f"5. pytrace memory across {a.churn} short-lived Pythons (`python3.11 -c pass`, "
@@ -1207,7 +1332,7 @@ class Bench:
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="about one minute: fewer repetitions, churn of 500")
-    ap.add_argument("--sections", default="1,2,3,4,5", help="which sections to run, e.g. 2,3")
+    ap.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run, e.g. 2,3")
     ap.add_argument("--pytrace", default=os.environ.get("PYTRACE_BIN") or os.path.join(ROOT, "target/release/pytrace"))
     ap.add_argument("--python", default=os.path.join(PYENV_VERSIONS, "3.11.7/bin/python3.11"),
                     help="interpreter for the targets")
@@ -1277,7 +1402,7 @@ def main():
     t_start = clock()
     sections = [("1", "1. attach", b.section_attach), ("2", "2. latency", b.section_latency),
                 ("3", "3. kernel time", b.section_kernel), ("4", "4. exec", b.section_exec),
-                ("5", "5. churn", b.section_churn)]
+                ("5", "5. churn", b.section_churn), ("6", "6. sampling", b.section_sampling)]
     interrupted = False
     try:
         for key, name, fn in sections:

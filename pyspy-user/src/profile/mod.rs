@@ -17,12 +17,13 @@ pub mod pprof;
 pub mod speedscope;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     io::{self, Write},
     time::SystemTime,
 };
 
 use clap::ValueEnum;
+use hashbrown::{Equivalent, HashMap};
 
 /// One Python frame of a sample.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -139,6 +140,27 @@ pub struct StackKey {
     pub incomplete: Option<u32>,
 }
 
+/// A [`StackKey`] borrowed from a sample being recorded: the lookup key, so a stack already seen
+/// costs no allocation. Hashes as `StackKey` does (same fields, same order).
+#[derive(Hash)]
+struct StackRef<'a> {
+    pid: u32,
+    tid: u32,
+    frames: &'a [u32],
+    truncated: bool,
+    incomplete: Option<u32>,
+}
+
+impl Equivalent<StackKey> for StackRef<'_> {
+    fn equivalent(&self, k: &StackKey) -> bool {
+        self.pid == k.pid
+            && self.tid == k.tid
+            && self.frames == &*k.frames
+            && self.truncated == k.truncated
+            && self.incomplete == k.incomplete
+    }
+}
+
 /// Samples of one stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Counts {
@@ -187,6 +209,8 @@ pub struct Aggregate {
     truncated: u64,
     incomplete: BTreeMap<String, u64>,
     lost: BTreeMap<String, u64>,
+    /// The frame ids of the sample being recorded (kept to reuse its allocation).
+    ids: Vec<u32>,
 }
 
 impl Aggregate {
@@ -208,6 +232,7 @@ impl Aggregate {
             truncated: 0,
             incomplete: BTreeMap::new(),
             lost: BTreeMap::new(),
+            ids: Vec::new(),
         }
     }
 
@@ -231,9 +256,16 @@ impl Aggregate {
         }
         self.first_ns = Some(self.first_ns.map_or(s.time_ns, |t| t.min(s.time_ns)));
         self.last_ns = Some(self.last_ns.map_or(s.time_ns, |t| t.max(s.time_ns)));
-        let frames = s.frames.iter().map(|f| self.intern(f)).collect();
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        ids.extend(s.frames.iter().map(|f| self.intern(f)));
         let incomplete = s.incomplete.as_ref().map(|r| {
-            *self.incomplete.entry(r.clone()).or_default() += 1;
+            match self.incomplete.get_mut(r) {
+                Some(n) => *n += 1,
+                None => {
+                    self.incomplete.insert(r.clone(), 1);
+                }
+            }
             match self.reasons.iter().position(|x| x == r) {
                 Some(i) => i as u32,
                 None => {
@@ -243,14 +275,27 @@ impl Aggregate {
             }
         });
         self.truncated += u64::from(s.truncated);
-        let key = StackKey {
+        let key = StackRef {
             pid: s.pid,
             tid: s.tid,
-            frames,
+            frames: &ids,
             truncated: s.truncated,
             incomplete,
         };
-        self.stacks.entry(key).or_default().add(s.held_gil);
+        match self.stacks.get_mut(&key) {
+            Some(counts) => counts.add(s.held_gil),
+            None => {
+                let key = StackKey {
+                    pid: s.pid,
+                    tid: s.tid,
+                    frames: ids.as_slice().into(),
+                    truncated: s.truncated,
+                    incomplete,
+                };
+                self.stacks.entry(key).or_default().add(s.held_gil);
+            }
+        }
+        self.ids = ids;
         let p = self.processes.entry(s.pid).or_default();
         if p.comm != s.comm {
             p.comm.clone_from(&s.comm);
@@ -572,6 +617,23 @@ mod tests {
         assert_eq!(agg.last_sample_ns(), Some(3_000));
         assert_eq!(agg.period_ns(), 10_000_000);
         assert_eq!(agg.duration_ns(), 2_000 + 10_000_000);
+    }
+
+    #[test]
+    fn borrowed_key_finds_the_stack() {
+        use std::hash::BuildHasher;
+        let agg = small();
+        let (key, _) = agg.stacks()[0];
+        let borrowed = StackRef {
+            pid: key.pid,
+            tid: key.tid,
+            frames: &key.frames,
+            truncated: key.truncated,
+            incomplete: key.incomplete,
+        };
+        let h = agg.stacks.hasher();
+        assert_eq!(h.hash_one(&borrowed), h.hash_one(key));
+        assert!(agg.stacks.get(&borrowed).is_some());
     }
 
     #[test]
