@@ -37,8 +37,22 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// Signal whose delivery triggers a dump: a name (SIGILL, ILL, SIGRTMIN+1) or a number.
-    #[arg(long, short = 's', value_name = "SIGNAL", required = true)]
-    pub signal: Option<String>,
+    /// Several: a comma list or the option repeated; `fatal`: every signal whose default
+    /// action kills the process, SIGKILL included.
+    #[arg(
+        long,
+        short = 's',
+        value_name = "SIGNAL",
+        required = true,
+        action = clap::ArgAction::Append,
+        value_delimiter = ','
+    )]
+    pub signal: Vec<String>,
+
+    /// Keep the watched signals from the selected processes (refused to the sender, whose
+    /// kill() fails with EPERM) and dump those processes instead. Needs the BPF LSM.
+    #[arg(long)]
+    pub hold: bool,
 
     /// Only dump this process (repeatable). Filtered in the kernel.
     #[arg(long, short = 'p', value_name = "PID")]

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
     code_flags, kind, CaptureBegin, CaptureEnd, CodeRecord, FrameEntry, ProcessEvent, PyStr,
-    SignalInfo, Skipped, ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
+    HeldSignal, SignalInfo, Skipped, ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
 };
 
 use crate::model::PyText;
@@ -46,6 +46,8 @@ pub enum Record {
     Code(CodeInfo),
     End(CaptureEnd),
     Skipped(Skipped),
+    /// `--hold` refused a watched signal to a selected process.
+    Held(HeldSignal),
     /// A process mapped a python/libpython executable file.
     Mapped(u32),
     /// A traced process exited.
@@ -70,6 +72,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::SIGNAL_INFO => Ok(Record::Signal(read(bytes)?)),
         kind::CAPTURE_END => Ok(Record::End(read(bytes)?)),
         kind::SKIPPED => Ok(Record::Skipped(read(bytes)?)),
+        kind::HELD => Ok(Record::Held(read(bytes)?)),
         kind::THREAD => decode_thread(bytes),
         kind::CODE => decode_code(bytes),
         kind::MAPPED => Ok(Record::Mapped(read::<ProcessEvent>(bytes)?.pid)),

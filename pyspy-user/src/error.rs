@@ -25,6 +25,10 @@ pub enum Error {
     Output(String),
     #[error("{0}")]
     Runtime(String),
+    /// A combination of options that cannot work, found after parsing (exit code 2, as clap's
+    /// own usage errors).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {
@@ -41,6 +45,7 @@ impl Error {
             Error::KernelSupport(_) => 9,
             Error::Attach { .. } => 10,
             Error::Output(_) => 11,
+            Error::Usage(_) => 2,
         })
     }
 }

@@ -3,11 +3,14 @@
 
 use std::collections::HashMap;
 
-use pytrace_common::{begin_flags, end_flags, thread_flags, trigger, FrameEntry};
+use pytrace_common::{
+    begin_flags, end_flags, signal_action, signal_flags, thread_flags, trigger, FrameEntry,
+    SignalInfo,
+};
 
 use crate::{
     decode::{CodeInfo, RawCapture},
-    model::{Capture, ChainEntry, Frame, ThreadStack, TriggerInfo},
+    model::{Capture, ChainEntry, Frame, SignalAction, ThreadStack, TriggerInfo},
     python::{
         layout::{InstrKind, VersionLayout},
         linetable,
@@ -86,15 +89,9 @@ impl Symbolizer {
         let proc = self.procs.get(&b.pid);
         let trigger = match (b.trigger, &raw.signal) {
             (trigger::TIMER, _) => TriggerInfo::Timer { cpu: b.cpu },
-            (_, Some(s)) => TriggerInfo::Signal {
-                signal: s.signal,
-                sender_pid: (s.si_code <= SI_USER && s.sender_pid != 0).then_some(s.sender_pid),
-            },
+            (_, Some(s)) => signal_trigger(s),
             // The signal record was lost: the signal is unknown.
-            (_, None) => TriggerInfo::Signal {
-                signal: 0,
-                sender_pid: None,
-            },
+            (_, None) => TriggerInfo::default(),
         };
         let lost_signal = u32::from(b.trigger == trigger::SIGNAL && raw.signal.is_none());
         let mut dump = Capture {
@@ -104,7 +101,11 @@ impl Symbolizer {
             ns_tid: None,
             trigger,
             time_ns: (b.boot_ns as i128 + boot_to_epoch_ns).max(0) as u64,
-            comm: comm_string(&b.comm),
+            comm: match &raw.signal {
+                // Taken in another thread than the process's main one: its comm.
+                Some(s) if s.comm[0] != 0 => comm_string(&s.comm),
+                _ => comm_string(&b.comm),
+            },
             python_version: proc.map(|p| p.meta.version).unwrap_or_default(),
             gc_collecting: b.gc_collecting != 0,
             threads: Vec::with_capacity(raw.threads.len()),
@@ -170,6 +171,27 @@ fn frame(proc: &ProcState, entry: &FrameEntry, unsymbolized: &mut u32) -> Frame 
 fn comm_string(comm: &[u8; 16]) -> String {
     let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
     String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+/// The signal trigger's record in user terms.
+pub fn signal_trigger(s: &SignalInfo) -> TriggerInfo {
+    TriggerInfo::Signal {
+        signal: s.signal,
+        sender_pid: (s.si_code <= SI_USER && s.sender_pid != 0).then_some(s.sender_pid),
+        action: match s.action {
+            signal_action::HANDLER => SignalAction::Handler,
+            signal_action::KILL => SignalAction::Kill,
+            signal_action::CORE => SignalAction::Core,
+            signal_action::STOP => SignalAction::Stop,
+            signal_action::IGNORE => SignalAction::Ignore,
+            signal_action::HELD => SignalAction::Held,
+            _ => SignalAction::Unknown,
+        },
+        from_kernel: s.si_code > SI_USER,
+        fault_addr: (s.flags & signal_flags::FAULT_ADDR != 0).then_some(s.fault_addr),
+        oom: s.flags & signal_flags::OOM != 0,
+        delivered_as: (s.delivered != s.signal && s.delivered != 0).then_some(s.delivered),
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +263,8 @@ mod tests {
             signal: 10,
             capture_id: 9,
             sender_pid: 7,
+            delivered: 10,
+            action: signal_action::HANDLER,
             ..Default::default()
         };
         let mut records = vec![bytes_of(&begin), bytes_of(&signal)];
@@ -306,7 +330,12 @@ mod tests {
             dump.trigger,
             TriggerInfo::Signal {
                 signal: 10,
-                sender_pid: Some(7)
+                sender_pid: Some(7),
+                action: SignalAction::Handler,
+                from_kernel: false,
+                fault_addr: None,
+                oom: false,
+                delivered_as: None,
             }
         );
         let mut out = Vec::new();
@@ -316,7 +345,9 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let (header, body) = text.split_once('\n').unwrap();
         assert!(
-            header.starts_with("Process 42 (python3.8) Python 3.8.18, SIGUSR1 from PID 7, "),
+            header.starts_with(
+                "Process 42 (python3.8) Python 3.8.18, SIGUSR1 from PID 7, handler runs, "
+            ),
             "{header}"
         );
         assert_eq!(

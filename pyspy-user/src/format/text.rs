@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use super::{faulthandler, timestamp, version_string, Output};
 use crate::{
-    model::{Capture, TriggerInfo},
+    model::{Capture, SignalAction, TriggerInfo},
     signals,
 };
 
@@ -23,9 +23,12 @@ impl Output for Text {
     }
 }
 
-/// `Process 1234 (python3) Python 3.11.7, SIGILL from PID 99, 2026-11-25T10:00:00.000000Z`;
-/// in a PID namespace, `Process 1234 [1 in its PID namespace] …, SIGILL to thread 1240 [7] …`;
-/// for a timer sample, `…, CPU clock on CPU 3 in thread 1240, …`.
+/// `Process 1234 (python3) Python 3.11.7, SIGILL from PID 99, kills the process (core),
+/// 2026-11-25T10:00:00.000000Z`; in a PID namespace,
+/// `Process 1234 [1 in its PID namespace] …, SIGILL to thread 1240 [7] …`; for a signal the
+/// kernel raised, `…, SIGSEGV from the kernel at address 0x10, …` or
+/// `…, SIGKILL from the kernel (OOM), …`; for a timer sample,
+/// `…, CPU clock on CPU 3 in thread 1240, …`.
 fn header(buf: &mut Vec<u8>, d: &Capture) {
     let _ = write!(buf, "Process {} ", d.pid);
     if let Some(ns) = d.ns_pid {
@@ -38,7 +41,9 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
         version_string(d.python_version)
     );
     let (preposition, sender) = match d.trigger {
-        TriggerInfo::Signal { signal, sender_pid } => {
+        TriggerInfo::Signal {
+            signal, sender_pid, ..
+        } => {
             let _ = write!(buf, "{}", signals::name(signal));
             ("to", sender_pid)
         }
@@ -56,6 +61,27 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
     if let Some(sender) = sender {
         let _ = write!(buf, " from PID {sender}");
     }
+    if let TriggerInfo::Signal {
+        action,
+        from_kernel,
+        fault_addr,
+        oom,
+        ..
+    } = d.trigger
+    {
+        if from_kernel && sender.is_none() {
+            buf.extend_from_slice(b" from the kernel");
+            if oom {
+                buf.extend_from_slice(b" (OOM)");
+            }
+            if let Some(addr) = fault_addr {
+                let _ = write!(buf, " at address {addr:#x}");
+            }
+        }
+        if let Some(what) = action_text(action) {
+            let _ = write!(buf, ", {what}");
+        }
+    }
     let _ = write!(buf, ", {}", timestamp(d.time_ns));
     let torn = d.threads.iter().filter(|t| t.torn).count();
     if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 {
@@ -66,4 +92,17 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
         );
     }
     buf.push(b'\n');
+}
+
+/// What the signal does, as the header says it.
+fn action_text(action: SignalAction) -> Option<&'static str> {
+    Some(match action {
+        SignalAction::Unknown => return None,
+        SignalAction::Handler => "handler runs",
+        SignalAction::Kill => "kills the process",
+        SignalAction::Core => "kills the process (core)",
+        SignalAction::Stop => "stops the process",
+        SignalAction::Ignore => "ignored",
+        SignalAction::Held => "held (not delivered)",
+    })
 }

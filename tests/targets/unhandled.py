@@ -1,0 +1,30 @@
+"""thread_depths.py's stack, in a process that leaves every signal but the oracle's to its
+default action: faulthandler dumps all threads into OUT_FILE on the signals named on the
+command line, and SIGINT (which Python itself handles) is reset to SIG_DFL, so that any
+other fatal signal kills the process."""
+import signal
+
+import fhtarget as fh
+
+
+def descend(spot, levels):
+    if levels > 1:
+        descend(spot, levels - 1)
+    else:
+        fh.park(spot)
+
+
+class Walker(object):
+    def step(self, spot):
+        def inner():
+            fh.park(spot)
+        inner()
+
+
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+fh.register()
+fh.start(descend, 1)
+fh.start(Walker().step)
+fh.start(lambda spot: descend(spot, 4))
+fh.start(descend, 12)
+fh.serve()
