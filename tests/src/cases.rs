@@ -116,6 +116,17 @@ pub const FATAL_SIGILL: Case = Case {
     check: check_thread_depths,
 };
 
+/// thread_depths.py's stack with every signal but the registered ones left to its default
+/// action (SIGINT included): the signal-mode tests kill it with each fatal signal.
+pub const UNHANDLED: Case = Case {
+    name: "unhandled",
+    script: "unhandled.py",
+    registered: &[SIGUSR1],
+    watched: SIGUSR1,
+    trigger: Trigger::Process,
+    check: check_thread_depths,
+};
+
 pub const ALL: &[&Case] = &[
     &THREAD_DEPTHS,
     &DEEP_RECURSION,
@@ -127,6 +138,7 @@ pub const ALL: &[&Case] = &[
     &PTHREAD_KILL_WORKER,
     &GC_DEL,
     &FATAL_SIGILL,
+    &UNHANDLED,
 ];
 
 /// Frames threading.Thread puts under a worker's target function.

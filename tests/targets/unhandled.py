@@ -1,7 +1,12 @@
 """thread_depths.py's stack, in a process that leaves every signal but the oracle's to its
 default action: faulthandler dumps all threads into OUT_FILE on the signals named on the
 command line, and SIGINT (which Python itself handles) is reset to SIG_DFL, so that any
-other fatal signal kills the process."""
+other fatal signal kills the process.
+
+With UNHANDLED_MAIN_THREAD_ONLY=1 the workers block the registered signals, so every delivery
+goes to the main thread, one after the other (faulthandler skips a dump that starts while
+another thread's is running)."""
+import os
 import signal
 
 import fhtarget as fh
@@ -21,10 +26,15 @@ class Walker(object):
         inner()
 
 
+main_only = os.environ.get("UNHANDLED_MAIN_THREAD_ONLY") == "1"
 signal.signal(signal.SIGINT, signal.SIG_DFL)
 fh.register()
+if main_only:
+    signal.pthread_sigmask(signal.SIG_BLOCK, fh.SIGNALS)
 fh.start(descend, 1)
 fh.start(Walker().step)
 fh.start(lambda spot: descend(spot, 4))
 fh.start(descend, 12)
+if main_only:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, fh.SIGNALS)
 fh.serve()

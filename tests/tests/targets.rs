@@ -26,11 +26,12 @@ target_tests! {
     pthread_kill_worker => PTHREAD_KILL_WORKER,
     gc_del => GC_DEL,
     fatal_sigill => FATAL_SIGILL,
+    unhandled => UNHANDLED,
 }
 
 #[test]
 fn every_case_is_listed() {
-    assert_eq!(ALL.len(), 10);
+    assert_eq!(ALL.len(), 11);
     let scripts = std::fs::read_dir(targets_dir()).unwrap();
     for entry in scripts {
         let name = entry.unwrap().file_name().into_string().unwrap();

@@ -7,7 +7,7 @@ use aya::{
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         uprobe::UProbeScope,
-        BtfTracePoint, Lsm, PerfEvent, UProbe,
+        BtfTracePoint, Lsm, PerfEvent, ProgramError, UProbe,
     },
     Btf, Ebpf, EbpfLoader,
 };
@@ -124,18 +124,24 @@ impl Probes {
             .ok_or_else(|| attach_err("program missing from the object".into()))?
             .try_into()
             .map_err(|e| attach_err(format!("{e}")))?;
-        program
-            .load("task_kill", &self.btf)
-            .map_err(|e| Error::KernelSupport(format!("--hold needs the BPF LSM: {}", verifier_summary(&e))))?;
+        let unsupported = |what: String| {
+            Error::KernelSupport(format!("--hold needs the BPF LSM, and {what}"))
+        };
+        program.load("task_kill", &self.btf).map_err(|e| match e {
+            ProgramError::LoadError { io_error, .. } if io_error.raw_os_error() == Some(libc::EPERM) => {
+                unsupported("this kernel refuses to load BPF LSM programs (EPERM)".into())
+            }
+            e => unsupported(format!("loading its program failed: {}", verifier_summary(&e))),
+        })?;
         program
             .attach()
-            .map_err(|e| Error::KernelSupport(format!("--hold needs the BPF LSM: {e}")))?;
+            .map_err(|e| unsupported(format!("attaching its program failed: {e}")))?;
         // SAFETY: kill(2) with signal 0 only checks permission; no memory is involved.
         let refused = unsafe { libc::kill(std::process::id() as libc::pid_t, 0) } != 0
             && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
         if !refused {
-            return Err(Error::KernelSupport(
-                "--hold needs the BPF LSM, which this kernel does not run (\"bpf\" is not in /sys/kernel/security/lsm)".into(),
+            return Err(unsupported(
+                "this kernel does not run it (\"bpf\" is not in /sys/kernel/security/lsm)".into(),
             ));
         }
         Ok(())
