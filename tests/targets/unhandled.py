@@ -5,9 +5,14 @@ other fatal signal kills the process.
 
 With UNHANDLED_MAIN_THREAD_ONLY=1 the workers block the registered signals, so every delivery
 goes to the main thread, one after the other (faulthandler skips a dump that starts while
-another thread's is running)."""
+another thread's is running).
+
+With UNHANDLED_THEN=segv or UNHANDLED_THEN=oom the main thread, once ready, waits for a line on
+stdin, then reads address 16 (the kernel raises SIGSEGV) or allocates until the OOM killer
+ends it (run it in a memory-limited cgroup)."""
 import os
 import signal
+import sys
 
 import fhtarget as fh
 
@@ -37,4 +42,22 @@ fh.start(lambda spot: descend(spot, 4))
 fh.start(descend, 12)
 if main_only:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, fh.SIGNALS)
+
+
+def crash():
+    import ctypes
+    ctypes.string_at(16)
+
+
+def grow():
+    chunks = []
+    while True:
+        chunks.append(bytearray(4 << 20))
+
+
+then = os.environ.get("UNHANDLED_THEN")
+if then:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    crash() if then == "segv" else grow()
 fh.serve()

@@ -456,3 +456,124 @@ fn hold_refuses_the_signal_to_selected_processes_only() {
         Ok(())
     });
 }
+
+/// `unhandled.py` with `UNHANDLED_THEN=<then>`, started by `command_prefix` (the interpreter
+/// and its options come after it).
+fn start_then(interp: &Interpreter, then: &str, mut command: Command) -> Result<Target> {
+    command
+        .arg(&interp.python)
+        .args(["-E", "-s", "-B"])
+        .env("UNHANDLED_THEN", then);
+    let mut target = Target::spawn(command, SCRIPT, &[SIGUSR1], &interp.name)?;
+    target.wait_ready(READY_TIMEOUT)?;
+    Ok(target)
+}
+
+/// Runs `target` to its death by `signal` (after its `go` line) under pytrace
+/// `--signal <signal> --format json`, and returns pytrace's one JSON object.
+fn json_of_death(target: &mut Target, signal: Signal) -> Result<serde_json::Value> {
+    let mut pytrace = Pytrace::attach(&[
+        "--signal".to_string(),
+        signal.name.to_string(),
+        "--pid".to_string(),
+        target.pid().to_string(),
+        "--count".to_string(),
+        "1".to_string(),
+        "--format".to_string(),
+        "json".to_string(),
+    ])?;
+    target.command("go")?;
+    let status = target.wait_exit(DUMP_TIMEOUT)?;
+    if status.signal() != Some(signal.number) {
+        return Err(format!("{}: expected death by {}, got {status:?}", target.label(), signal.name));
+    }
+    let status = pytrace.wait_exit(DUMP_TIMEOUT)?;
+    let stdout = String::from_utf8(pytrace.stdout()).map_err(|e| e.to_string())?;
+    let lines: Vec<&str> = stdout.lines().collect();
+    if !status.success() || lines.len() != 1 {
+        return Err(format!("expected one JSON line\n{}", pytrace.describe()));
+    }
+    serde_json::from_str(lines[0]).map_err(|e| format!("{e}\n{}", pytrace.describe()))
+}
+
+fn current_names(record: &serde_json::Value) -> Vec<String> {
+    record["threads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["current"] == true)
+        .flat_map(|t| t["frames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A fault the kernel raises: named `from the kernel` with the fault's address, no sender.
+#[test]
+fn kernel_raised_sigsegv_has_its_fault_address() {
+    let _serial = serial();
+    let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
+    each_interpreter(&interpreters, |interp| {
+        let mut target = start_then(interp, "segv", Command::new("env"))?;
+        let record = json_of_death(&mut target, SIGSEGV)?;
+        let names = current_names(&record);
+        let ok = record["signal"] == 11
+            && record["action"] == "core"
+            && record["from_kernel"] == true
+            && record["fault_addr"] == "0x10"
+            && record.get("sender_pid").is_none()
+            && names.first().map(String::as_str) == Some("string_at")
+            && names.get(1).map(String::as_str) == Some("crash");
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("unexpected record (current thread {names:?}): {record}"))
+        }
+    });
+}
+
+/// A process the OOM killer ends, in a memory cgroup of 64 MiB: `SIGKILL from the kernel
+/// (OOM)`.
+#[test]
+fn oom_kill_is_named() {
+    let _serial = serial();
+    let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
+    let name = format!("pytrace-test-oom-{}", std::process::id());
+    // cgroup v2, else v1's memory controller.
+    let (dir, limit_file) = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        (format!("/sys/fs/cgroup/{name}"), "memory.max")
+    } else {
+        (format!("/sys/fs/cgroup/memory/{name}"), "memory.limit_in_bytes")
+    };
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating the cgroup {dir}: {e}"));
+    if let Err(e) = std::fs::write(format!("{dir}/{limit_file}"), "67108864") {
+        let _ = std::fs::remove_dir(&dir);
+        panic!("limiting {dir}: {e}");
+    }
+    let outcome = std::panic::catch_unwind(|| {
+        each_interpreter(&interpreters[..1], |interp| {
+            let mut command = Command::new("sh");
+            command.args([
+                "-c",
+                &format!("echo $$ > {dir}/cgroup.procs && exec \"$@\""),
+                "sh",
+            ]);
+            let mut target = start_then(interp, "oom", command)?;
+            let record = json_of_death(&mut target, SIGKILL)?;
+            let ok = record["signal"] == 9
+                && record["action"] == "kill"
+                && record["from_kernel"] == true
+                && record["oom"] == true
+                && record.get("sender_pid").is_none()
+                && current_names(&record).first().map(String::as_str) == Some("grow");
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("unexpected record: {record}"))
+            }
+        });
+    });
+    let _ = std::fs::remove_dir(&dir);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}

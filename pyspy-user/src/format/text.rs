@@ -106,3 +106,62 @@ fn action_text(action: SignalAction) -> Option<&'static str> {
         SignalAction::Held => "held (not delivered)",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_of(trigger: TriggerInfo) -> String {
+        let capture = Capture {
+            pid: 42,
+            tid: 42,
+            comm: "python3".into(),
+            python_version: (3, 12, 1),
+            trigger,
+            ..Default::default()
+        };
+        let mut buf = Vec::new();
+        header(&mut buf, &capture);
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn signal(signal: u32, sender_pid: Option<u32>, action: SignalAction) -> TriggerInfo {
+        TriggerInfo::Signal {
+            signal,
+            sender_pid,
+            action,
+            from_kernel: sender_pid.is_none(),
+            fault_addr: None,
+            oom: false,
+            delivered_as: None,
+        }
+    }
+
+    #[test]
+    fn headers_say_what_the_signal_does_and_who_sent_it() {
+        let h = header_of(signal(15, Some(99), SignalAction::Kill));
+        assert!(
+            h.starts_with("Process 42 (python3) Python 3.12.1, SIGTERM from PID 99, kills the process, 1970-"),
+            "{h}"
+        );
+        let mut segv = signal(11, None, SignalAction::Core);
+        if let TriggerInfo::Signal { fault_addr, .. } = &mut segv {
+            *fault_addr = Some(0x10);
+        }
+        let h = header_of(segv);
+        assert!(
+            h.contains(", SIGSEGV from the kernel at address 0x10, kills the process (core), "),
+            "{h}"
+        );
+        let mut oom = signal(9, None, SignalAction::Kill);
+        if let TriggerInfo::Signal { oom: o, .. } = &mut oom {
+            *o = true;
+        }
+        let h = header_of(oom);
+        assert!(h.contains(", SIGKILL from the kernel (OOM), kills the process, "), "{h}");
+        let h = header_of(signal(10, Some(7), SignalAction::Handler));
+        assert!(h.contains(", SIGUSR1 from PID 7, handler runs, "), "{h}");
+        let h = header_of(signal(20, Some(7), SignalAction::Stop));
+        assert!(h.contains(", SIGTSTP from PID 7, stops the process, "), "{h}");
+    }
+}
