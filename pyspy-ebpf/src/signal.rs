@@ -128,16 +128,8 @@ const BPF_NOEXIST: u64 = 1;
 /// every other signal (1 to 64) kills.
 const STOP_SET: u64 = bit(19) | bit(20) | bit(21) | bit(22);
 const IGNORE_SET: u64 = bit(17) | bit(18) | bit(23) | bit(28);
-const CORE_SET: u64 = bit(3)
-    | bit(4)
-    | bit(5)
-    | bit(6)
-    | bit(7)
-    | bit(8)
-    | bit(11)
-    | bit(24)
-    | bit(25)
-    | bit(31);
+const CORE_SET: u64 =
+    bit(3) | bit(4) | bit(5) | bit(6) | bit(7) | bit(8) | bit(11) | bit(24) | bit(25) | bit(31);
 
 const FAULT_SET: u64 = bit(4) | bit(5) | bit(7) | bit(8) | bit(11);
 

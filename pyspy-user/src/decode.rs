@@ -6,8 +6,8 @@
 use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
-    code_flags, kind, CaptureBegin, CaptureEnd, CodeRecord, FrameEntry, ProcessEvent, PyStr,
-    HeldSignal, SignalInfo, Skipped, ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
+    code_flags, kind, CaptureBegin, CaptureEnd, CodeRecord, FrameEntry, HeldSignal, ProcessEvent,
+    PyStr, SignalInfo, Skipped, ThreadHeader, CODE_RECORD_FIXED, LINETABLE_MAX, STR_MAX_BYTES,
 };
 
 use crate::model::PyText;

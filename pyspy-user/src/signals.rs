@@ -112,10 +112,16 @@ pub enum DefaultAction {
 
 pub fn default_action(sig: u32) -> DefaultAction {
     match sig as i32 {
-        libc::SIGQUIT | libc::SIGILL | libc::SIGTRAP | libc::SIGABRT | libc::SIGBUS
-        | libc::SIGFPE | libc::SIGSEGV | libc::SIGXCPU | libc::SIGXFSZ | libc::SIGSYS => {
-            DefaultAction::Core
-        }
+        libc::SIGQUIT
+        | libc::SIGILL
+        | libc::SIGTRAP
+        | libc::SIGABRT
+        | libc::SIGBUS
+        | libc::SIGFPE
+        | libc::SIGSEGV
+        | libc::SIGXCPU
+        | libc::SIGXFSZ
+        | libc::SIGSYS => DefaultAction::Core,
         libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => DefaultAction::Stop,
         libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH => DefaultAction::Ignore,
         _ => DefaultAction::Kill,
@@ -159,7 +165,11 @@ pub fn describe(signals: &[u32]) -> String {
     if signals == fatal_signals().as_slice() {
         return "every fatal signal".to_string();
     }
-    signals.iter().map(|&s| name(s)).collect::<Vec<_>>().join(", ")
+    signals
+        .iter()
+        .map(|&s| name(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -183,10 +193,7 @@ mod tests {
 
     #[test]
     fn lists_repeats_and_the_fatal_set() {
-        assert_eq!(
-            parse_list(&["SIGTERM,usr1", "15"]).unwrap(),
-            vec![10, 15]
-        );
+        assert_eq!(parse_list(&["SIGTERM,usr1", "15"]).unwrap(), vec![10, 15]);
         let fatal = parse_list(&["fatal"]).unwrap();
         for sig in [1, 2, 3, 4, 6, 9, 10, 11, 12, 13, 14, 15, 24, 31, 34, 64] {
             assert!(fatal.contains(&sig), "{sig}");

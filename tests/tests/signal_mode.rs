@@ -49,9 +49,9 @@ const CONVERTED: &[Signal] = &[SIGTERM, SIGHUP, SIGINT, SIGUSR1, SIGUSR2, SIGALR
 /// Signals whose default action kills, as a process sends them (SIGPIPE and SIGXFSZ are left
 /// out: Python ignores them).
 const FATAL: &[Signal] = &[
-    SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGKILL, SIGUSR1,
-    SIGSEGV, SIGUSR2, SIGALRM, SIGTERM, SIGSTKFLT, SIGXCPU, SIGVTALRM, SIGPROF, SIGIO, SIGPWR,
-    SIGSYS, SIGRTMIN_1, SIGRTMAX,
+    SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGKILL, SIGUSR1, SIGSEGV,
+    SIGUSR2, SIGALRM, SIGTERM, SIGSTKFLT, SIGXCPU, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSYS,
+    SIGRTMIN_1, SIGRTMAX,
 ];
 
 /// Signals that dump core: delivered as themselves in one thread.
@@ -106,7 +106,10 @@ fn collect_dumps(pytrace: &mut Pytrace, n: usize) -> Result<Vec<TextDump>> {
 fn check_deaths(interp: &Interpreter, killers: &[Signal], watch: &str) -> Result<()> {
     let mut targets = Vec::new();
     for &killer in killers {
-        targets.push((killer, Target::start(interp, SCRIPT, &[oracle_for(killer)])?));
+        targets.push((
+            killer,
+            Target::start(interp, SCRIPT, &[oracle_for(killer)])?,
+        ));
     }
     let mut args = vec!["--signal".to_string(), watch.to_string()];
     for (_, target) in &targets {
@@ -135,8 +138,7 @@ fn check_deaths(interp: &Interpreter, killers: &[Signal], watch: &str) -> Result
         expected.push((target.pid(), *killer, text));
     }
     let watched: Vec<&str> = watch.split(',').collect();
-    let oracle_watched =
-        |oracle: Signal| watch == "fatal" || watched.contains(&oracle.name);
+    let oracle_watched = |oracle: Signal| watch == "fatal" || watched.contains(&oracle.name);
     // One dump per death; one more per process whose oracle signal is watched too (its
     // handler, faulthandler's, runs).
     let total: usize = expected
@@ -201,11 +203,7 @@ fn check_deaths(interp: &Interpreter, killers: &[Signal], watch: &str) -> Result
 }
 
 fn names(signals: &[Signal]) -> String {
-    signals
-        .iter()
-        .map(|s| s.name)
-        .collect::<Vec<_>>()
-        .join(",")
+    signals.iter().map(|s| s.name).collect::<Vec<_>>().join(",")
 }
 
 /// SIGTERM, SIGHUP, SIGINT, SIGUSR1, SIGUSR2 and SIGALRM without a handler arrive in every
@@ -238,17 +236,15 @@ fn several_signals_repeated_or_listed() {
         let mut watched = Target::start(interp, SCRIPT, &[SIGUSR2])?;
         let mut other = Target::start(interp, SCRIPT, &[SIGUSR2])?;
         let pids = [watched.pid(), other.pid()];
-        let args: Vec<String> = [
-            "--signal", "SIGHUP", "-s", "ALRM,SIGTERM", "--pid",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            pids[0].to_string(),
-            "--pid".to_string(),
-            pids[1].to_string(),
-        ])
-        .collect();
+        let args: Vec<String> = ["--signal", "SIGHUP", "-s", "ALRM,SIGTERM", "--pid"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                pids[0].to_string(),
+                "--pid".to_string(),
+                pids[1].to_string(),
+            ])
+            .collect();
         let mut pytrace = Pytrace::attach(&args)?;
         // SIGUSR1 is not watched: the process dies undumped.
         other.kill(SIGUSR1)?;
@@ -363,11 +359,17 @@ fn storm_of_handled_signals_counts_add_up() {
             let mine: Vec<&TextDump> = dumps.iter().filter(|d| d.pid == t.pid()).collect();
             let usr1 = mine
                 .iter()
-                .filter(|d| d.header.contains(", SIGUSR1 from PID ") && d.header.contains(", handler runs, "))
+                .filter(|d| {
+                    d.header.contains(", SIGUSR1 from PID ")
+                        && d.header.contains(", handler runs, ")
+                })
                 .count();
             let term = mine
                 .iter()
-                .filter(|d| d.header.contains(", SIGTERM from PID ") && d.header.contains(", kills the process, "))
+                .filter(|d| {
+                    d.header.contains(", SIGTERM from PID ")
+                        && d.header.contains(", kills the process, ")
+                })
                 .count();
             if usr1 != n || term != 1 || mine.len() != n + 1 {
                 return Err(format!(
@@ -412,7 +414,9 @@ fn hold_refuses_the_signal_to_selected_processes_only() {
             let (code, line) = plain_error(&run, "pytrace --signal SIGTERM --hold")
                 .map_err(|why| format!("{why}\n{e}"))?;
             if code != 9 || !line.contains("--hold needs the BPF LSM") {
-                return Err(format!("expected exit code 9 naming the BPF LSM, got {code}: {line}"));
+                return Err(format!(
+                    "expected exit code 9 naming the BPF LSM, got {code}: {line}"
+                ));
             }
             eprintln!("--hold unavailable here, refused as it must be: {line}");
             held.kill(SIGTERM)?;
@@ -420,7 +424,9 @@ fn hold_refuses_the_signal_to_selected_processes_only() {
             return if status.signal() == Some(libc::SIGTERM) {
                 Ok(())
             } else {
-                Err(format!("the target should have died of SIGTERM: {status:?}"))
+                Err(format!(
+                    "the target should have died of SIGTERM: {status:?}"
+                ))
             };
         }
         held.kill(SIGUSR2)?;
@@ -485,7 +491,11 @@ fn json_of_death(target: &mut Target, signal: Signal) -> Result<serde_json::Valu
     target.command("go")?;
     let status = target.wait_exit(DUMP_TIMEOUT)?;
     if status.signal() != Some(signal.number) {
-        return Err(format!("{}: expected death by {}, got {status:?}", target.label(), signal.name));
+        return Err(format!(
+            "{}: expected death by {}, got {status:?}",
+            target.label(),
+            signal.name
+        ));
     }
     let status = pytrace.wait_exit(DUMP_TIMEOUT)?;
     let stdout = String::from_utf8(pytrace.stdout()).map_err(|e| e.to_string())?;
@@ -526,7 +536,9 @@ fn kernel_raised_sigsegv_has_its_fault_address() {
         if ok {
             Ok(())
         } else {
-            Err(format!("unexpected record (current thread {names:?}): {record}"))
+            Err(format!(
+                "unexpected record (current thread {names:?}): {record}"
+            ))
         }
     });
 }
@@ -542,7 +554,10 @@ fn oom_kill_is_named() {
     let (dir, limit_file) = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         (format!("/sys/fs/cgroup/{name}"), "memory.max")
     } else {
-        (format!("/sys/fs/cgroup/memory/{name}"), "memory.limit_in_bytes")
+        (
+            format!("/sys/fs/cgroup/memory/{name}"),
+            "memory.limit_in_bytes",
+        )
     };
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating the cgroup {dir}: {e}"));
     if let Err(e) = std::fs::write(format!("{dir}/{limit_file}"), "67108864") {

@@ -124,14 +124,18 @@ impl Probes {
             .ok_or_else(|| attach_err("program missing from the object".into()))?
             .try_into()
             .map_err(|e| attach_err(format!("{e}")))?;
-        let unsupported = |what: String| {
-            Error::KernelSupport(format!("--hold needs the BPF LSM, and {what}"))
-        };
+        let unsupported =
+            |what: String| Error::KernelSupport(format!("--hold needs the BPF LSM, and {what}"));
         program.load("task_kill", &self.btf).map_err(|e| match e {
-            ProgramError::LoadError { io_error, .. } if io_error.raw_os_error() == Some(libc::EPERM) => {
+            ProgramError::LoadError { io_error, .. }
+                if io_error.raw_os_error() == Some(libc::EPERM) =>
+            {
                 unsupported("this kernel refuses to load BPF LSM programs (EPERM)".into())
             }
-            e => unsupported(format!("loading its program failed: {}", verifier_summary(&e))),
+            e => unsupported(format!(
+                "loading its program failed: {}",
+                verifier_summary(&e)
+            )),
         })?;
         program
             .attach()

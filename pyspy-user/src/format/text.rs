@@ -141,7 +141,9 @@ mod tests {
     fn headers_say_what_the_signal_does_and_who_sent_it() {
         let h = header_of(signal(15, Some(99), SignalAction::Kill));
         assert!(
-            h.starts_with("Process 42 (python3) Python 3.12.1, SIGTERM from PID 99, kills the process, 1970-"),
+            h.starts_with(
+                "Process 42 (python3) Python 3.12.1, SIGTERM from PID 99, kills the process, 1970-"
+            ),
             "{h}"
         );
         let mut segv = signal(11, None, SignalAction::Core);
@@ -158,10 +160,16 @@ mod tests {
             *o = true;
         }
         let h = header_of(oom);
-        assert!(h.contains(", SIGKILL from the kernel (OOM), kills the process, "), "{h}");
+        assert!(
+            h.contains(", SIGKILL from the kernel (OOM), kills the process, "),
+            "{h}"
+        );
         let h = header_of(signal(10, Some(7), SignalAction::Handler));
         assert!(h.contains(", SIGUSR1 from PID 7, handler runs, "), "{h}");
         let h = header_of(signal(20, Some(7), SignalAction::Stop));
-        assert!(h.contains(", SIGTSTP from PID 7, stops the process, "), "{h}");
+        assert!(
+            h.contains(", SIGTSTP from PID 7, stops the process, "),
+            "{h}"
+        );
     }
 }
