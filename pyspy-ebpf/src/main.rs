@@ -6,6 +6,7 @@
 mod capture;
 mod counters;
 mod emit;
+mod hold;
 mod lifecycle;
 mod maps;
 mod read;
@@ -16,8 +17,8 @@ mod timer;
 mod walker;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, perf_event, uprobe},
-    programs::{BtfTracePointContext, PerfEventContext, ProbeContext},
+    macros::{btf_tracepoint, lsm, perf_event, uprobe},
+    programs::{BtfTracePointContext, LsmContext, PerfEventContext, ProbeContext},
 };
 
 /// `signal_deliver(int sig, struct kernel_siginfo *info, struct k_sigaction *ka)`: runs in the
@@ -26,7 +27,8 @@ use aya_ebpf::{
 pub fn signal_deliver(ctx: BtfTracePointContext) -> i32 {
     let sig: i32 = ctx.arg(0);
     let info: u64 = ctx.arg(1);
-    signal::on_signal(sig as u32, info);
+    let ka: u64 = ctx.arg(2);
+    signal::on_signal(sig as u32, info, ka);
     0
 }
 
@@ -35,10 +37,26 @@ pub fn signal_deliver(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "signal_generate")]
 pub fn signal_generate(ctx: BtfTracePointContext) -> i32 {
     let sig: i32 = ctx.arg(0);
+    let info: u64 = ctx.arg(1);
     let task: u64 = ctx.arg(2);
     let result: i32 = ctx.arg(4);
-    signal::on_generate(sig as u32, task, result);
+    signal::on_generate(sig as u32, info, task, result);
     0
+}
+
+/// LSM hook `task_kill(struct task_struct *p, struct kernel_siginfo *info, int sig,
+/// const struct cred *cred)`: runs in the sender of a signal a process sends; a non-zero
+/// return refuses it (the sender gets that error).
+#[lsm(hook = "task_kill")]
+pub fn task_kill(ctx: LsmContext) -> i32 {
+    let target: u64 = ctx.arg(0);
+    let sig: i32 = ctx.arg(2);
+    let previous: i32 = ctx.arg(4);
+    if previous != 0 {
+        // Another security module already refused it.
+        return previous;
+    }
+    hold::on_task_kill(target, sig as u32)
 }
 
 /// A software CPU-clock perf event on one CPU: runs in the interrupted task's context.

@@ -44,8 +44,22 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// Signal whose delivery triggers a dump: a name (SIGILL, ILL, SIGRTMIN+1) or a number.
-    #[arg(long, short = 's', value_name = "SIGNAL", required = true)]
-    pub signal: Option<String>,
+    /// Several: a comma list or the option repeated; `fatal`: every signal whose default
+    /// action kills the process, SIGKILL included.
+    #[arg(
+        long,
+        short = 's',
+        value_name = "SIGNAL",
+        required = true,
+        action = clap::ArgAction::Append,
+        value_delimiter = ','
+    )]
+    pub signal: Vec<String>,
+
+    /// Keep the watched signals from the selected processes (refused to the sender, whose
+    /// kill() fails with EPERM) and dump those processes instead. Needs the BPF LSM.
+    #[arg(long)]
+    pub hold: bool,
 
     /// Only dump this process (repeatable). Filtered in the kernel. pytrace exits when every
     /// one of them has exited.
@@ -234,7 +248,14 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{args:?}");
             assert!(one_line(&e).contains(args[0]), "{args:?}: {}", one_line(&e));
         }
-        assert_eq!(parse(&["--ringbuf-mib", "1024"]).unwrap().dump.common.ringbuf_mib, 1024);
+        assert_eq!(
+            parse(&["--ringbuf-mib", "1024"])
+                .unwrap()
+                .dump
+                .common
+                .ringbuf_mib,
+            1024
+        );
         assert_eq!(parse(&["--count", "1"]).unwrap().dump.count, Some(1));
         assert_eq!(parse(&[]).unwrap().dump.max_dumps_per_sec, 10);
     }

@@ -6,9 +6,9 @@
 use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
-    code_flags, kind, CaptureBegin, CaptureEnd, CodeChunk, CodeRecord, FrameEntry, ProcessEvent,
-    PyStr, SignalInfo, Skipped, TaskName, TaskNamesHeader, ThreadHeader, CODE_CHUNK_FIXED,
-    CODE_RECORD_FIXED, LINETABLE_LIMIT, LINETABLE_MAX, MAX_TASKS, STR_MAX_BYTES,
+    code_flags, kind, CaptureBegin, CaptureEnd, CodeChunk, CodeRecord, FrameEntry, HeldSignal,
+    ProcessEvent, PyStr, SignalInfo, Skipped, TaskName, TaskNamesHeader, ThreadHeader,
+    CODE_CHUNK_FIXED, CODE_RECORD_FIXED, LINETABLE_LIMIT, LINETABLE_MAX, MAX_TASKS, STR_MAX_BYTES,
 };
 
 use crate::model::PyText;
@@ -69,6 +69,8 @@ pub enum Record {
     CodeChunk(CodeChunkInfo),
     End(CaptureEnd),
     Skipped(Skipped),
+    /// `--hold` refused a watched signal to a selected process.
+    Held(HeldSignal),
     /// A process mapped a python/libpython executable file.
     Mapped(u32),
     /// A traced process exited.
@@ -93,6 +95,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::SIGNAL_INFO => Ok(Record::Signal(read(bytes)?)),
         kind::CAPTURE_END => Ok(Record::End(read(bytes)?)),
         kind::SKIPPED => Ok(Record::Skipped(read(bytes)?)),
+        kind::HELD => Ok(Record::Held(read(bytes)?)),
         kind::THREAD => decode_thread(bytes),
         kind::CODE => decode_code(bytes),
         kind::CODE_CHUNK => decode_chunk(bytes),

@@ -108,14 +108,60 @@ pub enum InterpreterState {
     Unreadable,
 }
 
+/// What a signal does to the process that receives it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SignalAction {
+    /// Not known (the action could not be read).
+    #[default]
+    Unknown,
+    /// A handler the process installed runs.
+    Handler,
+    /// The default action kills the process.
+    Kill,
+    /// The default action kills the process and dumps core.
+    Core,
+    /// The default action stops the process.
+    Stop,
+    /// Ignored.
+    Ignore,
+    /// Held by `--hold`: never delivered.
+    Held,
+}
+
+impl SignalAction {
+    /// `kill`, `core`, `handler`, … (JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalAction::Unknown => "unknown",
+            SignalAction::Handler => "handler",
+            SignalAction::Kill => "kill",
+            SignalAction::Core => "core",
+            SignalAction::Stop => "stop",
+            SignalAction::Ignore => "ignore",
+            SignalAction::Held => "held",
+        }
+    }
+}
+
 /// Why a capture was taken, and what the trigger adds to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TriggerInfo {
-    /// Delivery of a chosen signal to the thread `Capture::tid`.
+    /// A chosen signal: delivered to the thread `Capture::tid` (for a process it killed, the
+    /// thread it was addressed to), or held before delivery.
     Signal {
         signal: u32,
         /// The process that sent it (host PID), when a process did.
         sender_pid: Option<u32>,
+        action: SignalAction,
+        /// The kernel raised it (`si_code` > 0: a fault, a timer, the OOM killer).
+        from_kernel: bool,
+        /// The address of the fault, for SIGSEGV, SIGBUS and the other fault signals.
+        fault_addr: Option<u64>,
+        /// The OOM killer chose the process.
+        oom: bool,
+        /// The signal number seen at delivery when it differs (9: the kernel turned a fatal
+        /// signal into a group SIGKILL).
+        delivered_as: Option<u32>,
     },
     /// A CPU-clock tick that interrupted the thread `Capture::tid` on this CPU.
     Timer { cpu: u32 },
@@ -126,6 +172,11 @@ impl Default for TriggerInfo {
         TriggerInfo::Signal {
             signal: 0,
             sender_pid: None,
+            action: SignalAction::Unknown,
+            from_kernel: false,
+            fault_addr: None,
+            oom: false,
+            delivered_as: None,
         }
     }
 }

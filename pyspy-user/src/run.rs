@@ -45,13 +45,13 @@ fn block_on<F: std::future::Future<Output = Result<(), Error>>>(f: F) -> Result<
 
 /// `pytrace --signal SIG`: a dump written at each delivery.
 async fn dump(args: DumpArgs) -> Result<(), Error> {
-    let signal_arg = args
-        .signal
-        .as_deref()
-        .ok_or_else(|| Error::Runtime("--signal is required".into()))?;
-    let signal = signals::parse(signal_arg)?;
+    let watched = signals::parse_list(&args.signal)?;
+    check_watchable(&watched, args.hold)?;
     let mut session = Session::start(SessionConfig {
-        mode: Mode::Signal(signal),
+        mode: Mode::Signal {
+            signals: watched.clone(),
+            hold: args.hold,
+        },
         pids: args.pid.clone(),
         verbose: args.common.verbose,
         ringbuf_mib: args.common.ringbuf_mib,
@@ -59,11 +59,19 @@ async fn dump(args: DumpArgs) -> Result<(), Error> {
         stop_when_targets_exit: !args.pid.is_empty(),
     })?;
     let (out, terminal) = create_output(args.output.as_deref())?;
-    eprintln!(
-        "pytrace: attached to signal delivery for {}; {} Python process(es) known",
-        signals::name(signal),
-        session.process_count()
-    );
+    if args.hold {
+        eprintln!(
+            "pytrace: attached; holding {} from the selected processes (senders get EPERM); {} Python process(es) known",
+            signals::describe(&watched),
+            session.process_count()
+        );
+    } else {
+        eprintln!(
+            "pytrace: attached to signal delivery for {}; {} Python process(es) known",
+            signals::describe(&watched),
+            session.process_count()
+        );
+    }
     let mut printer = Printer {
         format: format::for_output(args.format, terminal),
         out,
@@ -80,6 +88,33 @@ async fn dump(args: DumpArgs) -> Result<(), Error> {
         eprintln!("{line}");
     }
     result
+}
+
+/// Refuses, before touching the kernel, signals that cannot be watched: those ignored by
+/// default never reach a process that does not handle them, and `--hold` cannot keep SIGKILL
+/// or SIGSTOP (the kernel must be able to kill and stop any process).
+fn check_watchable(watched: &[u32], hold: bool) -> Result<(), Error> {
+    if let Some(&sig) = watched
+        .iter()
+        .find(|&&s| signals::default_action(s) == signals::DefaultAction::Ignore)
+    {
+        return Err(Error::Usage(format!(
+            "{} is ignored by default: the kernel discards it before delivery to a process without a handler, so nothing would be dumped; use --hold to turn a signal into a dump request, or `pytrace dump --pid PID`",
+            signals::name(sig)
+        )));
+    }
+    if hold {
+        if let Some(&sig) = watched
+            .iter()
+            .find(|&&s| s == libc::SIGKILL as u32 || s == libc::SIGSTOP as u32)
+        {
+            return Err(Error::Usage(format!(
+                "--hold cannot keep {} from a process: choose signals that can be caught",
+                signals::name(sig)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Writes each capture as it comes and flushes it, within `--max-dumps-per-sec`.

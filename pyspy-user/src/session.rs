@@ -23,10 +23,11 @@ use crate::{
 };
 
 /// What triggers captures.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Mode {
-    /// A dump of every thread at each delivery of this signal.
-    Signal(u32),
+    /// A dump of every thread at each delivery of these signals (for a process a signal
+    /// kills, once); with `hold`, the signals are refused to the selected processes instead.
+    Signal { signals: Vec<u32>, hold: bool },
     /// A sample of the interrupted thread at this many ticks per second on every CPU.
     Timer { hz: u64 },
 }
@@ -95,6 +96,8 @@ pub struct Session {
     decode_errors: u64,
     /// Signals to new processes that arrived before their inspection finished.
     missed_new: u64,
+    /// Signals `--hold` refused.
+    held: u64,
     boot_to_epoch_ns: i128,
     /// Processes holding code records that were found gone at the last check.
     gone: Vec<u32>,
@@ -121,10 +124,11 @@ impl Session {
         // `--ringbuf-mib` is checked by the command line (1 to 1024).
         let ringbuf_bytes = config.ringbuf_mib.next_power_of_two() * 1024 * 1024;
         let mut probes = Probes::load(&ProbeConfig {
-            signals: match config.mode {
-                Mode::Signal(s) => vec![s],
+            signals: match &config.mode {
+                Mode::Signal { signals, .. } => signals.clone(),
                 Mode::Timer { .. } => vec![],
             },
+            hold: matches!(config.mode, Mode::Signal { hold: true, .. }),
             pid_filter: !config.pids.is_empty(),
             ringbuf_bytes,
             wake_batch_bytes: ringbuf_bytes / BATCH_FRACTION,
@@ -166,7 +170,10 @@ impl Session {
             }
         }
         let cpus = match config.mode {
-            Mode::Signal(_) => {
+            Mode::Signal { hold, .. } => {
+                if hold {
+                    probes.attach_hold()?;
+                }
                 probes.attach_signal()?;
                 0
             }
@@ -189,6 +196,7 @@ impl Session {
             captures: 0,
             decode_errors: 0,
             missed_new: 0,
+            held: 0,
             boot_to_epoch_ns: boot_to_epoch_ns(),
             gone: Vec::new(),
             started: Instant::now(),
@@ -457,6 +465,17 @@ impl Session {
                 self.tracker
                     .unregister(pid, &mut self.probes, &mut self.sym);
                 consumer.exited(pid);
+            }
+            Ok(Record::Held(h)) => {
+                self.held += 1;
+                // The dump of a held process is taken on demand, from user space's request;
+                // until that path exists, each held signal is reported.
+                eprintln!(
+                    "pytrace: held {} from PID {} to process {} (the sender got EPERM); not dumped: on-demand dumps are not available in this build",
+                    signals::name(h.signal),
+                    h.sender,
+                    h.pid
+                );
             }
             Ok(Record::Skipped(s)) if self.schedule.is_waiting(s.pid) => {
                 // A new process, signalled before its inspection finished: count it and say

@@ -113,6 +113,84 @@ pub fn name(sig: u32) -> String {
     sig.to_string()
 }
 
+/// The word `--signal` takes for every signal whose default action kills the process.
+pub const FATAL_KEYWORD: &str = "fatal";
+
+/// What the kernel does with a signal that has no handler (`man 7 signal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultAction {
+    /// Terminates the process.
+    Kill,
+    /// Terminates the process and dumps core.
+    Core,
+    /// Stops the process.
+    Stop,
+    /// Discarded when generated: never delivered to a process without a handler.
+    Ignore,
+}
+
+pub fn default_action(sig: u32) -> DefaultAction {
+    match sig as i32 {
+        libc::SIGQUIT
+        | libc::SIGILL
+        | libc::SIGTRAP
+        | libc::SIGABRT
+        | libc::SIGBUS
+        | libc::SIGFPE
+        | libc::SIGSEGV
+        | libc::SIGXCPU
+        | libc::SIGXFSZ
+        | libc::SIGSYS => DefaultAction::Core,
+        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => DefaultAction::Stop,
+        libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH => DefaultAction::Ignore,
+        _ => DefaultAction::Kill,
+    }
+}
+
+/// Every signal whose default action kills: the standard ones and the real-time signals
+/// glibc leaves to applications (SIGRTMIN to SIGRTMAX).
+pub fn fatal_signals() -> Vec<u32> {
+    let standard = NAMES
+        .iter()
+        .map(|&(_, n)| n as u32)
+        .filter(|&n| matches!(default_action(n), DefaultAction::Kill | DefaultAction::Core));
+    let realtime = (libc::SIGRTMIN()..=libc::SIGRTMAX()).map(|n| n as u32);
+    let mut all: Vec<u32> = standard.chain(realtime).collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// Parses every `--signal` value: each a comma list of signals (as [`parse`] reads them) or
+/// `fatal`. The result is sorted, without duplicates.
+pub fn parse_list<S: AsRef<str>>(values: &[S]) -> Result<Vec<u32>, Error> {
+    let mut all = Vec::new();
+    for value in values {
+        for item in value.as_ref().split(',') {
+            if item.trim().eq_ignore_ascii_case(FATAL_KEYWORD) {
+                all.extend(fatal_signals());
+            } else {
+                all.push(parse(item)?);
+            }
+        }
+    }
+    all.sort_unstable();
+    all.dedup();
+    Ok(all)
+}
+
+/// `SIGTERM, SIGUSR1`, or `every fatal signal` for the whole `fatal` set.
+pub fn describe(signals: &[u32]) -> String {
+    if signals == fatal_signals().as_slice() {
+        return "every fatal signal".to_string();
+    }
+    signals
+        .iter()
+        .map(|&s| name(s))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +244,24 @@ mod tests {
         }
         assert!(matches!(parse("RTMIN-3"), Err(Error::UnknownSignal(_))));
         assert_eq!(parse("34").unwrap() as i32, libc::SIGRTMIN());
+    }
+
+    #[test]
+    fn lists_repeats_and_the_fatal_set() {
+        assert_eq!(parse_list(&["SIGTERM,usr1", "15"]).unwrap(), vec![10, 15]);
+        let fatal = parse_list(&["fatal"]).unwrap();
+        for sig in [1, 2, 3, 4, 6, 9, 10, 11, 12, 13, 14, 15, 24, 31, 34, 64] {
+            assert!(fatal.contains(&sig), "{sig}");
+        }
+        for sig in [17, 18, 19, 20, 21, 22, 23, 28] {
+            assert!(!fatal.contains(&sig), "{sig}");
+        }
+        assert_eq!(describe(&fatal), "every fatal signal");
+        assert_eq!(describe(&[15, 10]), "SIGTERM, SIGUSR1");
+        assert!(parse_list(&["TERM,FOO"]).is_err());
+        assert_eq!(default_action(28), DefaultAction::Ignore);
+        assert_eq!(default_action(4), DefaultAction::Core);
+        assert_eq!(default_action(20), DefaultAction::Stop);
+        assert_eq!(default_action(14), DefaultAction::Kill);
     }
 }

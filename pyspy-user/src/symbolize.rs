@@ -11,14 +11,15 @@ use std::{collections::HashMap, mem::size_of};
 
 use lru::LruCache;
 use pytrace_common::{
-    begin_flags, end_flags, thread_flags, trigger, CodeKey, FrameEntry, ThreadHeader, MAX_FRAMES,
-    MAX_THREADS, SAMPLE_MAX_FRAMES,
+    begin_flags, end_flags, signal_action, signal_flags, thread_flags, trigger, CodeKey,
+    FrameEntry, SignalInfo, ThreadHeader, MAX_FRAMES, MAX_THREADS, SAMPLE_MAX_FRAMES,
 };
 
 use crate::{
     decode::{CodeChunkInfo, CodeInfo, RawCapture},
     model::{
-        Capture, ChainEntry, Frame, Interpreter, InterpreterState, PyText, ThreadStack, TriggerInfo,
+        Capture, ChainEntry, Frame, Interpreter, InterpreterState, PyText, SignalAction,
+        ThreadStack, TriggerInfo,
     },
     python::{
         layout::{InstrKind, VersionLayout},
@@ -228,15 +229,9 @@ impl Symbolizer {
         let mut proc = self.procs.get_mut(&b.pid);
         let trigger = match (b.trigger, &raw.signal) {
             (trigger::TIMER, _) => TriggerInfo::Timer { cpu: b.cpu },
-            (_, Some(s)) => TriggerInfo::Signal {
-                signal: s.signal,
-                sender_pid: (s.si_code <= SI_USER && s.sender_pid != 0).then_some(s.sender_pid),
-            },
+            (_, Some(s)) => signal_trigger(s),
             // The signal record was lost: the signal is unknown.
-            (_, None) => TriggerInfo::Signal {
-                signal: 0,
-                sender_pid: None,
-            },
+            (_, None) => TriggerInfo::default(),
         };
         let lost_signal = u32::from(b.trigger == trigger::SIGNAL && raw.signal.is_none());
         let mut dump = Capture {
@@ -246,7 +241,11 @@ impl Symbolizer {
             ns_tid: None,
             trigger,
             time_ns: (b.boot_ns as i128 + boot_to_epoch_ns).max(0) as u64,
-            comm: comm_string(&b.comm),
+            comm: match &raw.signal {
+                // Taken in another thread than the process's main one: its comm.
+                Some(s) if s.comm[0] != 0 => comm_string(&s.comm),
+                _ => comm_string(&b.comm),
+            },
             python_version: proc.as_ref().map(|p| p.meta.version).unwrap_or_default(),
             gc_collecting: b.gc_collecting != 0,
             threads: Vec::with_capacity(raw.threads.len()),
@@ -314,9 +313,13 @@ impl Symbolizer {
             return dump;
         }
         let headers: Vec<&ThreadHeader> = threads.iter().map(|(h, _)| h).collect();
-        let mask = proc.as_ref().and_then(|p| p.meta.layout.gilstate_bound_mask);
+        let mask = proc
+            .as_ref()
+            .and_then(|p| p.meta.layout.gilstate_bound_mask);
         place_threads(&mut dump, stacks, &headers, raw, mask);
-        let readable = proc.as_ref().is_some_and(|p| p.meta.other_thread_names_readable);
+        let readable = proc
+            .as_ref()
+            .is_some_and(|p| p.meta.other_thread_names_readable);
         let in_namespace = dump.ns_pid.is_some();
         let name = |threads: &mut Vec<ThreadStack>| {
             let ids: Vec<_> = threads.iter().map(|t| (t.thread_id, t.native_id)).collect();
@@ -333,7 +336,6 @@ impl Symbolizer {
         dump
     }
 }
-
 
 fn kernel_key(c: &CodeInfo) -> CodeKey {
     CodeKey {
@@ -477,6 +479,27 @@ fn comm_string(comm: &[u8; 16]) -> String {
     String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
+/// The signal trigger's record in user terms.
+pub fn signal_trigger(s: &SignalInfo) -> TriggerInfo {
+    TriggerInfo::Signal {
+        signal: s.signal,
+        sender_pid: (s.si_code <= SI_USER && s.sender_pid != 0).then_some(s.sender_pid),
+        action: match s.action {
+            signal_action::HANDLER => SignalAction::Handler,
+            signal_action::KILL => SignalAction::Kill,
+            signal_action::CORE => SignalAction::Core,
+            signal_action::STOP => SignalAction::Stop,
+            signal_action::IGNORE => SignalAction::Ignore,
+            signal_action::HELD => SignalAction::Held,
+            _ => SignalAction::Unknown,
+        },
+        from_kernel: s.si_code > SI_USER,
+        fault_addr: (s.flags & signal_flags::FAULT_ADDR != 0).then_some(s.fault_addr),
+        oom: s.flags & signal_flags::OOM != 0,
+        delivered_as: (s.delivered != s.signal && s.delivered != 0).then_some(s.delivered),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Replays kernel records, as bytes, through decode → assemble → symbolize → text.
@@ -586,6 +609,8 @@ mod tests {
             signal: 10,
             capture_id: 9,
             sender_pid: 7,
+            delivered: 10,
+            action: signal_action::HANDLER,
             ..Default::default()
         };
         let mut records = vec![bytes_of(&begin), bytes_of(&signal)];
@@ -657,7 +682,12 @@ mod tests {
             dump.trigger,
             TriggerInfo::Signal {
                 signal: 10,
-                sender_pid: Some(7)
+                sender_pid: Some(7),
+                action: SignalAction::Handler,
+                from_kernel: false,
+                fault_addr: None,
+                oom: false,
+                delivered_as: None,
             }
         );
         let mut out = Vec::new();
@@ -667,7 +697,9 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let (header, body) = text.split_once('\n').unwrap();
         assert!(
-            header.starts_with("Process 42 (python3.8) Python 3.8.18, SIGUSR1 from PID 7, "),
+            header.starts_with(
+                "Process 42 (python3.8) Python 3.8.18, SIGUSR1 from PID 7, handler runs, "
+            ),
             "{header}"
         );
         assert_eq!(

@@ -280,6 +280,7 @@ pub mod kind {
     pub const SIGNAL_INFO: u32 = 9;
     pub const CODE_CHUNK: u32 = 10;
     pub const TASKS: u32 = 11;
+    pub const HELD: u32 = 12;
 }
 
 /// A process may have become a CPython process: it exec'd a `python*` binary or its dynamic
@@ -331,13 +332,67 @@ pub mod begin_flags {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SignalInfo {
     pub kind: u32,
+    /// The signal the dump is about: for a process killed by a signal the kernel turned into
+    /// a group SIGKILL (a fatal signal that does not dump core), the original signal.
     pub signal: u32,
     pub capture_id: u64,
-    /// `si_code` and sender of the signal (from the siginfo), 0 when unknown.
+    /// `si_code` and sender of the signal (from the siginfo, or noted at generation for a
+    /// converted signal), 0 when unknown.
     pub si_code: i32,
     pub sender_pid: u32,
     pub sender_uid: u32,
+    /// The signal number the receiving thread saw at delivery (9 for a converted signal).
+    pub delivered: u32,
+    /// A `signal_action::*` value.
+    pub action: u32,
+    /// `signal_flags::*`.
+    pub flags: u32,
+    /// `si_addr` of a fault the kernel raised (valid with `signal_flags::FAULT_ADDR`).
+    pub fault_addr: u64,
+    /// The process's comm (its group leader's), when the dump was taken in another thread.
+    pub comm: [u8; 16],
+}
+
+/// `--hold` refused a watched signal to a selected process (in the sender, which got EPERM).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeldSignal {
+    pub kind: u32,
+    pub signal: u32,
+    /// Host tgid and tid of the task it was sent to.
+    pub pid: u32,
+    pub tid: u32,
+    /// Host tgid of the sender.
+    pub sender: u32,
     pub _pad: u32,
+}
+
+/// What a delivered signal does (`SignalInfo.action`), from the receiving thread's
+/// `k_sigaction` and the signal's default action.
+pub mod signal_action {
+    pub const UNKNOWN: u32 = 0;
+    /// A handler installed by the process runs.
+    pub const HANDLER: u32 = 1;
+    /// The default action kills the process.
+    pub const KILL: u32 = 2;
+    /// The default action kills the process and dumps core.
+    pub const CORE: u32 = 3;
+    /// The default action stops the process.
+    pub const STOP: u32 = 4;
+    /// Ignored (explicitly, by default, or because the process is a namespace's init).
+    pub const IGNORE: u32 = 5;
+    /// Held by `--hold`: not delivered at all (the sender's `kill` failed with EPERM).
+    pub const HELD: u32 = 6;
+}
+
+/// Flags of a `SignalInfo` record.
+pub mod signal_flags {
+    /// The process was chosen by the kernel's OOM killer (`signal->oom_mm` set).
+    pub const OOM: u32 = 1;
+    /// `fault_addr` holds the fault's `si_addr`.
+    pub const FAULT_ADDR: u32 = 2;
+    /// The kernel turned the signal into a group SIGKILL before delivery.
+    pub const CONVERTED: u32 = 4;
 }
 
 /// Flags of a thread record.
@@ -630,9 +685,16 @@ pub enum Counter {
     TaskReadFailed,
     /// Processes with more than `MAX_TASKS` OS threads (names of the rest not recorded).
     TaskLimit,
+    /// Deliveries in a process whose death by this signal was already dumped (the other
+    /// threads' SIGKILL, a core-dumping signal's followers).
+    DeathAlreadyDumped,
+    /// SIGKILL deliveries of a group exit that no watched signal caused (`exit_group`, exec).
+    GroupExit,
+    /// Watched signals refused to the sender by `--hold` (each one dumped on demand).
+    Held,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::TaskLimit as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::Held as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -661,6 +723,9 @@ impl Counter {
         Counter::NoThreadState,
         Counter::TaskReadFailed,
         Counter::TaskLimit,
+        Counter::DeathAlreadyDumped,
+        Counter::GroupExit,
+        Counter::Held,
     ];
 
     /// Whether this counter counts something lost or incomplete (reported even without -v).
@@ -711,6 +776,9 @@ impl Counter {
             Counter::NoThreadState => "no_thread_state",
             Counter::TaskReadFailed => "task_read_failed",
             Counter::TaskLimit => "task_limit",
+            Counter::DeathAlreadyDumped => "death_already_dumped",
+            Counter::GroupExit => "group_exit",
+            Counter::Held => "held",
         }
     }
 }

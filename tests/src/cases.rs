@@ -174,6 +174,17 @@ pub const THREAD_NAMES: Case = Case {
     check: check_thread_names,
 };
 
+/// thread_depths.py's stack with every signal but the registered ones left to its default
+/// action (SIGINT included): the signal-mode tests kill it with each fatal signal.
+pub const UNHANDLED: Case = Case {
+    name: "unhandled",
+    script: "unhandled.py",
+    registered: &[SIGUSR1],
+    watched: SIGUSR1,
+    trigger: Trigger::Process,
+    check: check_thread_depths,
+};
+
 pub const ALL: &[&Case] = &[
     &THREAD_NAMES,
     &THREAD_DEPTHS,
@@ -190,6 +201,7 @@ pub const ALL: &[&Case] = &[
     &SERVE_RTMAX,
     &SUBINTERP_WORKER,
     &SUBINTERP_MAIN,
+    &UNHANDLED,
 ];
 
 /// Frames threading.Thread puts under a worker's target function.

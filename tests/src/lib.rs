@@ -782,6 +782,15 @@ impl Pytrace {
         self.child.id()
     }
 
+    /// Asks pytrace to stop (SIGINT, as Ctrl-C) and waits for it to exit.
+    pub fn interrupt(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        if self.running() {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        }
+        self.wait_exit(timeout)
+    }
+
     /// Whether pytrace is still running.
     pub fn running(&mut self) -> bool {
         self.status.is_none() && matches!(self.child.try_wait(), Ok(None))

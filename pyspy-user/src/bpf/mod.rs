@@ -7,7 +7,7 @@ use aya::{
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         uprobe::UProbeScope,
-        BtfTracePoint, PerfEvent, UProbe,
+        BtfTracePoint, Lsm, PerfEvent, ProgramError, UProbe,
     },
     Btf, Ebpf, EbpfLoader,
 };
@@ -24,6 +24,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/py
 pub struct ProbeConfig {
     /// Signals that trigger a dump.
     pub signals: Vec<u32>,
+    /// Refuse those signals to the registered processes (`--hold`).
+    pub hold: bool,
     /// Only processes user space registers are walked; others are counted, not reported.
     pub pid_filter: bool,
     /// Ring-buffer size in bytes (a power of two, multiple of the page size).
@@ -53,10 +55,14 @@ impl Probes {
         let k = btf::kernel_offsets()?;
         let kernel_btf = Btf::from_sys_fs()
             .map_err(|e| Error::KernelSupport(format!("cannot read the kernel's BTF: {e}")))?;
+        // Bit n - 1 for signal n, 1 to 64.
         let mask = config
             .signals
             .iter()
             .fold(0u64, |m, &s| m | pytrace_common::signal_bit(s));
+        let hold = u32::from(config.hold);
+        let self_pid = std::process::id();
+        let so = k.signal;
         let pid_filter = u32::from(config.pid_filter);
         let wake_batch_bytes = config.wake_batch_bytes as u64;
         raise_memlock_limit();
@@ -64,15 +70,22 @@ impl Probes {
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
             .override_global("TASK_PID_OFFSET", &k.task_pid, true)
             .override_global("TASK_TGID_OFFSET", &k.task_tgid, true)
-            .override_global("TASK_SIGNAL_OFFSET", &k.threads.task_signal, true)
             .override_global(
                 "SIGNAL_THREAD_HEAD_OFFSET",
                 &k.threads.signal_thread_head,
                 true,
             )
             .override_global("TASK_THREAD_NODE_OFFSET", &k.threads.task_thread_node, true)
-            .override_global("TASK_COMM_OFFSET", &k.threads.task_comm, true)
             .override_global("SIGNAL_MASK", &mask, true)
+            .override_global("HOLD", &hold, true)
+            .override_global("HOLD_PROBE_PID", &self_pid, true)
+            .override_global("TASK_SIGNAL_OFFSET", &so.task_signal, true)
+            .override_global("TASK_GROUP_LEADER_OFFSET", &so.task_group_leader, true)
+            .override_global("TASK_START_TIME_OFFSET", &so.task_start_time, true)
+            .override_global("TASK_COMM_OFFSET", &so.task_comm, true)
+            .override_global("SIGNAL_FLAGS_OFFSET", &so.flags, true)
+            .override_global("SIGNAL_GROUP_EXIT_CODE_OFFSET", &so.group_exit_code, true)
+            .override_global("SIGNAL_OOM_MM_OFFSET", &so.oom_mm, true)
             .override_global("PID_FILTER", &pid_filter, true)
             .override_global("WAKE_BATCH_BYTES", &wake_batch_bytes, true)
             .map_max_entries("EVENTS", config.ringbuf_bytes)
@@ -104,6 +117,48 @@ impl Probes {
         // The sender's host PID, noted at generation, for targets in other PID namespaces.
         self.attach_btf_tracepoint("signal_generate", "signal_generate")?;
         self.attach_btf_tracepoint("signal_deliver", "signal_deliver")
+    }
+
+    /// Attaches the BPF LSM `task_kill` program that refuses the watched signals to the
+    /// registered processes, then checks that the kernel runs it: pytrace sends signal 0 to
+    /// itself, which the program refuses. A kernel without the BPF LSM active (`bpf` missing
+    /// from `/sys/kernel/security/lsm`) loads and attaches the program but never calls it.
+    pub fn attach_hold(&mut self) -> Result<(), Error> {
+        let attach_err = |reason: String| Error::Attach {
+            probe: "lsm/task_kill".into(),
+            reason,
+        };
+        let program: &mut Lsm = self
+            .ebpf
+            .program_mut("task_kill")
+            .ok_or_else(|| attach_err("program missing from the object".into()))?
+            .try_into()
+            .map_err(|e| attach_err(format!("{e}")))?;
+        let unsupported =
+            |what: String| Error::KernelSupport(format!("--hold needs the BPF LSM, and {what}"));
+        program.load("task_kill", &self.btf).map_err(|e| match e {
+            ProgramError::LoadError { io_error, .. }
+                if io_error.raw_os_error() == Some(libc::EPERM) =>
+            {
+                unsupported("this kernel refuses to load BPF LSM programs (EPERM)".into())
+            }
+            e => unsupported(format!(
+                "loading its program failed: {}",
+                verifier_summary(&e)
+            )),
+        })?;
+        program
+            .attach()
+            .map_err(|e| unsupported(format!("attaching its program failed: {e}")))?;
+        // SAFETY: kill(2) with signal 0 only checks permission; no memory is involved.
+        let refused = unsafe { libc::kill(std::process::id() as libc::pid_t, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !refused {
+            return Err(unsupported(
+                "this kernel does not run it (\"bpf\" is not in /sys/kernel/security/lsm)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Attaches the CPU-clock program to a software perf event firing `hz` times per second

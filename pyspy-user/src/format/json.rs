@@ -36,6 +36,22 @@ struct JsonDump<'a> {
     cpu: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sender_pid: Option<u32>,
+    /// What the signal does: `handler`, `kill`, `core`, `stop`, `ignore`, `held`, `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'static str>,
+    /// The kernel raised the signal (a fault, a timer, the OOM killer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_kernel: Option<bool>,
+    /// The OOM killer chose the process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oom: Option<bool>,
+    /// Address of the fault (`si_addr`), hexadecimal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fault_addr: Option<String>,
+    /// The signal the threads saw at delivery, when the kernel turned the signal into
+    /// another (9: a group SIGKILL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_signal: Option<u32>,
     time: String,
     time_ns: u64,
     python_version: String,
@@ -176,8 +192,27 @@ impl serde_json::ser::Formatter for SafeFormatter {
 impl Output for Json {
     fn record(&mut self, d: &Capture, out: &mut dyn Write) -> io::Result<()> {
         let (signal, sender_pid, cpu) = match d.trigger {
-            TriggerInfo::Signal { signal, sender_pid } => (Some(signal), sender_pid, None),
+            TriggerInfo::Signal {
+                signal, sender_pid, ..
+            } => (Some(signal), sender_pid, None),
             TriggerInfo::Timer { cpu } => (None, None, Some(cpu)),
+        };
+        let (action, from_kernel, oom, fault_addr, delivered_signal) = match d.trigger {
+            TriggerInfo::Signal {
+                action,
+                from_kernel,
+                fault_addr,
+                oom,
+                delivered_as,
+                ..
+            } => (
+                Some(action.name()),
+                Some(from_kernel),
+                Some(oom),
+                fault_addr.map(|a| format!("{a:#x}")),
+                delivered_as,
+            ),
+            TriggerInfo::Timer { .. } => (None, None, None, None, None),
         };
         let obj = JsonDump {
             pid: d.pid,
@@ -189,6 +224,11 @@ impl Output for Json {
             signal_name: signal.map(signals::name),
             cpu,
             sender_pid,
+            action,
+            from_kernel,
+            oom,
+            fault_addr,
+            delivered_signal,
             time: timestamp(d.time_ns),
             time_ns: d.time_ns,
             python_version: version_string(d.python_version),
