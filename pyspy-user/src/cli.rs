@@ -30,14 +30,17 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Dump every thread of a process when it receives a signal (the default command).
+    /// Dump every thread of every CPython process (or of each --pid) now; with --signal, when
+    /// it receives that signal (the default command).
     Dump(DumpArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// Signal whose delivery triggers a dump: a name (SIGILL, ILL, SIGRTMIN+1) or a number.
-    #[arg(long, short = 's', value_name = "SIGNAL", required = true)]
+    /// Without it (`pytrace dump`), every CPython process (or each --pid) is dumped now, read
+    /// from the kernel without signalling or stopping anything, and pytrace exits.
+    #[arg(long, short = 's', value_name = "SIGNAL")]
     pub signal: Option<String>,
 
     /// Only dump this process (repeatable). Filtered in the kernel.

@@ -15,6 +15,9 @@ pub struct KernelOffsets {
     /// `task_struct.pid` and `task_struct.tgid`.
     pub task_pid: u64,
     pub task_tgid: u64,
+    /// `task_struct.comm` and `task_struct.on_cpu`.
+    pub task_comm: u64,
+    pub task_on_cpu: u64,
 }
 
 pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
@@ -29,6 +32,8 @@ pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
         fsbase: find("task_struct", &["thread", "fsbase"])?,
         task_pid: find("task_struct", &["pid"])?,
         task_tgid: find("task_struct", &["tgid"])?,
+        task_comm: find("task_struct", &["comm"])?,
+        task_on_cpu: find("task_struct", &["on_cpu"])?,
     })
 }
 
