@@ -4,8 +4,7 @@
 //! record, walks, sends the end record and releases the state.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_boot_ns,
-    generated::bpf_get_smp_processor_id,
+    bpf_get_current_task, bpf_ktime_get_boot_ns, generated::bpf_get_smp_processor_id,
 };
 use pytrace_common::{kind, CaptureBegin, CaptureEnd, Counter, ProcInfo, NO_OFFSET};
 
@@ -13,7 +12,7 @@ use crate::{
     counters::bump,
     emit::{self, Wake},
     maps::{FSBASE_OFFSET, PID_FILTER, PROCS},
-    read::{field_u64, kernel_u64, user_u32},
+    read::{kernel_u64, CurrentTask, Memory},
     walker::{self, WalkState},
 };
 
@@ -52,28 +51,67 @@ impl TriggerRecord for NoRecord {
     }
 }
 
-/// Captures the process `req.pid`. A process without a table is `Err(NotPython)` (or
-/// `Err(PidFiltered)` under `--pid`): what to do about it is the trigger's choice. Other
-/// early exits return the counter to bump.
+/// Captures the process `req.pid`, reading the task the program runs in. A process without a
+/// table is `Err(NotPython)` (or `Err(PidFiltered)` under `--pid`): what to do about it is the
+/// trigger's choice. Other early exits return the counter to bump.
 #[inline(always)]
 pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), Counter> {
+    run_in(CurrentTask, req, extra)
+}
+
+/// [`run`], reading the target's memory through `mem`.
+#[inline(always)]
+pub fn run_in<M: Memory, R: TriggerRecord>(
+    mem: M,
+    req: &CaptureRequest,
+    extra: &mut R,
+) -> Result<(), Counter> {
+    match begin(mem, req, extra) {
+        BEGUN => {}
+        NOT_BEGUN => return Ok(()),
+        counter => {
+            return Err(Counter::ALL
+                .get(counter as usize)
+                .copied()
+                .unwrap_or(Counter::NoScratch))
+        }
+    }
+    // No reference to the walk state is held across the walk: the loop's callback changes it
+    // through its own look-up.
+    walker::walk(mem);
+    finish(req.wake)
+}
+
+/// `begin`'s results besides a counter index: the walk may start, or the begin record did
+/// not fit (nothing to walk).
+const BEGUN: u32 = u32::MAX;
+const NOT_BEGUN: u32 = u32::MAX - 1;
+
+/// Takes the walk state and sends the begin and trigger records. Returns `BEGUN`,
+/// `NOT_BEGUN`, or the index of the counter to bump. Not inlined: its stack is not added to
+/// the walk callback's, and the two together must stay within 512 bytes ("combined stack
+/// size of 2 calls is 528. Too large" in the task iterator).
+#[inline(never)]
+fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut R) -> u32 {
     // SAFETY: map lookup; the value is copied out at once.
     let Some(proc) = (unsafe { PROCS.get(&req.pid) }).copied() else {
-        return Err(if PID_FILTER.load() != 0 {
-            Counter::PidFiltered
+        return if PID_FILTER.load() != 0 {
+            Counter::PidFiltered as u32
         } else {
-            Counter::NotPython
-        });
+            Counter::NotPython as u32
+        };
     };
-    let state = walker::state().ok_or(Counter::NoScratch)?;
+    let Some(state) = walker::state() else {
+        return Counter::NoScratch as u32;
+    };
     if state.busy != 0 {
-        return Err(Counter::Nested);
+        return Counter::Nested as u32;
     }
     bump(Counter::Dumps);
     // SAFETY: helpers without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let gc_collecting = read_gc_collecting(&proc);
+    let gc_collecting = read_gc_collecting(mem, &proc);
     let capture_id = (now << 8) | (cpu as u64 & 0xff);
     *state = WalkState {
         proc,
@@ -99,6 +137,11 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
         from_cache: 0,
         scanned: 0,
         last_code: 0,
+        top_frame: 0,
+        top_code: 0,
+        top_previous: 0,
+        retries: 0,
+        _pad: 0,
     };
     let begin = CaptureBegin {
         kind: kind::CAPTURE_BEGIN,
@@ -112,19 +155,16 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
         version_hex: proc.version_hex,
         flags: 0,
         fsbase: req.fsbase,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm: mem.comm(),
     };
     if !emit::record(&begin, Wake::Later) {
         state.busy = 0;
-        return Ok(());
+        return NOT_BEGUN;
     }
     if !extra.send(capture_id) {
         state.lost += 1;
     }
-    // No reference to the walk state is held across the walk: the loop's callback changes it
-    // through its own look-up.
-    walker::walk();
-    finish(req.wake)
+    BEGUN
 }
 
 /// Sends the end record and releases the walk state.
@@ -155,12 +195,14 @@ pub fn current_fsbase() -> u64 {
 
 /// `interp->gc.collecting`, where the version prints a "Garbage-collecting" line.
 #[inline(always)]
-fn read_gc_collecting(proc: &ProcInfo) -> u32 {
+fn read_gc_collecting<M: Memory>(mem: M, proc: &ProcInfo) -> u32 {
     if proc.offsets.interp_gc_collecting == NO_OFFSET {
         return 0;
     }
-    field_u64(proc.interp_head_addr, 0)
+    mem.field_u64(proc.interp_head_addr, 0)
         .filter(|&i| i != 0)
-        .and_then(|interp| user_u32(interp.wrapping_add(proc.offsets.interp_gc_collecting as u64)))
+        .and_then(|interp| {
+            mem.user_u32(interp.wrapping_add(proc.offsets.interp_gc_collecting as u64))
+        })
         .unwrap_or(0)
 }

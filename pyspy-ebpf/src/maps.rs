@@ -17,6 +17,12 @@ pub static FSBASE_OFFSET: Global<u64> = Global::new(0);
 pub static TASK_PID_OFFSET: Global<u64> = Global::new(0);
 #[no_mangle]
 pub static TASK_TGID_OFFSET: Global<u64> = Global::new(0);
+/// Offset of `task_struct.on_cpu` (from BTF, set by the loader).
+#[no_mangle]
+pub static TASK_ON_CPU_OFFSET: Global<u64> = Global::new(0);
+/// Offset of `task_struct.comm` (from BTF, set by the loader).
+#[no_mangle]
+pub static TASK_COMM_OFFSET: Global<u64> = Global::new(0);
 /// 1: processes missing from `PROCS` were filtered out by the user (`--pid`), not unknown.
 #[no_mangle]
 pub static PID_FILTER: Global<u32> = Global::new(0);

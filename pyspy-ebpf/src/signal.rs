@@ -26,7 +26,7 @@ use crate::{
     capture::{self, CaptureRequest, TriggerRecord},
     counters::bump,
     emit::{self, Wake},
-    maps::{FSBASE_OFFSET, TASK_PID_OFFSET, TASK_TGID_OFFSET},
+    maps::{FSBASE_OFFSET, TASK_COMM_OFFSET, TASK_PID_OFFSET, TASK_TGID_OFFSET},
     read::{kernel_i32, kernel_u64},
     walker::SCOPE_ALL_THREADS,
 };
@@ -36,7 +36,7 @@ use crate::{
 static SIGNAL_MASK: Global<u64> = Global::new(0);
 
 /// Offsets from the kernel's BTF, set by the loader: `task_struct.signal`,
-/// `task_struct.group_leader`, `task_struct.start_time`, `task_struct.comm`,
+/// `task_struct.group_leader`, `task_struct.start_time`,
 /// `signal_struct.flags`, `signal_struct.group_exit_code`, `signal_struct.oom_mm`.
 #[no_mangle]
 static TASK_SIGNAL_OFFSET: Global<u64> = Global::new(0);
@@ -44,8 +44,6 @@ static TASK_SIGNAL_OFFSET: Global<u64> = Global::new(0);
 static TASK_GROUP_LEADER_OFFSET: Global<u64> = Global::new(0);
 #[no_mangle]
 static TASK_START_TIME_OFFSET: Global<u64> = Global::new(0);
-#[no_mangle]
-static TASK_COMM_OFFSET: Global<u64> = Global::new(0);
 #[no_mangle]
 static SIGNAL_FLAGS_OFFSET: Global<u64> = Global::new(0);
 #[no_mangle]

@@ -15,7 +15,7 @@ use pytrace_common::{
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    read::{field_u64, user_bytes, user_u32},
+    read::Memory,
 };
 
 /// Code objects already sent to user space.
@@ -40,12 +40,12 @@ struct CodeKey {
 
 /// Sends the code record for `code` unless this process's copy was already sent.
 #[inline(always)]
-pub fn send_code(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) {
+pub fn send_code<M: Memory>(mem: M, pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) {
     let off = &proc.offsets;
     let (Some(filename), Some(name), Some(linetable)) = (
-        field_u64(code, off.code_filename),
-        field_u64(code, off.code_name),
-        field_u64(code, off.code_linetable),
+        mem.field_u64(code, off.code_filename),
+        mem.field_u64(code, off.code_name),
+        mem.field_u64(code, off.code_linetable),
     ) else {
         bump(Counter::CodeReadFailed);
         return;
@@ -71,20 +71,20 @@ pub fn send_code(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) {
     rec.pid = pid;
     rec.code = code;
     rec.flags = 0;
-    rec.firstlineno = match user_u32(code.wrapping_add(off.code_firstlineno as u64)) {
+    rec.firstlineno = match mem.user_u32(code.wrapping_add(off.code_firstlineno as u64)) {
         Some(v) => v as i32,
         None => {
             bump(Counter::CodeReadFailed);
             return;
         }
     };
-    if !copy_str(&mut rec.filename, filename, proc) {
+    if !copy_str(mem, &mut rec.filename, filename, proc) {
         rec.flags |= code_flags::FILENAME_UNREADABLE;
     }
-    if !copy_str(&mut rec.name, name, proc) {
+    if !copy_str(mem, &mut rec.name, name, proc) {
         rec.flags |= code_flags::NAME_UNREADABLE;
     }
-    let copied = copy_linetable(rec, linetable, proc);
+    let copied = copy_linetable(mem, rec, linetable, proc);
     let len = CODE_RECORD_FIXED + copied as usize;
     if emit::prefix(rec, len, Wake::Later) {
         bump(Counter::CodesSent);
@@ -96,14 +96,14 @@ pub fn send_code(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) {
 
 /// Copies a compact `str`: its length, character size and up to 501 code points.
 #[inline(always)]
-fn copy_str(dst: &mut PyStr, obj: u64, proc: &ProcInfo) -> bool {
+fn copy_str<M: Memory>(mem: M, dst: &mut PyStr, obj: u64, proc: &ProcInfo) -> bool {
     let off = &proc.offsets;
     dst.char_size = 0;
     dst.copied = 0;
     dst.length = 0;
     let (Some(length), Some(state)) = (
-        field_u64(obj, off.unicode_length),
-        user_u32(obj.wrapping_add(off.unicode_state as u64)),
+        mem.field_u64(obj, off.unicode_length),
+        mem.user_u32(obj.wrapping_add(off.unicode_state as u64)),
     ) else {
         bump(Counter::StringReadFailed);
         return false;
@@ -131,7 +131,7 @@ fn copy_str(dst: &mut PyStr, obj: u64, proc: &ProcInfo) -> bool {
     if n > STR_MAX_BYTES as u32 {
         n = STR_MAX_BYTES as u32;
     }
-    if !user_bytes(dst.data.as_mut_ptr(), n, obj.wrapping_add(data as u64)) {
+    if !mem.user_bytes(dst.data.as_mut_ptr(), n, obj.wrapping_add(data as u64)) {
         bump(Counter::StringReadFailed);
         return false;
     }
@@ -143,11 +143,11 @@ fn copy_str(dst: &mut PyStr, obj: u64, proc: &ProcInfo) -> bool {
 
 /// Copies the start of the line table (a `bytes` object); returns the bytes copied.
 #[inline(always)]
-fn copy_linetable(rec: &mut CodeRecord, obj: u64, proc: &ProcInfo) -> u32 {
+fn copy_linetable<M: Memory>(mem: M, rec: &mut CodeRecord, obj: u64, proc: &ProcInfo) -> u32 {
     let off = &proc.offsets;
     rec.linetable_len = 0;
     rec.linetable_copied = 0;
-    let Some(size) = field_u64(obj, off.bytes_size) else {
+    let Some(size) = mem.field_u64(obj, off.bytes_size) else {
         bump(Counter::LineTableReadFailed);
         rec.flags |= code_flags::LINETABLE_UNREADABLE;
         return 0;
@@ -159,7 +159,7 @@ fn copy_linetable(rec: &mut CodeRecord, obj: u64, proc: &ProcInfo) -> u32 {
         n = LINETABLE_MAX as u64;
     }
     let n = n as u32;
-    if !user_bytes(
+    if !mem.user_bytes(
         rec.linetable.as_mut_ptr(),
         n,
         obj.wrapping_add(off.bytes_data as u64),

@@ -25,9 +25,13 @@ use pytrace_common::{
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    read::{field_u64, user_u8},
+    read::Memory,
     symbols,
 };
+
+/// A thread whose stack changed while it was read (a running target) is read again this many
+/// times before it is sent without frames, marked raced.
+const MAX_RACE_RETRIES: u32 = 3;
 
 /// Code objects are at least 8-byte aligned; 3.14 keeps tag bits in `f_executable`.
 const CODE_TAG_MASK: u64 = !0b111;
@@ -91,17 +95,25 @@ pub struct WalkState {
     /// Code object whose record was last checked in this walk: recursion repeats one code
     /// object many times, and it needs no second look-up.
     pub last_code: u64,
+    /// The open thread's top frame as first read (address, code, previous):
+    /// read again at the thread's end when the target runs during the read.
+    pub top_frame: u64,
+    pub top_code: u64,
+    pub top_previous: u64,
+    /// Times the open thread was read again because its stack changed under the read.
+    pub retries: u32,
+    pub _pad: u32,
 }
 
 /// Walks the threads the walk state asks for and sends one thread record per thread. The
 /// begin and end records are the capture's.
 #[inline(always)]
-pub fn walk() {
+pub fn walk<M: Memory>(mem: M) {
     let Some(state) = walk_state() else {
         bump(Counter::NoScratch);
         return;
     };
-    let first = match first_thread(&state.proc) {
+    let first = match first_thread(mem, &state.proc) {
         Some(t) => t,
         None => {
             bump(Counter::NoInterpreter);
@@ -121,15 +133,9 @@ pub fn walk() {
             state.from_cache = 1;
         }
     }
-    // SAFETY: `walk_step` has the callback signature bpf_loop expects; its context is unused.
-    unsafe {
-        bpf_loop(
-            WALK_STEPS,
-            walk_step as *mut c_void,
-            core::ptr::null_mut(),
-            0,
-        )
-    };
+    // SAFETY: `walk_step` has the callback signature bpf_loop expects; its context is `mem`'s
+    // own (null, or the address of `mem`, alive for the whole loop).
+    unsafe { bpf_loop(WALK_STEPS, walk_step::<M> as *mut c_void, mem.loop_ctx(), 0) };
     if let Some(s) = walk_state() {
         if s.tstate != 0 {
             bump(Counter::StepsExhausted);
@@ -144,10 +150,10 @@ pub fn walk() {
 
 /// The head of the (first) interpreter's thread list.
 #[inline(always)]
-fn first_thread(proc: &ProcInfo) -> Option<u64> {
-    field_u64(proc.interp_head_addr, 0)
+fn first_thread<M: Memory>(mem: M, proc: &ProcInfo) -> Option<u64> {
+    mem.field_u64(proc.interp_head_addr, 0)
         .filter(|&interp| interp != 0)
-        .and_then(|interp| field_u64(interp, proc.offsets.interp_threads_head))
+        .and_then(|interp| mem.field_u64(interp, proc.offsets.interp_threads_head))
 }
 
 #[inline(always)]
@@ -170,7 +176,9 @@ pub fn state() -> Option<&'static mut WalkState> {
     walk_state()
 }
 
-extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
+extern "C" fn walk_step<M: Memory>(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `walk` passes `mem.loop_ctx()` of a `M` alive for the whole loop.
+    let mem = unsafe { M::from_loop_ctx(ctx) };
     let Some(state) = walk_state() else {
         bump(Counter::NoScratch);
         return 1;
@@ -179,21 +187,21 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     if state.thread_open == 0 {
-        open_thread(state);
+        open_thread(mem, state);
     } else if state.frame != 0
         && state.nreal <= state.max_frames
         && (state.nchain as usize) < MAX_CHAIN
     {
-        read_entry(state);
+        read_entry(mem, state);
     } else {
-        close_thread(state);
+        close_thread(mem, state);
     }
     0
 }
 
 /// Reads the thread state's identity and the top of its frame chain.
 #[inline(always)]
-fn open_thread(state: &mut WalkState) {
+fn open_thread<M: Memory>(mem: M, state: &mut WalkState) {
     let Some(rec) = THREAD_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         state.tstate = 0;
@@ -203,10 +211,10 @@ fn open_thread(state: &mut WalkState) {
     let hdr = unsafe { &mut (*rec).hdr };
     let off = &state.proc.offsets;
     let tstate = state.tstate;
-    let Some(thread_id) = field_u64(tstate, off.tstate_thread_id) else {
+    let Some(thread_id) = mem.field_u64(tstate, off.tstate_thread_id) else {
         if state.from_cache != 0 {
             // A cached thread state that is gone: look through the list instead.
-            restart_from_list(state);
+            restart_from_list(mem, state);
             return;
         }
         bump(Counter::ThreadReadFailed);
@@ -214,16 +222,17 @@ fn open_thread(state: &mut WalkState) {
         return;
     };
     let native_id = if off.tstate_native_thread_id != NO_OFFSET {
-        field_u64(tstate, off.tstate_native_thread_id).unwrap_or(0)
+        mem.field_u64(tstate, off.tstate_native_thread_id)
+            .unwrap_or(0)
     } else {
         0
     };
     if state.scope == SCOPE_ONLY_THREAD && !(state.fsbase != 0 && thread_id == state.fsbase) {
-        pass_over(state);
+        pass_over(mem, state);
         return;
     }
     let mut flags = 0;
-    let frame = match top_frame(tstate, &state.proc) {
+    let frame = match top_frame(mem, tstate, &state.proc) {
         Some(f) => f,
         None => {
             bump(Counter::FrameReadFailed);
@@ -248,6 +257,7 @@ fn open_thread(state: &mut WalkState) {
         nframes: 0,
     };
     state.frame = frame;
+    state.top_frame = frame;
     state.nchain = 0;
     state.nreal = 0;
     state.thread_flags = flags;
@@ -256,18 +266,18 @@ fn open_thread(state: &mut WalkState) {
 
 /// `tstate->frame`, `tstate->cframe->current_frame` or `tstate->current_frame`.
 #[inline(always)]
-fn top_frame(tstate: u64, proc: &ProcInfo) -> Option<u64> {
+fn top_frame<M: Memory>(mem: M, tstate: u64, proc: &ProcInfo) -> Option<u64> {
     let off = &proc.offsets;
-    let first = field_u64(tstate, off.tstate_frame)?;
+    let first = mem.field_u64(tstate, off.tstate_frame)?;
     if off.cframe_current_frame == NO_OFFSET || first == 0 {
         return Some(first);
     }
-    field_u64(first, off.cframe_current_frame)
+    mem.field_u64(first, off.cframe_current_frame)
 }
 
 /// Reads one chain entry of the open thread and sends its code object if new.
 #[inline(always)]
-fn read_entry(state: &mut WalkState) {
+fn read_entry<M: Memory>(mem: M, state: &mut WalkState) {
     let idx = state.nchain as usize;
     if idx >= MAX_CHAIN {
         return;
@@ -280,9 +290,9 @@ fn read_entry(state: &mut WalkState) {
     let off = state.proc.offsets;
     let frame = state.frame;
     let (Some(code), Some(instr), Some(previous)) = (
-        field_u64(frame, off.frame_code),
-        field_u64(frame, off.frame_instr),
-        field_u64(frame, off.frame_previous),
+        mem.field_u64(frame, off.frame_code),
+        mem.field_u64(frame, off.frame_instr),
+        mem.field_u64(frame, off.frame_previous),
     ) else {
         bump(Counter::FrameReadFailed);
         state.thread_flags |= thread_flags::READ_FAILED;
@@ -290,7 +300,7 @@ fn read_entry(state: &mut WalkState) {
         return;
     };
     let owner = if off.frame_owner != NO_OFFSET {
-        match user_u8(frame.wrapping_add(off.frame_owner as u64)) {
+        match mem.user_u8(frame.wrapping_add(off.frame_owner as u64)) {
             Some(o) => o as u32,
             None => {
                 bump(Counter::FrameReadFailed);
@@ -302,6 +312,10 @@ fn read_entry(state: &mut WalkState) {
     } else {
         0
     };
+    if idx == 0 {
+        state.top_code = code;
+        state.top_previous = previous;
+    }
     let shim = off.frame_owner_shim_min != NO_OFFSET && owner >= off.frame_owner_shim_min;
     let code = if shim { 0 } else { code & CODE_TAG_MASK };
     if !shim {
@@ -311,7 +325,7 @@ fn read_entry(state: &mut WalkState) {
             && code != 0
             && code != state.last_code
         {
-            symbols::send_code(state.pid, code, &state.proc, &mut state.lost);
+            symbols::send_code(mem, state.pid, code, &state.proc, &mut state.lost);
             state.last_code = code;
         }
     }
@@ -331,7 +345,21 @@ fn read_entry(state: &mut WalkState) {
 
 /// Sends the open thread's record and moves to the next thread state.
 #[inline(always)]
-fn close_thread(state: &mut WalkState) {
+fn close_thread<M: Memory>(mem: M, state: &mut WalkState) {
+    if M::CONCURRENT && !top_unchanged(mem, state) {
+        if state.retries < MAX_RACE_RETRIES {
+            bump(Counter::ThreadRetried);
+            state.retries += 1;
+            // The next step opens the same thread state again.
+            state.thread_open = 0;
+            return;
+        }
+        bump(Counter::ThreadRaced);
+        state.thread_flags |= thread_flags::RACED;
+        state.nchain = 0;
+        state.frame = 0;
+    }
+    state.retries = 0;
     if state.frame != 0 {
         state.thread_flags |= thread_flags::CHAIN_CONTINUES;
         if state.nreal <= state.max_frames {
@@ -358,7 +386,7 @@ fn close_thread(state: &mut WalkState) {
         state.tstate = 0;
         return;
     }
-    let next = match field_u64(state.tstate, state.proc.offsets.tstate_next) {
+    let next = match mem.field_u64(state.tstate, state.proc.offsets.tstate_next) {
         Some(n) => n,
         None => {
             bump(Counter::ThreadReadFailed);
@@ -374,12 +402,39 @@ fn close_thread(state: &mut WalkState) {
     state.tstate = next;
 }
 
+/// Whether the open thread's top frame, as first read, is still its top frame, with the same
+/// code and caller: then the frames read below it did not change (a frame's callers wait
+/// while it runs), and the chain is one moment's, the top frame's line being the one first
+/// read. A thread that returned or called meanwhile has another top frame, or a reused frame
+/// with another code or caller: it is read again.
+#[inline(always)]
+fn top_unchanged<M: Memory>(mem: M, state: &WalkState) -> bool {
+    if state.nchain == 0 || state.thread_flags & thread_flags::READ_FAILED != 0 {
+        // Nothing read, or already marked incomplete.
+        return true;
+    }
+    let off = &state.proc.offsets;
+    let frame = state.top_frame;
+    let code = match mem.field_u64(frame, off.frame_code) {
+        Some(c) => c,
+        None => return false,
+    };
+    let code = if state.top_code == 0 {
+        0
+    } else {
+        code & CODE_TAG_MASK
+    };
+    mem.field_u64(frame, off.frame_previous) == Some(state.top_previous)
+        && code == state.top_code
+        && top_frame(mem, state.tstate, &state.proc) == Some(frame)
+}
+
 /// Moves past a thread state that is not the one a capture of one thread looks for.
 #[inline(always)]
-fn pass_over(state: &mut WalkState) {
+fn pass_over<M: Memory>(mem: M, state: &mut WalkState) {
     if state.from_cache != 0 {
         // The cached thread state now belongs to another thread.
-        restart_from_list(state);
+        restart_from_list(mem, state);
         return;
     }
     state.scanned += 1;
@@ -387,7 +442,7 @@ fn pass_over(state: &mut WalkState) {
         state.tstate = 0;
         return;
     }
-    state.tstate = match field_u64(state.tstate, state.proc.offsets.tstate_next) {
+    state.tstate = match mem.field_u64(state.tstate, state.proc.offsets.tstate_next) {
         Some(n) => n,
         None => {
             bump(Counter::ThreadReadFailed);
@@ -398,8 +453,8 @@ fn pass_over(state: &mut WalkState) {
 
 /// Drops a stale cache entry and scans the thread list from its head.
 #[inline(always)]
-fn restart_from_list(state: &mut WalkState) {
+fn restart_from_list<M: Memory>(mem: M, state: &mut WalkState) {
     let _ = THREAD_STATES.remove(&thread_key(state));
     state.from_cache = 0;
-    state.tstate = first_thread(&state.proc).unwrap_or(0);
+    state.tstate = first_thread(mem, &state.proc).unwrap_or(0);
 }

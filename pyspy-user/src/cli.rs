@@ -30,20 +30,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Dump every thread of a process when it receives a signal (the default command).
+    /// Dump every thread of every CPython process (or of each --pid) now; with --signal, when
+    /// it receives that signal (the default command).
     Dump(DumpArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// Signal whose delivery triggers a dump: a name (SIGILL, ILL, SIGRTMIN+1) or a number.
+    /// Without it (`pytrace dump`), every CPython process (or each --pid) is dumped now, read
+    /// from the kernel without signalling or stopping anything, and pytrace exits.
     /// Several: a comma list or the option repeated; `fatal`: every signal whose default
     /// action kills the process, SIGKILL included.
     #[arg(
         long,
         short = 's',
         value_name = "SIGNAL",
-        required = true,
         action = clap::ArgAction::Append,
         value_delimiter = ','
     )]

@@ -10,7 +10,9 @@ fn main() -> ExitCode {
     match run::main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pytrace: error: {e}");
+            if !e.already_reported() {
+                eprintln!("pytrace: error: {e}");
+            }
             e.exit_code()
         }
     }

@@ -63,6 +63,20 @@ pub struct ThreadStack {
     pub chain_continues: bool,
     /// A read failed part-way: the chain is incomplete.
     pub torn: bool,
+    /// The stack kept changing while it was read (on-demand dumps of a running target): no
+    /// frames are kept rather than a mix of two moments. Also `torn`.
+    pub raced: bool,
+    /// What the kernel's task said of this thread at an on-demand dump: its host tid, its
+    /// name (`comm`), whether it was on a CPU. `None` for other captures.
+    pub task: Option<ThreadTask>,
+}
+
+/// A thread's kernel task at an on-demand dump.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ThreadTask {
+    pub tid: u32,
+    pub name: String,
+    pub on_cpu: bool,
 }
 
 /// What a signal does to the process that receives it.
@@ -122,6 +136,9 @@ pub enum TriggerInfo {
     },
     /// A CPU-clock tick that interrupted the thread `Capture::tid` on this CPU.
     Timer { cpu: u32 },
+    /// `pytrace dump` without a signal: read from outside the process (`Capture::tid` is the
+    /// task the read went through). The thread marked current is the GIL holder, if known.
+    OnDemand,
 }
 
 impl Default for TriggerInfo {

@@ -89,6 +89,7 @@ impl Symbolizer {
         let proc = self.procs.get(&b.pid);
         let trigger = match (b.trigger, &raw.signal) {
             (trigger::TIMER, _) => TriggerInfo::Timer { cpu: b.cpu },
+            (trigger::ON_DEMAND, _) => TriggerInfo::OnDemand,
             (_, Some(s)) => signal_trigger(s),
             // The signal record was lost: the signal is unknown.
             (_, None) => TriggerInfo::default(),
@@ -133,11 +134,20 @@ impl Symbolizer {
             dump.threads.push(ThreadStack {
                 thread_id: hdr.thread_id,
                 native_id: (hdr.native_id != 0).then_some(hdr.native_id),
-                current: hdr.flags & thread_flags::CURRENT != 0,
+                current: if b.trigger == trigger::ON_DEMAND {
+                    // No thread of the target ran the dump: the one holding the GIL is the
+                    // current one, when known (else none, as faulthandler prints without a
+                    // current thread state).
+                    dump.gil_known && hdr.flags & thread_flags::HOLDS_GIL != 0
+                } else {
+                    hdr.flags & thread_flags::CURRENT != 0
+                },
                 holds_gil: hdr.flags & thread_flags::HOLDS_GIL != 0,
+                raced: hdr.flags & thread_flags::RACED != 0,
+                task: None,
                 chain,
                 chain_continues: hdr.flags & thread_flags::CHAIN_CONTINUES != 0,
-                torn: hdr.flags & thread_flags::READ_FAILED != 0,
+                torn: hdr.flags & (thread_flags::READ_FAILED | thread_flags::RACED) != 0,
             });
         }
         dump

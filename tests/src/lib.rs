@@ -494,6 +494,17 @@ impl Target {
         }
     }
 
+    /// The target's next line on standard output, after `ready` (blocks until it comes).
+    pub fn read_line(&mut self) -> Result<String> {
+        self.wait_ready(READY_TIMEOUT)?;
+        let stdout = self.stdout.as_mut().ok_or("stdout closed")?;
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("{}: reading stdout: {e}", self.label))?;
+        Ok(line)
+    }
+
     /// Everything faulthandler has written so far.
     pub fn output(&self) -> Vec<u8> {
         fs::read(&self.out_path).unwrap_or_default()

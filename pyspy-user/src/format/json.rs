@@ -22,6 +22,9 @@ struct JsonDump<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     ns_tid: Option<u32>,
     comm: &'a str,
+    /// `"on_demand"` for `pytrace dump` without a signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signal: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,6 +57,14 @@ struct JsonDump<'a> {
     lost_records: u32,
     unsymbolized_frames: u32,
     torn_threads: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raced_threads: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    no_interpreter: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gil_known: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incomplete: Option<bool>,
     threads: Vec<JsonThread>,
 }
 
@@ -62,8 +73,19 @@ struct JsonThread {
     thread_id: u64,
     native_id: Option<u64>,
     current: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holds_gil: Option<bool>,
+    /// On-demand dumps: the thread's kernel task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_cpu: Option<bool>,
     truncated: bool,
     torn: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    raced: bool,
     frames: Vec<JsonFrame>,
 }
 
@@ -85,6 +107,7 @@ impl Output for Json {
                 signal, sender_pid, ..
             } => (Some(signal), sender_pid, None),
             TriggerInfo::Timer { cpu } => (None, None, Some(cpu)),
+            TriggerInfo::OnDemand => (None, None, None),
         };
         let (action, from_kernel, oom, fault_addr, delivered_signal) = match d.trigger {
             TriggerInfo::Signal {
@@ -101,8 +124,9 @@ impl Output for Json {
                 fault_addr.map(|a| format!("{a:#x}")),
                 delivered_as,
             ),
-            TriggerInfo::Timer { .. } => (None, None, None, None, None),
+            TriggerInfo::Timer { .. } | TriggerInfo::OnDemand => (None, None, None, None, None),
         };
+        let on_demand = d.trigger == TriggerInfo::OnDemand;
         let threads = d
             .threads
             .iter()
@@ -110,8 +134,13 @@ impl Output for Json {
                 thread_id: t.thread_id,
                 native_id: t.native_id,
                 current: t.current,
+                holds_gil: d.gil_known.then_some(t.holds_gil),
+                tid: t.task.as_ref().map(|k| k.tid),
+                name: t.task.as_ref().map(|k| k.name.clone()),
+                on_cpu: t.task.as_ref().map(|k| k.on_cpu),
                 truncated: t.chain_continues,
                 torn: t.torn,
+                raced: t.raced,
                 frames: t
                     .chain
                     .iter()
@@ -133,6 +162,7 @@ impl Output for Json {
             ns_pid: d.ns_pid,
             ns_tid: d.ns_tid,
             comm: &d.comm,
+            trigger: on_demand.then_some("on_demand"),
             signal,
             signal_name: signal.map(signals::name),
             cpu,
@@ -150,6 +180,15 @@ impl Output for Json {
             lost_records: d.lost_records,
             unsymbolized_frames: d.unsymbolized_frames,
             torn_threads: d.threads.iter().filter(|t| t.torn).count(),
+            raced_threads: on_demand.then(|| d.threads.iter().filter(|t| t.raced).count()),
+            no_interpreter: on_demand.then_some(d.no_interpreter),
+            gil_known: on_demand.then_some(d.gil_known),
+            incomplete: on_demand.then(|| {
+                d.lost_records > 0
+                    || d.unsymbolized_frames > 0
+                    || d.no_interpreter
+                    || d.threads.iter().any(|t| t.torn)
+            }),
             threads,
         };
         serde_json::to_writer(&mut *out, &obj)?;

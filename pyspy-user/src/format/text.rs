@@ -28,7 +28,8 @@ impl Output for Text {
 /// `Process 1234 [1 in its PID namespace] …, SIGILL to thread 1240 [7] …`; for a signal the
 /// kernel raised, `…, SIGSEGV from the kernel at address 0x10, …` or
 /// `…, SIGKILL from the kernel (OOM), …`; for a timer sample,
-/// `…, CPU clock on CPU 3 in thread 1240, …`.
+/// `…, CPU clock on CPU 3 in thread 1240, …`; for an on-demand dump, no trigger:
+/// `Process 1234 (python3) Python 3.11.7, 2026-11-25T10:00:00.000000Z`.
 fn header(buf: &mut Vec<u8>, d: &Capture) {
     let _ = write!(buf, "Process {} ", d.pid);
     if let Some(ns) = d.ns_pid {
@@ -51,8 +52,9 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
             let _ = write!(buf, "CPU clock on CPU {cpu}");
             ("in", None)
         }
+        TriggerInfo::OnDemand => ("", None),
     };
-    if d.tid != d.pid {
+    if d.tid != d.pid && d.trigger != TriggerInfo::OnDemand {
         let _ = write!(buf, " {preposition} thread {}", d.tid);
         if let Some(ns) = d.ns_tid {
             let _ = write!(buf, " [{ns}]");
@@ -82,9 +84,26 @@ fn header(buf: &mut Vec<u8>, d: &Capture) {
             let _ = write!(buf, ", {what}");
         }
     }
-    let _ = write!(buf, ", {}", timestamp(d.time_ns));
+    if d.trigger != TriggerInfo::OnDemand {
+        buf.extend_from_slice(b", ");
+    }
+    let _ = write!(buf, "{}", timestamp(d.time_ns));
     let torn = d.threads.iter().filter(|t| t.torn).count();
-    if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 {
+    let raced = d.threads.iter().filter(|t| t.raced).count();
+    if raced > 0 || (d.trigger == TriggerInfo::OnDemand && d.no_interpreter) {
+        // Only on-demand reads race with the target, or find it gone part-way.
+        let _ =
+            write!(
+            buf,
+            " (incomplete: {} records lost, {} frames unsymbolized, {} threads torn, {} of them \
+             changing while read{})",
+            d.lost_records,
+            d.unsymbolized_frames,
+            torn,
+            raced,
+            if d.no_interpreter { ", interpreter unreadable" } else { "" }
+        );
+    } else if d.lost_records > 0 || d.unsymbolized_frames > 0 || torn > 0 {
         let _ = write!(
             buf,
             " (incomplete: {} records lost, {} frames unsymbolized, {} threads torn)",
