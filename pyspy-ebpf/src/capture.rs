@@ -4,10 +4,7 @@
 //! record, walks, sends the end record and releases the state.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_boot_ns,
-        generated::bpf_get_smp_processor_id,
-    },
+    helpers::{bpf_get_current_task, bpf_ktime_get_boot_ns, generated::bpf_get_smp_processor_id},
     macros::map,
     maps::PerCpuArray,
 };
@@ -19,7 +16,7 @@ use crate::{
     counters::bump,
     emit::{self, Wake},
     maps::{FSBASE_OFFSET, PID_FILTER, PROCS},
-    read::{field_u64, kernel_u64, user_u32},
+    read::{kernel_u64, CurrentTask, Memory},
     walker,
 };
 
@@ -66,32 +63,71 @@ impl TriggerRecord for NoRecord {
     }
 }
 
-/// Captures the process `req.pid`. A process without a table is `Err(NotPython)` (or
-/// `Err(PidFiltered)` under `--pid`): what to do about it is the trigger's choice. Other
-/// early exits return the counter to bump.
+/// Captures the process `req.pid`, reading the task the program runs in. A process without a
+/// table is `Err(NotPython)` (or `Err(PidFiltered)` under `--pid`): what to do about it is the
+/// trigger's choice. Other early exits return the counter to bump.
 #[inline(always)]
 pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), Counter> {
+    run_in(CurrentTask, req, extra)
+}
+
+/// [`run`], reading the target's memory through `mem`.
+#[inline(always)]
+pub fn run_in<M: Memory, R: TriggerRecord>(
+    mem: M,
+    req: &CaptureRequest,
+    extra: &mut R,
+) -> Result<(), Counter> {
+    match begin(mem, req, extra) {
+        BEGUN => {}
+        NOT_BEGUN => return Ok(()),
+        counter => {
+            return Err(Counter::ALL
+                .get(counter as usize)
+                .copied()
+                .unwrap_or(Counter::NoScratch))
+        }
+    }
+    // No reference to the walk state is held across the walk: the loop's callback changes it
+    // through its own look-up.
+    walker::walk(mem);
+    finish(req.wake)
+}
+
+/// `begin`'s results besides a counter index: the walk may start, or the begin record did
+/// not fit (nothing to walk).
+const BEGUN: u32 = u32::MAX;
+const NOT_BEGUN: u32 = u32::MAX - 1;
+
+/// Takes the walk state and sends the begin and trigger records. Returns `BEGUN`,
+/// `NOT_BEGUN`, or the index of the counter to bump. Not inlined: its stack is not added to
+/// the walk callback's, and the two together must stay within 512 bytes ("stack depth
+/// 432+64+0+0+232" in the task iterator).
+#[inline(never)]
+fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut R) -> u32 {
     // SAFETY: map lookup; the value is copied into the walk state below, never onto the
     // stack (with the walk state's other fields it exceeds the 512-byte BPF stack: "Looks
     // like the BPF stack limit is exceeded").
     let Some(proc) = (unsafe { PROCS.get(&req.pid) }) else {
-        return Err(if PID_FILTER.load() != 0 {
-            Counter::PidFiltered
+        return if PID_FILTER.load() != 0 {
+            Counter::PidFiltered as u32
         } else {
-            Counter::NotPython
-        });
+            Counter::NotPython as u32
+        };
     };
-    let state = walker::state().ok_or(Counter::NoScratch)?;
+    let Some(state) = walker::state() else {
+        return Counter::NoScratch as u32;
+    };
     if state.busy != 0 {
-        return Err(Counter::Nested);
+        return Counter::Nested as u32;
     }
     bump(Counter::Dumps);
     // SAFETY: helpers without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let gc_collecting = read_gc_collecting(proc);
+    let gc_collecting = read_gc_collecting(mem, proc);
     let gil_holder = if req.read_gil {
-        read_gil_holder(proc)
+        read_gil_holder(mem, proc)
     } else {
         None
     };
@@ -129,6 +165,11 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
     state.gc_mask = 0;
     state._pad2 = 0;
     state.interps = [0; MAX_INTERPRETERS as usize];
+    state.top_frame = 0;
+    state.top_code = 0;
+    state.top_previous = 0;
+    state.retries = 0;
+    state._pad3 = 0;
     let begin = CaptureBegin {
         kind: kind::CAPTURE_BEGIN,
         trigger: req.trigger,
@@ -145,19 +186,16 @@ pub fn run<R: TriggerRecord>(req: &CaptureRequest, extra: &mut R) -> Result<(), 
             0
         },
         fsbase: req.fsbase,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm: mem.comm(),
     };
     if !emit::record(&begin, Wake::Later) {
         state.busy = 0;
-        return Ok(());
+        return NOT_BEGUN;
     }
     if !extra.send(capture_id) {
         state.lost += 1;
     }
-    // No reference to the walk state is held across the walk: the loop's callback changes it
-    // through its own look-up.
-    walker::walk();
-    finish(req.wake)
+    BEGUN
 }
 
 /// Sends the end record and releases the walk state.
@@ -197,19 +235,21 @@ pub fn current_fsbase() -> u64 {
 
 /// `interp->gc.collecting`, where the version prints a "Garbage-collecting" line.
 #[inline(always)]
-fn read_gc_collecting(proc: &ProcInfo) -> u32 {
+fn read_gc_collecting<M: Memory>(mem: M, proc: &ProcInfo) -> u32 {
     if proc.offsets.interp_gc_collecting == NO_OFFSET {
         return 0;
     }
-    field_u64(proc.interp_head_addr, 0)
+    mem.field_u64(proc.interp_head_addr, 0)
         .filter(|&i| i != 0)
-        .and_then(|interp| user_u32(interp.wrapping_add(proc.offsets.interp_gc_collecting as u64)))
+        .and_then(|interp| {
+            mem.user_u32(interp.wrapping_add(proc.offsets.interp_gc_collecting as u64))
+        })
         .unwrap_or(0)
 }
 
 /// The thread state holding the GIL (0 when nobody does), `None` when unknown or unreadable.
 #[inline(always)]
-fn read_gil_holder(proc: &ProcInfo) -> Option<u64> {
+fn read_gil_holder<M: Memory>(mem: M, proc: &ProcInfo) -> Option<u64> {
     let gil = &proc.gil;
     if gil.last_holder == NO_OFFSET {
         return None;
@@ -217,12 +257,14 @@ fn read_gil_holder(proc: &ProcInfo) -> Option<u64> {
     let base = if gil.addr != 0 {
         gil.addr
     } else if gil.interp_ptr != NO_OFFSET {
-        let interp = field_u64(proc.interp_head_addr, 0).filter(|&i| i != 0)?;
-        field_u64(interp, gil.interp_ptr).filter(|&g| g != 0)?
+        let interp = mem
+            .field_u64(proc.interp_head_addr, 0)
+            .filter(|&i| i != 0)?;
+        mem.field_u64(interp, gil.interp_ptr).filter(|&g| g != 0)?
     } else {
         return None;
     };
-    let locked = user_u32(base.wrapping_add(gil.locked as u64))?;
-    let holder = field_u64(base, gil.last_holder)?;
+    let locked = mem.user_u32(base.wrapping_add(gil.locked as u64))?;
+    let holder = mem.field_u64(base, gil.last_holder)?;
     Some(if locked != 0 { holder } else { 0 })
 }

@@ -1,5 +1,5 @@
-//! pytrace's eBPF programs: thin entry points, one adapter per trigger (`signal`, `timer`),
-//! one capture transaction (`capture`) over one CPython walker (`walker`).
+//! pytrace's eBPF programs: thin entry points, one adapter per trigger (`signal`, `timer`,
+//! `ondemand`), one capture transaction (`capture`) over one CPython walker (`walker`).
 #![no_std]
 #![no_main]
 
@@ -9,6 +9,7 @@ mod emit;
 mod hold;
 mod lifecycle;
 mod maps;
+mod ondemand;
 mod read;
 mod signal;
 mod symbols;
@@ -63,6 +64,20 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
 #[perf_event]
 pub fn cpu_clock(_ctx: PerfEventContext) -> u32 {
     timer::on_tick();
+    0
+}
+
+/// The sleepable task iterator (`iter.s/task`; aya-ebpf has no iterator attribute, so the
+/// section is set by hand). Its context is `struct bpf_iter__task { struct bpf_iter_meta
+/// *meta; struct task_struct *task; }`; `task` is null on the last call.
+#[no_mangle]
+#[link_section = "iter.s/task"]
+pub extern "C" fn dump_task(ctx: *mut core::ffi::c_void) -> i32 {
+    // SAFETY: the kernel passes a `bpf_iter__task`; its second word is the task pointer.
+    let task = unsafe { *(ctx as *const *mut aya_ebpf::bindings::task_struct).add(1) };
+    if !task.is_null() {
+        ondemand::on_task(task);
+    }
     0
 }
 

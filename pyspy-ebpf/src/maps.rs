@@ -25,6 +25,9 @@ pub static TASK_SIGNAL_OFFSET: Global<u64> = Global::new(0);
 pub static SIGNAL_THREAD_HEAD_OFFSET: Global<u64> = Global::new(0);
 #[no_mangle]
 pub static TASK_THREAD_NODE_OFFSET: Global<u64> = Global::new(0);
+/// Offset of `task_struct.on_cpu` (from BTF, set by the loader).
+#[no_mangle]
+pub static TASK_ON_CPU_OFFSET: Global<u64> = Global::new(0);
 #[no_mangle]
 pub static TASK_COMM_OFFSET: Global<u64> = Global::new(0);
 /// 1: processes missing from `PROCS` were filtered out by the user (`--pid`), not unknown.

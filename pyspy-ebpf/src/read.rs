@@ -1,39 +1,156 @@
-//! Bounded reads of the target's memory. Every read may fail (unmapped or non-resident page:
-//! in `signal_deliver` no page fault can be taken) and returns `None` then.
+//! Bounded reads of the target's memory, through [`Memory`]: the walker and the symbol copier
+//! are generic over it and monomorphized per program, so a sleepable-only helper never appears
+//! in a non-sleepable program.
+//!
+//! - [`CurrentTask`]: the task the program runs in (signal delivery, a timer tick), with
+//!   `bpf_probe_read_user`. No page fault can be taken there: a non-resident page is a failed
+//!   read (`None`).
+//! - [`Task`]: another task, from a sleepable program (the on-demand task iterator), with
+//!   `bpf_copy_from_user_task`, which faults pages in (swapped out, never touched).
+//!
+//! Kernel memory is read with the free functions; target structures are read in one piece
+//! with [`Window`].
 
 use aya_ebpf::{
+    bindings::task_struct,
     helpers::{
-        bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_probe_read_user as raw_read_user,
+        bpf_get_current_comm, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_copy_from_user_task, bpf_probe_read_user as raw_read_user},
     },
     macros::map,
     maps::PerCpuArray,
 };
 use core::ffi::c_void;
 
-#[inline(always)]
-pub fn user_u64(addr: u64) -> Option<u64> {
-    // SAFETY: bpf_probe_read_user checks the address and never faults.
-    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+use crate::maps::TASK_COMM_OFFSET;
+
+/// Where the walk reads the target's memory.
+pub trait Memory: Copy {
+    /// The target runs while it is read (another task's memory, read from a sleepable
+    /// program): the walker checks each thread's stack did not change under it.
+    const CONCURRENT: bool;
+
+    /// Copies `len` bytes (already bounded by the caller to `dst`'s size) from the target.
+    fn user_bytes(self, dst: *mut u8, len: u32, addr: u64) -> bool;
+
+    /// The `bpf_loop` context that carries this memory into the loop's callback (null when
+    /// there is nothing to carry).
+    fn loop_ctx(&self) -> *mut c_void;
+
+    /// The memory the walk's `bpf_loop` callback reads, from the context `loop_ctx` gave.
+    ///
+    /// # Safety
+    /// `ctx` must be the `loop_ctx()` of a live value of this type.
+    unsafe fn from_loop_ctx(ctx: *mut c_void) -> Self;
+
+    /// The target task's `comm`.
+    fn comm(self) -> [u8; 16];
+
+    #[inline(always)]
+    fn user_u64(self, addr: u64) -> Option<u64> {
+        let mut v = 0u64;
+        self.user_bytes(&mut v as *mut u64 as *mut u8, 8, addr)
+            .then_some(v)
+    }
+
+    #[inline(always)]
+    fn user_u32(self, addr: u64) -> Option<u32> {
+        let mut v = 0u32;
+        self.user_bytes(&mut v as *mut u32 as *mut u8, 4, addr)
+            .then_some(v)
+    }
+
+    /// Reads a pointer-sized field at `base + off`.
+    #[inline(always)]
+    fn field_u64(self, base: u64, off: u32) -> Option<u64> {
+        self.user_u64(base.wrapping_add(off as u64))
+    }
 }
 
-#[inline(always)]
-pub fn user_u32(addr: u64) -> Option<u32> {
-    // SAFETY: as above.
-    unsafe { bpf_probe_read_user(addr as *const u32) }.ok()
+/// The task the program runs in.
+#[derive(Clone, Copy)]
+pub struct CurrentTask;
+
+impl Memory for CurrentTask {
+    // Signal delivery and timer ticks read the thread the program runs in; the other threads
+    // of the process may run, as they do for faulthandler itself.
+    const CONCURRENT: bool = false;
+
+    #[inline(always)]
+    fn user_bytes(self, dst: *mut u8, len: u32, addr: u64) -> bool {
+        // SAFETY: `dst` points into memory at least `len` bytes long (checked by the caller
+        // and by the verifier); the read itself never faults.
+        unsafe { raw_read_user(dst as *mut c_void, len, addr as *const c_void) == 0 }
+    }
+
+    #[inline(always)]
+    fn loop_ctx(&self) -> *mut c_void {
+        core::ptr::null_mut()
+    }
+
+    #[inline(always)]
+    unsafe fn from_loop_ctx(_ctx: *mut c_void) -> Self {
+        CurrentTask
+    }
+
+    #[inline(always)]
+    fn comm(self) -> [u8; 16] {
+        bpf_get_current_comm().unwrap_or([0; 16])
+    }
+
+    #[inline(always)]
+    fn user_u64(self, addr: u64) -> Option<u64> {
+        // SAFETY: bpf_probe_read_user checks the address and never faults.
+        unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+    }
+
+    #[inline(always)]
+    fn user_u32(self, addr: u64) -> Option<u32> {
+        // SAFETY: as above.
+        unsafe { bpf_probe_read_user(addr as *const u32) }.ok()
+    }
 }
 
-/// Reads a pointer-sized field at `base + off`.
-#[inline(always)]
-pub fn field_u64(base: u64, off: u32) -> Option<u64> {
-    user_u64(base.wrapping_add(off as u64))
-}
+/// Another task, read from a sleepable program. The pointer must be one the verifier knows
+/// as a `task_struct` (the task iterator's): the value is kept in one stack slot and passed to
+/// the loop callback by address, so the verifier still sees a trusted task pointer there
+/// (a task pointer taken from a map is a plain scalar: "R4 type=scalar expected=ptr_").
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Task(pub *mut task_struct);
 
-/// Copies `len` bytes (already bounded by the caller to `dst`'s size) from the target.
-#[inline(always)]
-pub fn user_bytes(dst: *mut u8, len: u32, addr: u64) -> bool {
-    // SAFETY: `dst` points into a map value at least `len` bytes long (checked by the caller
-    // and by the verifier); the read itself never faults.
-    unsafe { raw_read_user(dst as *mut c_void, len, addr as *const c_void) == 0 }
+impl Memory for Task {
+    const CONCURRENT: bool = true;
+
+    #[inline(always)]
+    fn user_bytes(self, dst: *mut u8, len: u32, addr: u64) -> bool {
+        // SAFETY: `dst` points into memory at least `len` bytes long (checked by the caller
+        // and by the verifier); the helper checks the address and may sleep to fault pages in,
+        // which this (sleepable) program allows.
+        unsafe {
+            bpf_copy_from_user_task(dst as *mut c_void, len, addr as *const c_void, self.0, 0) == 0
+        }
+    }
+
+    #[inline(always)]
+    fn loop_ctx(&self) -> *mut c_void {
+        self as *const Task as *mut c_void
+    }
+
+    #[inline(always)]
+    unsafe fn from_loop_ctx(ctx: *mut c_void) -> Self {
+        // SAFETY: the caller passes the address of a live `Task` (its `loop_ctx`).
+        unsafe { *(ctx as *const Task) }
+    }
+
+    #[inline(always)]
+    fn comm(self) -> [u8; 16] {
+        // SAFETY: bpf_probe_read_kernel checks the address and never faults.
+        unsafe {
+            bpf_probe_read_kernel((self.0 as u64 + TASK_COMM_OFFSET.load()) as *const [u8; 16])
+        }
+        .unwrap_or([0; 16])
+    }
 }
 
 #[inline(always)]
@@ -80,7 +197,13 @@ pub struct Window<'a, const N: usize> {
 impl<'a, const N: usize> Window<'a, N> {
     /// Reads the window into `buf`; `None` when `len` exceeds it or the read fails.
     #[inline(always)]
-    pub fn read(buf: &'a mut [u64; N], base: u64, start: u32, len: u32) -> Option<Self> {
+    pub fn read<M: Memory>(
+        mem: M,
+        buf: &'a mut [u64; N],
+        base: u64,
+        start: u32,
+        len: u32,
+    ) -> Option<Self> {
         // "R2 unbounded memory access": the length must be bounded by the buffer's size
         // where the verifier can see it.
         if len > (N * 8) as u32 {
@@ -88,7 +211,7 @@ impl<'a, const N: usize> Window<'a, N> {
         }
         // Bytes past `len` read as 0, not as a previous window's.
         *buf = [0; N];
-        if !user_bytes(
+        if !mem.user_bytes(
             buf.as_mut_ptr() as *mut u8,
             len,
             base.wrapping_add(start as u64),

@@ -43,7 +43,7 @@ use pytrace_common::{
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    read::{mix, user_bytes, Window, HEADER_WORDS, WINDOWS},
+    read::{mix, Memory, Window, HEADER_WORDS, WINDOWS},
 };
 
 /// Code objects already sent to user space, by (process, generation, address, fingerprint).
@@ -99,8 +99,15 @@ pub fn seen(dump_id: u64, code: u64) -> Option<u64> {
 /// code record first if this (process, code object, fingerprint) was not sent yet; noted so
 /// that the code object is looked up once per dump ([`seen`]).
 #[inline(always)]
-pub fn fingerprint(pid: u32, dump_id: u64, code: u64, proc: &ProcInfo, lost: &mut u32) -> u64 {
-    let fp = look_up(pid, code, proc, lost);
+pub fn fingerprint<M: Memory>(
+    mem: M,
+    pid: u32,
+    dump_id: u64,
+    code: u64,
+    proc: &ProcInfo,
+    lost: &mut u32,
+) -> u64 {
+    let fp = look_up(mem, pid, code, proc, lost);
     let Some(seen) = DUMP_CODES.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         return fp;
@@ -135,8 +142,8 @@ struct StrHeader {
 }
 
 #[inline(always)]
-fn look_up(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) -> u64 {
-    let Some(fields) = read_fields(code, proc) else {
+fn look_up<M: Memory>(mem: M, pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) -> u64 {
+    let Some(fields) = read_fields(mem, code, proc) else {
         bump(Counter::CodeReadFailed);
         return 0;
     };
@@ -147,28 +154,29 @@ fn look_up(pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) -> u64 {
         fingerprint: fields.fingerprint,
     };
     if SENT_CODES.get_ptr(&key).is_none() {
-        send_code(&key, &fields, proc, lost);
+        send_code(mem, &key, &fields, proc, lost);
     }
     fields.fingerprint
 }
 
 #[inline(always)]
-fn read_fields(code: u64, proc: &ProcInfo) -> Option<CodeFields> {
+fn read_fields<M: Memory>(mem: M, code: u64, proc: &ProcInfo) -> Option<CodeFields> {
     let off = &proc.offsets;
     let win = &proc.windows;
     let scratch = WINDOWS.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch owned by this walk; the four buffers are distinct fields.
     let scratch = unsafe { &mut *scratch };
-    let hdr = Window::read(&mut scratch.code, code, win.code_start, win.code_len)?;
+    let hdr = Window::read(mem, &mut scratch.code, code, win.code_start, win.code_len)?;
     let filename = hdr.u64_at(off.code_filename);
     let name = hdr.u64_at(off.code_name);
     let linetable = hdr.u64_at(off.code_linetable);
     let firstlineno = hdr.u32_at(off.code_firstlineno) as i32;
     let mut h = hdr.mix_into(code, win.code_len);
-    let (filename_hdr, h1) = str_header(&mut scratch.filename, filename, h, proc);
-    let (name_hdr, h2) = str_header(&mut scratch.name, name, h1, proc);
+    let (filename_hdr, h1) = str_header(mem, &mut scratch.filename, filename, h, proc);
+    let (name_hdr, h2) = str_header(mem, &mut scratch.name, name, h1, proc);
     h = h2;
     let linetable_size = match Window::read(
+        mem,
         &mut scratch.linetable,
         linetable,
         win.bytes_start,
@@ -207,7 +215,8 @@ fn read_fields(code: u64, proc: &ProcInfo) -> Option<CodeFields> {
 
 /// Reads a `str`'s header (`length`, `hash`, `state`) in one piece and mixes it into `h`.
 #[inline(always)]
-fn str_header(
+fn str_header<M: Memory>(
+    mem: M,
     buf: &mut [u64; HEADER_WORDS],
     obj: u64,
     h: u64,
@@ -215,7 +224,7 @@ fn str_header(
 ) -> (Option<StrHeader>, u64) {
     let off = &proc.offsets;
     let win = &proc.windows;
-    match Window::read(buf, obj, win.str_start, win.str_len) {
+    match Window::read(mem, buf, obj, win.str_start, win.str_len) {
         Some(w) => (
             Some(StrHeader {
                 length: w.u64_at(off.unicode_length),
@@ -230,7 +239,7 @@ fn str_header(
 /// Sends the code record (and the rest of a long line table) for `key`; marks it sent when
 /// every piece went out.
 #[inline(always)]
-fn send_code(key: &CodeKey, f: &CodeFields, proc: &ProcInfo, lost: &mut u32) {
+fn send_code<M: Memory>(mem: M, key: &CodeKey, f: &CodeFields, proc: &ProcInfo, lost: &mut u32) {
     let Some(rec) = CODE_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         return;
@@ -244,13 +253,13 @@ fn send_code(key: &CodeKey, f: &CodeFields, proc: &ProcInfo, lost: &mut u32) {
     rec.generation = key.generation;
     rec.flags = 0;
     rec.firstlineno = f.firstlineno;
-    if !copy_str(&mut rec.filename, f.filename, &f.filename_hdr, proc) {
+    if !copy_str(mem, &mut rec.filename, f.filename, &f.filename_hdr, proc) {
         rec.flags |= code_flags::FILENAME_UNREADABLE;
     }
-    if !copy_str(&mut rec.name, f.name, &f.name_hdr, proc) {
+    if !copy_str(mem, &mut rec.name, f.name, &f.name_hdr, proc) {
         rec.flags |= code_flags::NAME_UNREADABLE;
     }
-    let total = copy_linetable(rec, f.linetable, f.linetable_size, proc);
+    let total = copy_linetable(mem, rec, f.linetable, f.linetable_size, proc);
     let copied = rec.linetable_copied;
     let len = CODE_RECORD_FIXED + copied as usize;
     if !emit::prefix(rec, len, Wake::Later) {
@@ -258,7 +267,7 @@ fn send_code(key: &CodeKey, f: &CodeFields, proc: &ProcInfo, lost: &mut u32) {
         return;
     }
     bump(Counter::CodesSent);
-    if total > copied && !send_chunks(key, f.linetable, total, proc) {
+    if total > copied && !send_chunks(mem, key, f.linetable, total, proc) {
         *lost += 1;
         return;
     }
@@ -267,7 +276,7 @@ fn send_code(key: &CodeKey, f: &CodeFields, proc: &ProcInfo, lost: &mut u32) {
 
 /// Sends bytes `LINETABLE_MAX..total` of the line table as continuation records.
 #[inline(always)]
-fn send_chunks(key: &CodeKey, obj: u64, total: u32, proc: &ProcInfo) -> bool {
+fn send_chunks<M: Memory>(mem: M, key: &CodeKey, obj: u64, total: u32, proc: &ProcInfo) -> bool {
     let Some(chunk) = CHUNK_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         return false;
@@ -288,7 +297,7 @@ fn send_chunks(key: &CodeKey, obj: u64, total: u32, proc: &ProcInfo) -> bool {
         if n > LINETABLE_MAX as u32 {
             n = LINETABLE_MAX as u32;
         }
-        if !user_bytes(chunk.data.as_mut_ptr(), n, data.wrapping_add(offset as u64)) {
+        if !mem.user_bytes(chunk.data.as_mut_ptr(), n, data.wrapping_add(offset as u64)) {
             bump(Counter::LineTableReadFailed);
             return false;
         }
@@ -304,7 +313,13 @@ fn send_chunks(key: &CodeKey, obj: u64, total: u32, proc: &ProcInfo) -> bool {
 /// Copies a compact `str` whose header (`length` … `state`) was read for the fingerprint: its
 /// length, character size and up to 501 code points.
 #[inline(always)]
-fn copy_str(dst: &mut PyStr, obj: u64, hdr: &Option<StrHeader>, proc: &ProcInfo) -> bool {
+fn copy_str<M: Memory>(
+    mem: M,
+    dst: &mut PyStr,
+    obj: u64,
+    hdr: &Option<StrHeader>,
+    proc: &ProcInfo,
+) -> bool {
     let off = &proc.offsets;
     dst.char_size = 0;
     dst.copied = 0;
@@ -339,7 +354,7 @@ fn copy_str(dst: &mut PyStr, obj: u64, hdr: &Option<StrHeader>, proc: &ProcInfo)
     if n > STR_MAX_BYTES as u32 {
         n = STR_MAX_BYTES as u32;
     }
-    if !user_bytes(dst.data.as_mut_ptr(), n, obj.wrapping_add(data as u64)) {
+    if !mem.user_bytes(dst.data.as_mut_ptr(), n, obj.wrapping_add(data as u64)) {
         bump(Counter::StringReadFailed);
         return false;
     }
@@ -352,7 +367,13 @@ fn copy_str(dst: &mut PyStr, obj: u64, hdr: &Option<StrHeader>, proc: &ProcInfo)
 /// Copies the start of the line table (a `bytes` object of `size` bytes) into the record;
 /// returns how many bytes of it the record and its continuations carry in all.
 #[inline(always)]
-fn copy_linetable(rec: &mut CodeRecord, obj: u64, size: Option<u64>, proc: &ProcInfo) -> u32 {
+fn copy_linetable<M: Memory>(
+    mem: M,
+    rec: &mut CodeRecord,
+    obj: u64,
+    size: Option<u64>,
+    proc: &ProcInfo,
+) -> u32 {
     let off = &proc.offsets;
     rec.linetable_len = 0;
     rec.linetable_copied = 0;
@@ -371,7 +392,7 @@ fn copy_linetable(rec: &mut CodeRecord, obj: u64, size: Option<u64>, proc: &Proc
     if n > LINETABLE_MAX as u32 {
         n = LINETABLE_MAX as u32;
     }
-    if !user_bytes(
+    if !mem.user_bytes(
         rec.linetable.as_mut_ptr(),
         n,
         obj.wrapping_add(off.bytes_data as u64),

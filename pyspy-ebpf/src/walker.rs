@@ -30,7 +30,7 @@ use pytrace_common::{
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    read::{field_u64, user_u32, Window, WINDOWS},
+    read::{Memory, Window, WINDOWS},
     symbols,
 };
 
@@ -106,17 +106,29 @@ pub struct WalkState {
     pub gc_mask: u32,
     pub _pad2: u32,
     pub interps: [u64; MAX_INTERPRETERS as usize],
+    /// The open thread's top frame as first read (address, raw code word, previous): read
+    /// again at the thread's end when the target runs during the read (`Memory::CONCURRENT`).
+    pub top_frame: u64,
+    pub top_code: u64,
+    pub top_previous: u64,
+    /// Times the open thread was read again because its stack changed under the read.
+    pub retries: u32,
+    pub _pad3: u32,
 }
+
+/// A thread whose stack changed while it was read (a running target) is read again this many
+/// times before it is sent without frames, marked raced.
+const MAX_RACE_RETRIES: u32 = 3;
 
 /// Walks the threads the walk state asks for and sends one thread record per thread. The
 /// begin and end records are the capture's.
 #[inline(always)]
-pub fn walk() {
+pub fn walk<M: Memory>(mem: M) {
     let Some(state) = walk_state() else {
         bump(Counter::NoScratch);
         return;
     };
-    start_interpreters(state);
+    start_interpreters(mem, state);
     if state.next_interp == 0 {
         // libpython is mapped, but `Py_Initialize` has not made an interpreter (or
         // `Py_Finalize` has removed the last one).
@@ -134,15 +146,9 @@ pub fn walk() {
             state.from_cache = 1;
         }
     }
-    // SAFETY: `walk_step` has the callback signature bpf_loop expects; its context is unused.
-    unsafe {
-        bpf_loop(
-            WALK_STEPS,
-            walk_step as *mut c_void,
-            core::ptr::null_mut(),
-            0,
-        )
-    };
+    // SAFETY: `walk_step` has the callback signature bpf_loop expects; its context is `mem`'s
+    // own (null, or the address of `mem`, alive for the whole loop).
+    unsafe { bpf_loop(WALK_STEPS, walk_step::<M> as *mut c_void, mem.loop_ctx(), 0) };
     if let Some(s) = walk_state() {
         if s.tstate != 0 || s.next_interp != 0 {
             bump(Counter::StepsExhausted);
@@ -157,7 +163,7 @@ pub fn walk() {
 
 /// Points the walk at the head of the interpreter list, before any interpreter is opened.
 #[inline(always)]
-fn start_interpreters(state: &mut WalkState) {
+fn start_interpreters<M: Memory>(mem: M, state: &mut WalkState) {
     state.tstate = 0;
     state.interp = 0;
     state.ninterps = 0;
@@ -165,7 +171,7 @@ fn start_interpreters(state: &mut WalkState) {
     state.more_threads_mask = 0;
     state.unreadable_mask = 0;
     state.gc_mask = 0;
-    state.next_interp = match field_u64(state.proc.interp_head_addr, 0) {
+    state.next_interp = match mem.field_u64(state.proc.interp_head_addr, 0) {
         Some(head) => head,
         None => {
             bump(Counter::NoInterpreter);
@@ -195,7 +201,9 @@ pub fn state() -> Option<&'static mut WalkState> {
     walk_state()
 }
 
-extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
+extern "C" fn walk_step<M: Memory>(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `walk` passes `mem.loop_ctx()` of an `M` alive for the whole loop.
+    let mem = unsafe { M::from_loop_ctx(ctx) };
     let Some(state) = walk_state() else {
         bump(Counter::NoScratch);
         return 1;
@@ -204,21 +212,21 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         if state.next_interp == 0 {
             return 1;
         }
-        open_interp(state);
+        open_interp(mem, state);
     } else if state.thread_open == 0 {
-        open_thread(state);
+        open_thread(mem, state);
     } else if chain_goes_on(state) {
         // Several entries per step: a step's own cost (the callback, the state look-up) is
         // about that of reading an entry. The first may look a code object up; the others
         // only take code objects already looked at in this capture.
-        read_entry::<true>(state);
+        read_entry::<M, true>(mem, state);
         for _ in 1..ENTRIES_PER_STEP {
-            if !chain_goes_on(state) || !read_entry::<false>(state) {
+            if !chain_goes_on(state) || !read_entry::<M, false>(mem, state) {
                 break;
             }
         }
     } else {
-        close_thread(state);
+        close_thread(mem, state);
     }
     0
 }
@@ -232,7 +240,7 @@ fn interp_bit(index: u32) -> u32 {
 /// Starts the next interpreter of the list: notes it, reads its `next`, its
 /// `gc.collecting` and the head of its thread list.
 #[inline(always)]
-fn open_interp(state: &mut WalkState) {
+fn open_interp<M: Memory>(mem: M, state: &mut WalkState) {
     let interp = state.next_interp;
     let index = state.ninterps;
     if index >= MAX_INTERPRETERS {
@@ -248,7 +256,7 @@ fn open_interp(state: &mut WalkState) {
     state.ninterps = index + 1;
     state.interp = interp;
     state.interp_threads = 0;
-    state.next_interp = match field_u64(interp, off.interp_next) {
+    state.next_interp = match mem.field_u64(interp, off.interp_next) {
         Some(next) => next,
         None => {
             bump(Counter::NoInterpreter);
@@ -257,12 +265,12 @@ fn open_interp(state: &mut WalkState) {
         }
     };
     if off.interp_gc_collecting != NO_OFFSET {
-        let collecting = user_u32(interp.wrapping_add(off.interp_gc_collecting as u64));
+        let collecting = mem.user_u32(interp.wrapping_add(off.interp_gc_collecting as u64));
         if collecting.unwrap_or(0) != 0 {
             state.gc_mask |= bit;
         }
     }
-    state.tstate = match field_u64(interp, off.interp_threads_head) {
+    state.tstate = match mem.field_u64(interp, off.interp_threads_head) {
         Some(head) => head,
         None => {
             bump(Counter::NoInterpreter);
@@ -283,7 +291,7 @@ fn chain_goes_on(state: &WalkState) -> bool {
 
 /// Reads the thread state's identity and the top of its frame chain.
 #[inline(always)]
-fn open_thread(state: &mut WalkState) {
+fn open_thread<M: Memory>(mem: M, state: &mut WalkState) {
     let Some(rec) = THREAD_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         state.tstate = 0;
@@ -293,10 +301,10 @@ fn open_thread(state: &mut WalkState) {
     let hdr = unsafe { &mut (*rec).hdr };
     let off = &state.proc.offsets;
     let tstate = state.tstate;
-    let Some(thread_id) = field_u64(tstate, off.tstate_thread_id) else {
+    let Some(thread_id) = mem.field_u64(tstate, off.tstate_thread_id) else {
         if state.from_cache != 0 {
             // A cached thread state that is gone: look through the list instead.
-            restart_from_list(state);
+            restart_from_list(mem, state);
             return;
         }
         bump(Counter::ThreadReadFailed);
@@ -306,17 +314,18 @@ fn open_thread(state: &mut WalkState) {
         return;
     };
     let native_id = if off.tstate_native_thread_id != NO_OFFSET {
-        field_u64(tstate, off.tstate_native_thread_id).unwrap_or(0)
+        mem.field_u64(tstate, off.tstate_native_thread_id)
+            .unwrap_or(0)
     } else {
         0
     };
     if state.scope == SCOPE_ONLY_THREAD && !(state.fsbase != 0 && thread_id == state.fsbase) {
-        pass_over(state);
+        pass_over(mem, state);
         return;
     }
     let mut flags = 0;
     let status = if off.tstate_status != NO_OFFSET {
-        match user_u32(tstate.wrapping_add(off.tstate_status as u64)) {
+        match mem.user_u32(tstate.wrapping_add(off.tstate_status as u64)) {
             Some(s) => s,
             None => {
                 flags |= thread_flags::STATUS_UNREADABLE;
@@ -326,7 +335,7 @@ fn open_thread(state: &mut WalkState) {
     } else {
         0
     };
-    let frame = match top_frame(tstate, &state.proc) {
+    let frame = match top_frame(mem, tstate, &state.proc) {
         Some(f) => f,
         None => {
             bump(Counter::FrameReadFailed);
@@ -354,6 +363,7 @@ fn open_thread(state: &mut WalkState) {
         status,
     };
     state.frame = frame;
+    state.top_frame = frame;
     state.nchain = 0;
     state.nreal = 0;
     state.thread_flags = flags;
@@ -362,13 +372,13 @@ fn open_thread(state: &mut WalkState) {
 
 /// `tstate->frame`, `tstate->cframe->current_frame` or `tstate->current_frame`.
 #[inline(always)]
-fn top_frame(tstate: u64, proc: &ProcInfo) -> Option<u64> {
+fn top_frame<M: Memory>(mem: M, tstate: u64, proc: &ProcInfo) -> Option<u64> {
     let off = &proc.offsets;
-    let first = field_u64(tstate, off.tstate_frame)?;
+    let first = mem.field_u64(tstate, off.tstate_frame)?;
     if off.cframe_current_frame == NO_OFFSET || first == 0 {
         return Some(first);
     }
-    field_u64(first, off.cframe_current_frame)
+    mem.field_u64(first, off.cframe_current_frame)
 }
 
 /// Reads one chain entry of the open thread (its fields in one read) and fingerprints its
@@ -376,7 +386,7 @@ fn top_frame(tstate: u64, proc: &ProcInfo) -> Option<u64> {
 /// its record sent if new); without, such an entry is left for the next step and `false`
 /// returned: only one full look-up per step keeps the verified program small.
 #[inline(always)]
-fn read_entry<const FULL: bool>(state: &mut WalkState) -> bool {
+fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> bool {
     let Some(rec) = THREAD_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         state.frame = 0;
@@ -391,7 +401,7 @@ fn read_entry<const FULL: bool>(state: &mut WalkState) -> bool {
     };
     // SAFETY: per-CPU scratch owned by this walk.
     let buf = unsafe { &mut (*scratch).frame };
-    let Some(w) = Window::read(buf, state.frame, win.frame_start, win.frame_len) else {
+    let Some(w) = Window::read(mem, buf, state.frame, win.frame_start, win.frame_len) else {
         bump(Counter::FrameReadFailed);
         state.thread_flags |= thread_flags::READ_FAILED;
         state.frame = 0;
@@ -405,6 +415,10 @@ fn read_entry<const FULL: bool>(state: &mut WalkState) -> bool {
     } else {
         0
     };
+    if state.nchain == 0 {
+        state.top_code = code;
+        state.top_previous = previous;
+    }
     let shim = off.frame_owner_shim_min != NO_OFFSET && owner >= off.frame_owner_shim_min;
     let code = code & CODE_TAG_MASK;
     // A shim keeps no code address (it gets no code record); its instruction is kept
@@ -420,6 +434,7 @@ fn read_entry<const FULL: bool>(state: &mut WalkState) -> bool {
         fingerprint = match symbols::seen(state.capture_id, code) {
             Some(fp) => fp,
             None if FULL => symbols::fingerprint(
+                mem,
                 state.pid,
                 state.capture_id,
                 code,
@@ -452,7 +467,21 @@ fn read_entry<const FULL: bool>(state: &mut WalkState) -> bool {
 
 /// Sends the open thread's record and moves to the next thread state.
 #[inline(always)]
-fn close_thread(state: &mut WalkState) {
+fn close_thread<M: Memory>(mem: M, state: &mut WalkState) {
+    if M::CONCURRENT && !top_unchanged(mem, state) {
+        if state.retries < MAX_RACE_RETRIES {
+            bump(Counter::ThreadRetried);
+            state.retries += 1;
+            // The next step opens the same thread state again.
+            state.thread_open = 0;
+            return;
+        }
+        bump(Counter::ThreadRaced);
+        state.thread_flags |= thread_flags::RACED;
+        state.nchain = 0;
+        state.frame = 0;
+    }
+    state.retries = 0;
     if state.frame != 0 {
         state.thread_flags |= thread_flags::CHAIN_CONTINUES;
         if state.nreal <= state.max_frames {
@@ -482,7 +511,7 @@ fn close_thread(state: &mut WalkState) {
     }
     state.interp_threads += 1;
     let bit = interp_bit(state.ninterps.wrapping_sub(1));
-    let next = match field_u64(state.tstate, state.proc.offsets.tstate_next) {
+    let next = match mem.field_u64(state.tstate, state.proc.offsets.tstate_next) {
         Some(n) => n,
         None => {
             bump(Counter::ThreadReadFailed);
@@ -501,12 +530,30 @@ fn close_thread(state: &mut WalkState) {
     state.tstate = next;
 }
 
+/// Whether the open thread's top frame, as first read, is still its top frame, with the same
+/// code and caller: then the frames read below it did not change (a frame's callers wait
+/// while it runs), and the chain is one moment's, the top frame's line being the one first
+/// read. A thread that returned or called meanwhile has another top frame, or a reused frame
+/// with another code or caller: it is read again.
+#[inline(always)]
+fn top_unchanged<M: Memory>(mem: M, state: &WalkState) -> bool {
+    if state.nchain == 0 || state.thread_flags & thread_flags::READ_FAILED != 0 {
+        // Nothing read, or already marked incomplete.
+        return true;
+    }
+    let off = &state.proc.offsets;
+    let frame = state.top_frame;
+    mem.field_u64(frame, off.frame_code) == Some(state.top_code)
+        && mem.field_u64(frame, off.frame_previous) == Some(state.top_previous)
+        && top_frame(mem, state.tstate, &state.proc) == Some(frame)
+}
+
 /// Moves past a thread state that is not the one a capture of one thread looks for.
 #[inline(always)]
-fn pass_over(state: &mut WalkState) {
+fn pass_over<M: Memory>(mem: M, state: &mut WalkState) {
     if state.from_cache != 0 {
         // The cached thread state now belongs to another thread.
-        restart_from_list(state);
+        restart_from_list(mem, state);
         return;
     }
     state.scanned += 1;
@@ -515,7 +562,7 @@ fn pass_over(state: &mut WalkState) {
         state.next_interp = 0;
         return;
     }
-    state.tstate = match field_u64(state.tstate, state.proc.offsets.tstate_next) {
+    state.tstate = match mem.field_u64(state.tstate, state.proc.offsets.tstate_next) {
         Some(n) => n,
         None => {
             bump(Counter::ThreadReadFailed);
@@ -526,8 +573,8 @@ fn pass_over(state: &mut WalkState) {
 
 /// Drops a stale cache entry and scans the interpreters' thread lists from the head.
 #[inline(always)]
-fn restart_from_list(state: &mut WalkState) {
+fn restart_from_list<M: Memory>(mem: M, state: &mut WalkState) {
     let _ = THREAD_STATES.remove(&thread_key(state));
     state.from_cache = 0;
-    start_interpreters(state);
+    start_interpreters(mem, state);
 }

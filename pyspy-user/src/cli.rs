@@ -33,7 +33,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Dump every thread of a process when it receives a signal (the default command).
+    /// Dump every thread of every CPython process (or of each --pid) now; with --signal, when
+    /// it receives that signal (the default command).
     Dump(DumpArgs),
     /// Sample the Python stacks running on the CPUs, and write a profile.
     Record(RecordArgs),
@@ -44,13 +45,14 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// Signal whose delivery triggers a dump: a name (SIGILL, ILL, SIGRTMIN+1) or a number.
+    /// Without it (`pytrace dump`), every CPython process (or each --pid) is dumped now, read
+    /// from the kernel without signalling or stopping anything, and pytrace exits.
     /// Several: a comma list or the option repeated; `fatal`: every signal whose default
     /// action kills the process, SIGKILL included.
     #[arg(
         long,
         short = 's',
         value_name = "SIGNAL",
-        required = true,
         action = clap::ArgAction::Append,
         value_delimiter = ','
     )]
@@ -261,8 +263,14 @@ mod tests {
     }
 
     #[test]
-    fn missing_signal_is_one_line() {
-        let e = Cli::try_parse_from(["pytrace"]).unwrap_err();
+    fn missing_signal_value_is_one_line() {
+        // `pytrace` alone parses (run refuses it: `pytrace dump` is the on-demand dump).
+        assert!(Cli::try_parse_from(["pytrace"])
+            .unwrap()
+            .dump
+            .signal
+            .is_empty());
+        let e = Cli::try_parse_from(["pytrace", "--signal"]).unwrap_err();
         let line = one_line(&e);
         assert!(line.contains("--signal") && !line.contains('\n'), "{line}");
     }

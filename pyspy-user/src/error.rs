@@ -37,12 +37,26 @@ pub enum Error {
     Output(String),
     #[error("{0}")]
     Runtime(String),
+    /// Errors already written to standard error, one line each (an on-demand dump of several
+    /// PIDs); the status is the first one's.
+    #[error("{}", .0.first().map(ToString::to_string).unwrap_or_default())]
+    Reported(Vec<Error>),
 }
 
 impl Error {
     /// Exit status for this error. 0 is success and 2 is a command-line usage error (clap).
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
+        ExitCode::from(self.code())
+    }
+
+    /// Whether the error's lines are already on standard error.
+    pub fn already_reported(&self) -> bool {
+        matches!(self, Error::Reported(_))
+    }
+
+    fn code(&self) -> u8 {
+        match self {
+            Error::Reported(errors) => errors.first().map_or(1, Error::code),
             Error::Runtime(_) => 1,
             Error::Usage(_) => 2,
             Error::UnknownSignal(_) | Error::ReservedSignal(_) => 3,
@@ -54,6 +68,6 @@ impl Error {
             Error::KernelSupport(_) => 9,
             Error::Attach { .. } => 10,
             Error::Output(_) => 11,
-        })
+        }
     }
 }

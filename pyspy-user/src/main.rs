@@ -20,9 +20,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Messages can hold a target's name or paths: escaped, on one line.
-            let line = format!("pytrace: error: {}\n", escape::field(&e.to_string()));
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            if !e.already_reported() {
+                // Messages can hold a target's name or paths: escaped, on one line.
+                let line = format!("pytrace: error: {}\n", escape::field(&e.to_string()));
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            }
             e.exit_code()
         }
     }

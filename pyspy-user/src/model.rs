@@ -78,6 +78,20 @@ pub struct ThreadStack {
     /// received the signal (`prctl(PR_GET_NAME)`), for the others only through a `/proc`
     /// whose numbering is the target's own. faulthandler prints only names it can read.
     pub name_seen_by_target: bool,
+    /// The stack kept changing while it was read (on-demand dumps of a running target): no
+    /// frames are kept rather than a mix of two moments. Also `torn`.
+    pub raced: bool,
+    /// What the kernel's task said of this thread at an on-demand dump: its host tid, its
+    /// name (`comm`), whether it was on a CPU. `None` for other captures.
+    pub task: Option<ThreadTask>,
+}
+
+/// A thread's kernel task at an on-demand dump.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ThreadTask {
+    pub tid: u32,
+    pub name: String,
+    pub on_cpu: bool,
 }
 
 /// One interpreter of the process (the main one or a sub-interpreter).
@@ -165,6 +179,9 @@ pub enum TriggerInfo {
     },
     /// A CPU-clock tick that interrupted the thread `Capture::tid` on this CPU.
     Timer { cpu: u32 },
+    /// `pytrace dump` without a signal: read from outside the process (`Capture::tid` is the
+    /// task the read went through). The thread marked current is the GIL holder, if known.
+    OnDemand,
 }
 
 impl Default for TriggerInfo {

@@ -20,7 +20,7 @@ use crate::{
     profile::{Options, Profile, ProfileOutput},
     ratelimit::RateLimit,
     record::{reason, Recorder},
-    session::{Consumer, Flow, Mode, Session, SessionConfig},
+    session::{Consumer, DumpOutcome, Flow, Mode, Session, SessionConfig},
     signals,
 };
 
@@ -31,6 +31,10 @@ pub fn main(cli: Cli) -> Result<(), Error> {
         Some(Command::Dump(args)) => block_on(dump(args)),
         Some(Command::Record(args)) => block_on(record(args)),
         Some(Command::Top(args)) => block_on(top(args)),
+        // `pytrace` alone keeps needing --signal: a dump of the whole host is `pytrace dump`.
+        None if cli.dump.signal.is_empty() => Err(Error::Usage(
+            "--signal is required (or use `pytrace dump` to dump every Python process now)".into(),
+        )),
         None => block_on(dump(cli.dump)),
     }
 }
@@ -43,8 +47,15 @@ fn block_on<F: std::future::Future<Output = Result<(), Error>>>(f: F) -> Result<
         .block_on(f)
 }
 
-/// `pytrace --signal SIG`: a dump written at each delivery.
+/// `pytrace dump --signal SIG`: a dump written at each delivery; without a signal, every
+/// process (or each `--pid`) dumped now.
 async fn dump(args: DumpArgs) -> Result<(), Error> {
+    if args.signal.is_empty() {
+        if args.hold {
+            return Err(Error::Usage("--hold needs --signal".into()));
+        }
+        return dump_now(args);
+    }
     let watched = signals::parse_list(&args.signal)?;
     check_watchable(&watched, args.hold)?;
     let mut session = Session::start(SessionConfig {
@@ -115,6 +126,60 @@ fn check_watchable(watched: &[u32], hold: bool) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// `pytrace dump` without a signal: every CPython process (or each `--pid`) read from outside
+/// by the kernel's task iterator, written in PID order. A `--pid` that cannot be dumped gets a
+/// line on standard error; the exit status is the first such error's (after the others are
+/// dumped).
+fn dump_now(args: DumpArgs) -> Result<(), Error> {
+    let mut session = Session::start(SessionConfig {
+        mode: Mode::OnDemand,
+        pids: args.pid.clone(),
+        verbose: args.common.verbose,
+        ringbuf_mib: args.common.ringbuf_mib,
+        duration: None,
+        stop_when_targets_exit: false,
+    })?;
+    if args.common.verbose > 0 {
+        eprintln!(
+            "pytrace: reading {} Python process(es) through the kernel's task iterator \
+             (bpf_copy_from_user_task)",
+            session.process_count()
+        );
+    }
+    let (out, terminal) = create_output(args.output.as_deref())?;
+    let mut printer = Printer {
+        format: format::for_output(args.format, terminal),
+        out,
+        count: None,
+        printed: 0,
+        // One dump per process: nothing to limit.
+        limit: RateLimit::new(0),
+    };
+    let outcomes = session.dump_now(&mut printer)?;
+    session.report(("printed", printer.printed));
+    let mut errors = Vec::new();
+    for (pid, outcome) in outcomes {
+        let DumpOutcome::Failed(e) = outcome else {
+            continue;
+        };
+        if matches!(e, Error::NoSuchProcess(_)) && !args.pid.contains(&pid) {
+            // Found by the scan, gone before it was read: nothing to report.
+            continue;
+        }
+        errors.push(e);
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => {
+            for e in &errors {
+                eprintln!("pytrace: error: {e}");
+            }
+            Err(Error::Reported(errors))
+        }
+    }
 }
 
 /// Writes each capture as it comes and flushes it, within `--max-dumps-per-sec`.

@@ -3,7 +3,7 @@
 //! assemble → symbolize — and hands each finished [`Capture`] to a [`Consumer`] until told to
 //! stop. What a capture becomes (text, JSON, a profile) is the consumer's business.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind, time::Instant};
@@ -13,7 +13,7 @@ use crate::{
     decode::{self, Assembler, Record},
     error::Error,
     escape,
-    model::{Capture, InterpreterState, TriggerInfo},
+    model::{Capture, InterpreterState, SignalAction, ThreadTask, TriggerInfo},
     pidwatch::PidWatch,
     privileges, process,
     schedule::{Due, Schedule, NOT_PYTHON_RECHECKS},
@@ -30,6 +30,18 @@ pub enum Mode {
     Signal { signals: Vec<u32>, hold: bool },
     /// A sample of the interrupted thread at this many ticks per second on every CPU.
     Timer { hz: u64 },
+    /// Dumps taken when asked ([`Session::dump_now`]), by the task iterator reading each
+    /// process from outside: nothing is attached, nothing is signalled.
+    OnDemand,
+}
+
+/// Where one process of an on-demand dump stands.
+#[derive(Debug)]
+pub enum DumpOutcome {
+    /// Its capture went to the consumer.
+    Dumped,
+    /// It could not be dumped (gone, not Python, unsupported...): the error says why.
+    Failed(Error),
 }
 
 pub struct SessionConfig {
@@ -98,35 +110,52 @@ pub struct Session {
     missed_new: u64,
     /// Signals `--hold` refused.
     held: u64,
+    /// Held signals whose on-demand dump has not come back yet, by process.
+    held_pending: std::collections::HashMap<
+        u32,
+        std::collections::VecDeque<(pytrace_common::HeldSignal, crate::bpf::IteratorRun)>,
+    >,
     boot_to_epoch_ns: i128,
     /// Processes holding code records that were found gone at the last check.
     gone: Vec<u32>,
     started: Instant,
     /// Online CPUs the timer is attached on.
     pub cpus: usize,
+    /// On-demand mode: the processes registered, and those of `--pid` that could not be.
+    registered: BTreeSet<u32>,
+    rejected: Vec<(u32, Error)>,
 }
 
 impl Session {
     /// Checks the requested PIDs, loads the programs, registers the processes and attaches
     /// the mode's programs. SIGINT and SIGTERM are caught from here on.
     pub fn start(config: SessionConfig) -> Result<Self, Error> {
+        let on_demand = matches!(config.mode, Mode::OnDemand);
         // Check the requested PIDs before touching the kernel: a typo is the commonest error.
+        // An on-demand dump reports each bad PID and dumps the others.
+        let mut rejected = Vec::new();
         for &pid in &config.pids {
-            process::inspect(pid)
+            let checked = process::inspect(pid)
                 .map_err(tracker::inspect_error)
                 .map_err(|e| match e {
                     Error::NoSuchProcess(pid) if process::procfs::exited_unreaped(pid) => {
                         Error::Zombie(pid)
                     }
                     e => e,
-                })?;
+                });
+            if let Err(e) = checked {
+                if !on_demand {
+                    return Err(e);
+                }
+                rejected.push((pid, e));
+            }
         }
         // `--ringbuf-mib` is checked by the command line (1 to 1024).
         let ringbuf_bytes = config.ringbuf_mib.next_power_of_two() * 1024 * 1024;
         let mut probes = Probes::load(&ProbeConfig {
             signals: match &config.mode {
                 Mode::Signal { signals, .. } => signals.clone(),
-                Mode::Timer { .. } => vec![],
+                Mode::Timer { .. } | Mode::OnDemand => vec![],
             },
             hold: matches!(config.mode, Mode::Signal { hold: true, .. }),
             pid_filter: !config.pids.is_empty(),
@@ -138,7 +167,34 @@ impl Session {
         let mut tracker = Tracker::default();
         let mut schedule = Schedule::default();
         let ring = probes.events()?;
-        if config.pids.is_empty() {
+        let mut registered = BTreeSet::new();
+        if on_demand {
+            probes.load_task_iterator()?;
+            let scan = config.pids.is_empty();
+            let pids = if scan {
+                process::candidate_pids()
+            } else {
+                config
+                    .pids
+                    .iter()
+                    .copied()
+                    .filter(|p| !rejected.iter().any(|(r, _)| r == p))
+                    .collect()
+            };
+            for pid in pids {
+                match tracker.register(pid, &mut probes, &mut sym) {
+                    Ok(()) => {
+                        registered.insert(pid);
+                    }
+                    Err(e) if scan => {
+                        if config.verbose > 0 {
+                            eprintln!("pytrace: skipping {e}");
+                        }
+                    }
+                    Err(e) => rejected.push((pid, e)),
+                }
+            }
+        } else if config.pids.is_empty() {
             // Attach the lifecycle probes first, so a process started during the scan is not
             // missed.
             for failure in probes.attach_lifecycle(&dynamic_loaders())? {
@@ -172,12 +228,15 @@ impl Session {
         let cpus = match config.mode {
             Mode::Signal { hold, .. } => {
                 if hold {
+                    // A held process is dumped by the task iterator, as `pytrace dump` does.
+                    probes.load_task_iterator()?;
                     probes.attach_hold()?;
                 }
                 probes.attach_signal()?;
                 0
             }
             Mode::Timer { hz } => probes.attach_cpu_clock(hz)?,
+            Mode::OnDemand => 0,
         };
         // Installed before "attached" is printed: a SIGTERM right after it must detach cleanly.
         let stop = Stop::install()?;
@@ -197,11 +256,79 @@ impl Session {
             decode_errors: 0,
             missed_new: 0,
             held: 0,
+            held_pending: Default::default(),
             boot_to_epoch_ns: boot_to_epoch_ns(),
             gone: Vec::new(),
             started: Instant::now(),
             cpus,
+            registered,
+            rejected,
         })
+    }
+
+    /// On-demand mode: dumps every registered process now (one run of the task iterator) and
+    /// hands the captures to `consumer` in PID order. Returns every process asked for (the
+    /// registered ones and the `--pid`s that could not be) with its outcome, in PID order.
+    pub fn dump_now(
+        &mut self,
+        consumer: &mut dyn Consumer,
+    ) -> Result<Vec<(u32, DumpOutcome)>, Error> {
+        let pids: Vec<u32> = self.registered.iter().copied().collect();
+        let run = self.probes.dump_now(&pids)?;
+        let mut collected = Collect::default();
+        let mut ring = self
+            .ring
+            .take()
+            .ok_or_else(|| Error::Runtime("the ring buffer is gone".into()))?;
+        let drained = self.drain(&mut ring, &mut collected);
+        self.ring = Some(ring);
+        drained?;
+        let mut outcomes: Vec<(u32, DumpOutcome)> = std::mem::take(&mut self.rejected)
+            .into_iter()
+            .map(|(pid, e)| (pid, DumpOutcome::Failed(e)))
+            .collect();
+        for (pid, state) in run.states {
+            let captured = collected.0.remove(&pid);
+            let gone = process::is_gone(pid);
+            let outcome = match captured {
+                Some(mut capture) => {
+                    for t in capture.threads.iter_mut().chain(&mut capture.other_threads) {
+                        let task = run.tasks.get(&(pid, t.thread_id));
+                        // The OS name, as the kernel had it when the iterator passed the task.
+                        t.os_name = task.map(|k| {
+                            let end = k.comm.iter().position(|&b| b == 0).unwrap_or(k.comm.len());
+                            k.comm[..end].to_vec()
+                        });
+                        t.task = task.map(|k| ThreadTask {
+                            tid: k.tid,
+                            name: comm_text(&k.comm),
+                            on_cpu: k.on_cpu != 0,
+                        });
+                    }
+                    capture.thread_names_unknown = capture.threads.iter().any(|t| t.task.is_none());
+                    if gone
+                        && (capture.interpreter_state != InterpreterState::Initialised
+                            || capture.threads.iter().any(|t| t.torn))
+                    {
+                        // It exited while being read: what was read is not its last state.
+                        DumpOutcome::Failed(Error::NoSuchProcess(pid))
+                    } else {
+                        consumer.capture(capture)?;
+                        DumpOutcome::Dumped
+                    }
+                }
+                None if state == crate::bpf::DUMP_PENDING || gone => {
+                    DumpOutcome::Failed(Error::NoSuchProcess(pid))
+                }
+                None => DumpOutcome::Failed(Error::Inspect {
+                    pid,
+                    reason: "the dump could not be read (see the counters with -v)".into(),
+                }),
+            };
+            outcomes.push((pid, outcome));
+        }
+        outcomes.sort_by_key(|(pid, _)| *pid);
+        Ok(outcomes)
     }
 
     /// Python processes known now.
@@ -446,6 +573,34 @@ impl Session {
                         // while the thread still exists.
                         capture.ns_tid = process::procfs::thread_ns_tid(capture.pid, capture.tid);
                     }
+                    if capture.trigger == TriggerInfo::OnDemand {
+                        if let Some((h, run)) = self
+                            .held_pending
+                            .get_mut(&capture.pid)
+                            .and_then(|q| q.pop_front())
+                        {
+                            // The thread the signal was addressed to is faulthandler's current
+                            // thread, as it would have been at the delivery.
+                            for t in &mut capture.threads {
+                                t.task = run.tasks.get(&(h.pid, t.thread_id)).map(|k| ThreadTask {
+                                    tid: k.tid,
+                                    name: comm_text(&k.comm),
+                                    on_cpu: k.on_cpu != 0,
+                                });
+                                t.current = t.task.as_ref().is_some_and(|k| k.tid == h.tid);
+                            }
+                            capture.trigger = TriggerInfo::Signal {
+                                signal: h.signal,
+                                sender_pid: Some(h.sender),
+                                action: SignalAction::Held,
+                                from_kernel: false,
+                                fault_addr: None,
+                                oom: false,
+                                delivered_as: None,
+                            };
+                            capture.tid = h.tid;
+                        }
+                    }
                     self.captures += 1;
                     return consumer.capture(capture);
                 }
@@ -467,15 +622,23 @@ impl Session {
                 consumer.exited(pid);
             }
             Ok(Record::Held(h)) => {
+                // The signal never reaches the process: dump it now from outside, through the
+                // task iterator; its capture comes back through the ring buffer and is named
+                // after the held signal.
                 self.held += 1;
-                // The dump of a held process is taken on demand, from user space's request;
-                // until that path exists, each held signal is reported.
-                eprintln!(
-                    "pytrace: held {} from PID {} to process {} (the sender got EPERM); not dumped: on-demand dumps are not available in this build",
-                    signals::name(h.signal),
-                    h.sender,
-                    h.pid
-                );
+                match self.probes.dump_now(&[h.pid]) {
+                    Ok(run) => self
+                        .held_pending
+                        .entry(h.pid)
+                        .or_default()
+                        .push_back((h, run)),
+                    Err(e) => eprintln!(
+                        "pytrace: held {} from PID {} to process {} (the sender got EPERM); not dumped: {e}",
+                        signals::name(h.signal),
+                        h.sender,
+                        h.pid
+                    ),
+                }
             }
             Ok(Record::Skipped(s)) if self.schedule.is_waiting(s.pid) => {
                 // A new process, signalled before its inspection finished: count it and say
@@ -535,7 +698,7 @@ impl Session {
         }
         line.push_str(&format!(
             " torn_dumps={} orphan_records={} decode_errors={} stray_codes={} stray_chunks={} \
-             dropped_codes={} cached_codes={} cached_code_bytes={} missed_new_processes={}",
+             dropped_codes={} cached_codes={} cached_code_bytes={} missed_new_processes={} held_signals={}",
             self.asm.torn,
             self.asm.orphans,
             self.decode_errors,
@@ -544,7 +707,8 @@ impl Session {
             self.sym.dropped_codes,
             self.sym.cached().0,
             self.sym.cached().1,
-            self.missed_new
+            self.missed_new,
+            self.held
         ));
         for (name, n) in consumer_lost {
             line.push_str(&format!(" {name}={n}"));
@@ -566,6 +730,23 @@ impl Session {
     pub fn torn(&self) -> u64 {
         self.asm.torn + self.decode_errors
     }
+}
+
+/// Keeps an on-demand run's captures by PID, to hand them on in PID order.
+#[derive(Default)]
+struct Collect(std::collections::BTreeMap<u32, Capture>);
+
+impl Consumer for Collect {
+    fn capture(&mut self, capture: Capture) -> Result<Flow, Error> {
+        self.0.insert(capture.pid, capture);
+        Ok(Flow::Continue)
+    }
+}
+
+/// A kernel `comm` (NUL-padded) as text.
+fn comm_text(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
 /// SIGINT and SIGTERM, caught so that pytrace detaches and reports before exiting.

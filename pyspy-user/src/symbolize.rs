@@ -229,6 +229,7 @@ impl Symbolizer {
         let mut proc = self.procs.get_mut(&b.pid);
         let trigger = match (b.trigger, &raw.signal) {
             (trigger::TIMER, _) => TriggerInfo::Timer { cpu: b.cpu },
+            (trigger::ON_DEMAND, _) => TriggerInfo::OnDemand,
             (_, Some(s)) => signal_trigger(s),
             // The signal record was lost: the signal is unknown.
             (_, None) => TriggerInfo::default(),
@@ -290,11 +291,15 @@ impl Symbolizer {
             stacks.push(ThreadStack {
                 thread_id: hdr.thread_id,
                 native_id: (hdr.native_id != 0).then_some(hdr.native_id),
+                // Which thread is faulthandler's current one is decided below, with its
+                // interpreter (`place_threads`).
                 current: hdr.flags & thread_flags::RECEIVER_ID != 0,
                 holds_gil: hdr.flags & thread_flags::HOLDS_GIL != 0,
+                raced: hdr.flags & thread_flags::RACED != 0,
+                task: None,
                 chain,
                 chain_continues: hdr.flags & thread_flags::CHAIN_CONTINUES != 0,
-                torn: hdr.flags & thread_flags::READ_FAILED != 0,
+                torn: hdr.flags & (thread_flags::READ_FAILED | thread_flags::RACED) != 0,
                 interp: hdr.interp_index,
                 os_name: None,
                 name_seen_by_target: false,
@@ -384,12 +389,21 @@ fn place_threads(
         complete: !dump.more_interpreters && !exhausted && last_read,
         hidden_threads: end.more_threads_mask != 0,
     };
+    // An on-demand dump runs in no thread of the target: the thread holding the GIL stands
+    // for the receiving one, when known (else none, as faulthandler prints without a
+    // current thread state).
+    let on_demand = dump.trigger == TriggerInfo::OnDemand;
+    let gil_known = dump.gil_known;
     let seen: Vec<Seen> = headers
         .iter()
         .map(|h| Seen {
             interp: h.interp_index,
             thread_id: h.thread_id,
-            receiver_id: h.flags & thread_flags::RECEIVER_ID != 0,
+            receiver_id: if on_demand {
+                gil_known && h.flags & thread_flags::HOLDS_GIL != 0
+            } else {
+                h.flags & thread_flags::RECEIVER_ID != 0
+            },
             status: (gilstate_bound_mask.is_some()
                 && h.flags & thread_flags::STATUS_UNREADABLE == 0)
                 .then_some(h.status),

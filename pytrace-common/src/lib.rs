@@ -265,6 +265,9 @@ pub mod trigger {
     pub const SIGNAL: u32 = 1;
     /// A CPU-clock perf event: one sample of the interrupted thread.
     pub const TIMER: u32 = 2;
+    /// An on-demand dump (`pytrace dump` without a signal), read from another task by the
+    /// task iterator: `CaptureBegin.tid` is the task it read through, `fsbase` is 0.
+    pub const ON_DEMAND: u32 = 3;
 }
 
 /// Tag at the start of every ring-buffer record.
@@ -409,6 +412,9 @@ pub mod thread_flags {
     pub const HOLDS_GIL: u32 = 8;
     /// `_status` could not be read (`ThreadHeader::status` is 0).
     pub const STATUS_UNREADABLE: u32 = 16;
+    /// The stack kept changing while it was read (the target runs during an on-demand read):
+    /// no frames are sent, rather than a mix of two moments.
+    pub const RACED: u32 = 32;
 }
 
 /// One entry of a thread's frame chain.
@@ -631,6 +637,28 @@ pub struct Skipped {
     pub comm: [u8; 16],
 }
 
+/// Key of an on-demand dump's task snapshot: a thread by its process and its FS base (its
+/// `pthread_self()`, the `thread_id` of its `PyThreadState`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TaskKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub fsbase: u64,
+}
+
+/// One thread of a process dumped on demand, as the task iterator saw it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskSnapshot {
+    /// Host tid.
+    pub tid: u32,
+    /// `task_struct.on_cpu`: the thread was running on a CPU.
+    pub on_cpu: u32,
+    /// The thread's name (`task_struct.comm`, what `pthread_setname_np` sets).
+    pub comm: [u8; 16],
+}
+
 /// Walker counters: one per early exit or notable event, indexes into a per-CPU array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -685,6 +713,11 @@ pub enum Counter {
     TaskReadFailed,
     /// Processes with more than `MAX_TASKS` OS threads (names of the rest not recorded).
     TaskLimit,
+    /// Threads read again because their stack changed while it was read (a target that runs
+    /// during the read: on-demand dumps).
+    ThreadRetried,
+    /// Threads whose stack kept changing while read: sent without frames, marked raced.
+    ThreadRaced,
     /// Deliveries in a process whose death by this signal was already dumped (the other
     /// threads' SIGKILL, a core-dumping signal's followers).
     DeathAlreadyDumped,
@@ -723,6 +756,8 @@ impl Counter {
         Counter::NoThreadState,
         Counter::TaskReadFailed,
         Counter::TaskLimit,
+        Counter::ThreadRetried,
+        Counter::ThreadRaced,
         Counter::DeathAlreadyDumped,
         Counter::GroupExit,
         Counter::Held,
@@ -746,6 +781,7 @@ impl Counter {
                 | Counter::Nested
                 | Counter::TaskReadFailed
                 | Counter::TaskLimit
+                | Counter::ThreadRaced
         )
     }
 
@@ -776,6 +812,8 @@ impl Counter {
             Counter::NoThreadState => "no_thread_state",
             Counter::TaskReadFailed => "task_read_failed",
             Counter::TaskLimit => "task_limit",
+            Counter::ThreadRetried => "thread_retried",
+            Counter::ThreadRaced => "thread_raced",
             Counter::DeathAlreadyDumped => "death_already_dumped",
             Counter::GroupExit => "group_exit",
             Counter::Held => "held",
@@ -790,6 +828,8 @@ mod pod {
     unsafe impl aya::Pod for super::ProcInfo {}
     unsafe impl aya::Pod for super::PyOffsets {}
     unsafe impl aya::Pod for super::CodeKey {}
+    unsafe impl aya::Pod for super::TaskKey {}
+    unsafe impl aya::Pod for super::TaskSnapshot {}
 }
 
 #[cfg(test)]

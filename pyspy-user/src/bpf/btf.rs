@@ -17,8 +17,12 @@ pub struct KernelOffsets {
     pub task_tgid: u64,
     /// What the kernel side needs to list a process's threads and their names (`tasks.rs`).
     pub threads: ThreadListOffsets,
+    /// `task_struct.comm` and `task_struct.on_cpu` (on-demand dumps name the process and
+    /// note which threads run; the signal trigger names a dying process).
+    pub task_comm: u64,
+    pub task_on_cpu: u64,
     /// What the signal trigger reads to tell a death by signal and name it:
-    /// `task_struct.{signal, group_leader, start_time, comm}` and
+    /// `task_struct.{signal, group_leader, start_time}` and
     /// `signal_struct.{flags, group_exit_code, oom_mm}`.
     pub signal: SignalOffsets,
 }
@@ -39,7 +43,6 @@ pub struct SignalOffsets {
     pub task_signal: u64,
     pub task_group_leader: u64,
     pub task_start_time: u64,
-    pub task_comm: u64,
     pub flags: u64,
     pub group_exit_code: u64,
     pub oom_mm: u64,
@@ -58,11 +61,12 @@ pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
         task_pid: find("task_struct", &["pid"])?,
         task_tgid: find("task_struct", &["tgid"])?,
         threads: thread_list_offsets(&btf),
+        task_comm: find("task_struct", &["comm"])?,
+        task_on_cpu: find("task_struct", &["on_cpu"])?,
         signal: SignalOffsets {
             task_signal: find("task_struct", &["signal"])?,
             task_group_leader: find("task_struct", &["group_leader"])?,
             task_start_time: find("task_struct", &["start_time"])?,
-            task_comm: find("task_struct", &["comm"])?,
             flags: find("signal_struct", &["flags"])?,
             group_exit_code: find("signal_struct", &["group_exit_code"])?,
             oom_mm: find("signal_struct", &["oom_mm"])?,

@@ -7,13 +7,13 @@ use aya::{
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         uprobe::UProbeScope,
-        BtfTracePoint, Lsm, PerfEvent, ProgramError, UProbe,
+        BtfTracePoint, Iter, Lsm, PerfEvent, ProgramError, UProbe,
     },
     Btf, Ebpf, EbpfLoader,
 };
 use std::path::PathBuf;
 
-use pytrace_common::{CodeKey, Counter, ProcInfo, COUNTER_COUNT};
+use pytrace_common::{CodeKey, Counter, ProcInfo, TaskKey, TaskSnapshot, COUNTER_COUNT};
 
 use crate::error::Error;
 
@@ -76,13 +76,14 @@ impl Probes {
                 true,
             )
             .override_global("TASK_THREAD_NODE_OFFSET", &k.threads.task_thread_node, true)
+            .override_global("TASK_COMM_OFFSET", &k.task_comm, true)
+            .override_global("TASK_ON_CPU_OFFSET", &k.task_on_cpu, true)
             .override_global("SIGNAL_MASK", &mask, true)
             .override_global("HOLD", &hold, true)
             .override_global("HOLD_PROBE_PID", &self_pid, true)
             .override_global("TASK_SIGNAL_OFFSET", &so.task_signal, true)
             .override_global("TASK_GROUP_LEADER_OFFSET", &so.task_group_leader, true)
             .override_global("TASK_START_TIME_OFFSET", &so.task_start_time, true)
-            .override_global("TASK_COMM_OFFSET", &so.task_comm, true)
             .override_global("SIGNAL_FLAGS_OFFSET", &so.flags, true)
             .override_global("SIGNAL_GROUP_EXIT_CODE_OFFSET", &so.group_exit_code, true)
             .override_global("SIGNAL_OOM_MM_OFFSET", &so.oom_mm, true)
@@ -250,6 +251,103 @@ impl Probes {
         Ok(())
     }
 
+    /// Loads the sleepable task iterator of on-demand dumps. A kernel without it (task
+    /// iterators, sleepable iterators, `bpf_copy_from_user_task`) cannot load it: that is
+    /// `Error::KernelSupport`.
+    pub fn load_task_iterator(&mut self) -> Result<(), Error> {
+        let program: &mut Iter = self
+            .ebpf
+            .program_mut("dump_task")
+            .ok_or_else(|| Error::KernelSupport("the task iterator is missing".into()))?
+            .try_into()
+            .map_err(|e| Error::KernelSupport(format!("the task iterator: {e}")))?;
+        program.load("task", &self.btf).map_err(|e| {
+            Error::KernelSupport(format!(
+                "this kernel cannot run a sleepable task iterator reading other tasks' memory \
+                 (iter.s/task with bpf_copy_from_user_task, Linux 5.18+): {}",
+                verifier_summary(&e)
+            ))
+        })
+    }
+
+    /// Runs the task iterator once over every task of the host: each process of `pids` (with a
+    /// table in `PROCS`) is captured into the ring buffer, all its threads. Returns where each
+    /// PID stands and what the iterator saw of their threads.
+    pub fn dump_now(&mut self, pids: &[u32]) -> Result<IteratorRun, Error> {
+        use std::io::Read;
+        let map_err =
+            |name: &str, e: aya::maps::MapError| Error::Runtime(format!("map {name}: {e}"));
+        {
+            let mut tasks: HashMap<&mut MapData, TaskKey, TaskSnapshot> =
+                HashMap::try_from(self.map_mut("DUMP_TASKS")?)
+                    .map_err(|e| map_err("DUMP_TASKS", e))?;
+            let stale: Vec<TaskKey> = tasks.keys().filter_map(Result::ok).collect();
+            for key in stale {
+                let _ = tasks.remove(&key);
+            }
+        }
+        {
+            let mut requests: HashMap<&mut MapData, u32, u32> =
+                HashMap::try_from(self.map_mut("DUMP_PIDS")?)
+                    .map_err(|e| map_err("DUMP_PIDS", e))?;
+            let stale: Vec<u32> = requests.keys().filter_map(Result::ok).collect();
+            for pid in stale {
+                let _ = requests.remove(&pid);
+            }
+            for &pid in pids {
+                requests
+                    .insert(pid, DUMP_PENDING, 0)
+                    .map_err(|e| Error::Runtime(format!("requesting a dump of {pid}: {e}")))?;
+            }
+        }
+        let program: &mut Iter = self
+            .ebpf
+            .program_mut("dump_task")
+            .ok_or_else(|| Error::Runtime("the task iterator is missing".into()))?
+            .try_into()
+            .map_err(|e| Error::Runtime(format!("the task iterator: {e}")))?;
+        let link_id = program
+            .attach()
+            .map_err(|e| Error::KernelSupport(format!("attaching the task iterator: {e}")))?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|e| Error::Runtime(format!("the task iterator's link: {e}")))?;
+        let mut file = link
+            .into_file()
+            .map_err(|e| Error::KernelSupport(format!("creating a task iterator: {e}")))?;
+        // The program writes nothing to the iterator's own output: one read runs it over
+        // every task (it returns at the end of the iteration).
+        let mut sink = Vec::new();
+        file.read_to_end(&mut sink)
+            .map_err(|e| Error::Runtime(format!("running the task iterator: {e}")))?;
+        let requests: HashMap<&MapData, u32, u32> =
+            HashMap::try_from(self.map("DUMP_PIDS")?).map_err(|e| map_err("DUMP_PIDS", e))?;
+        let states = pids
+            .iter()
+            .map(|&pid| (pid, requests.get(&pid, 0).unwrap_or(DUMP_PENDING)))
+            .collect();
+        let tasks: HashMap<&MapData, TaskKey, TaskSnapshot> =
+            HashMap::try_from(self.map("DUMP_TASKS")?).map_err(|e| map_err("DUMP_TASKS", e))?;
+        let tasks = tasks
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| ((k.tgid, k.fsbase), v))
+            .collect();
+        Ok(IteratorRun { states, tasks })
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map, Error> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| Error::Runtime(format!("map {name} missing from the eBPF object")))
+    }
+
+    fn map(&self, name: &str) -> Result<&aya::maps::Map, Error> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| Error::Runtime(format!("map {name} missing from the eBPF object")))
+    }
+
     /// Makes a process walkable.
     pub fn add_process(&mut self, pid: u32, info: &ProcInfo) -> Result<(), Error> {
         self.procs
@@ -306,6 +404,20 @@ impl Probes {
             })
             .collect()
     }
+}
+
+/// `DUMP_PIDS` values (the kernel's `ondemand::dump_state`): no task of the process was seen
+/// (it has exited), captured, or seen but not captured.
+pub const DUMP_PENDING: u32 = 0;
+pub const DUMP_CAPTURED: u32 = 1;
+pub const DUMP_FAILED: u32 = 2;
+
+/// What one run of the task iterator left.
+pub struct IteratorRun {
+    /// Each requested PID with its `DUMP_*` state.
+    pub states: Vec<(u32, u32)>,
+    /// Threads of those processes by (pid, FS base = `pthread_self()`).
+    pub tasks: std::collections::HashMap<(u32, u64), TaskSnapshot>,
 }
 
 const _: () = assert!(COUNTER_COUNT as usize == Counter::ALL.len());

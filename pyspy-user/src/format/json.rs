@@ -28,6 +28,9 @@ struct JsonDump<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     ns_tid: Option<u32>,
     comm: &'a str,
+    /// `"on_demand"` for `pytrace dump` without a signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signal: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +71,12 @@ struct JsonDump<'a> {
     incomplete: &'a [&'static str],
     /// Some thread's OS name could not be read.
     thread_names_unknown: bool,
+    /// On-demand dumps: threads whose stack kept changing while read, and whether the GIL's
+    /// holder (the current thread) is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raced_threads: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gil_known: Option<bool>,
     /// The threads faulthandler prints: those of the interpreter it dumps.
     threads: Vec<JsonThread>,
     /// Every interpreter walked, in list order (0 = newest; the main one is the oldest).
@@ -97,8 +106,19 @@ struct JsonThread {
     /// The thread's OS name (kernel `comm`), UTF-8 with invalid bytes replaced; null when no
     /// OS thread matched or the names could not be read (`thread_names_unknown`).
     os_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holds_gil: Option<bool>,
+    /// On-demand dumps: the thread's kernel task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_cpu: Option<bool>,
     truncated: bool,
     torn: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    raced: bool,
     frames: Vec<JsonFrame>,
 }
 
@@ -144,8 +164,13 @@ fn frame(f: &crate::model::Frame) -> JsonFrame {
     }
 }
 
-fn thread(t: &ThreadStack) -> JsonThread {
+fn thread(t: &ThreadStack, gil_known: bool) -> JsonThread {
     JsonThread {
+        holds_gil: gil_known.then_some(t.holds_gil),
+        tid: t.task.as_ref().map(|k| k.tid),
+        name: t.task.as_ref().map(|k| k.name.clone()),
+        on_cpu: t.task.as_ref().map(|k| k.on_cpu),
+        raced: t.raced,
         interpreter: t.interp,
         thread_id: t.thread_id,
         native_id: t.native_id,
@@ -196,6 +221,7 @@ impl Output for Json {
                 signal, sender_pid, ..
             } => (Some(signal), sender_pid, None),
             TriggerInfo::Timer { cpu } => (None, None, Some(cpu)),
+            TriggerInfo::OnDemand => (None, None, None),
         };
         let (action, from_kernel, oom, fault_addr, delivered_signal) = match d.trigger {
             TriggerInfo::Signal {
@@ -212,14 +238,16 @@ impl Output for Json {
                 fault_addr.map(|a| format!("{a:#x}")),
                 delivered_as,
             ),
-            TriggerInfo::Timer { .. } => (None, None, None, None, None),
+            TriggerInfo::Timer { .. } | TriggerInfo::OnDemand => (None, None, None, None, None),
         };
+        let on_demand = d.trigger == TriggerInfo::OnDemand;
         let obj = JsonDump {
             pid: d.pid,
             tid: d.tid,
             ns_pid: d.ns_pid,
             ns_tid: d.ns_tid,
             comm: &d.comm,
+            trigger: on_demand.then_some("on_demand"),
             signal,
             signal_name: signal.map(signals::name),
             cpu,
@@ -245,7 +273,9 @@ impl Output for Json {
             },
             incomplete: &d.incomplete,
             thread_names_unknown: d.thread_names_unknown,
-            threads: d.threads.iter().map(thread).collect(),
+            raced_threads: on_demand.then(|| d.threads.iter().filter(|t| t.raced).count()),
+            gil_known: on_demand.then_some(d.gil_known),
+            threads: d.threads.iter().map(|t| thread(t, d.gil_known)).collect(),
             interpreters: d
                 .interpreters
                 .iter()
@@ -259,7 +289,11 @@ impl Output for Json {
                 })
                 .collect(),
             more_interpreters: d.more_interpreters,
-            other_threads: d.other_threads.iter().map(thread).collect(),
+            other_threads: d
+                .other_threads
+                .iter()
+                .map(|t| thread(t, d.gil_known))
+                .collect(),
         };
         let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeFormatter);
         obj.serialize(&mut ser)?;

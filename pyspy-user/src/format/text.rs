@@ -48,8 +48,10 @@ impl Output for Text {
 /// `Process 1234 [1 in its PID namespace] …, SIGILL to thread 1240 [7] …`; for a signal the
 /// kernel raised, `…, SIGSEGV from the kernel at address 0x10, …` or
 /// `…, SIGKILL from the kernel (OOM), …`; for a timer sample,
-/// `…, CPU clock on CPU 3 in thread 1240, …`. `names_unknown`: the version prints thread
-/// names and some could not be read.
+/// `…, CPU clock on CPU 3 in thread 1240, …`; for an on-demand dump, no trigger:
+/// `Process 1234 (python3) Python 3.11.7, 2026-11-25T10:00:00.000000Z`.
+/// `names_unknown`: the version prints
+/// thread names and some could not be read.
 fn header(buf: &mut Vec<u8>, d: &Capture, names_unknown: bool) {
     let _ = write!(buf, "Process {} ", d.pid);
     if let Some(ns) = d.ns_pid {
@@ -72,8 +74,9 @@ fn header(buf: &mut Vec<u8>, d: &Capture, names_unknown: bool) {
             let _ = write!(buf, "CPU clock on CPU {cpu}");
             ("in", None)
         }
+        TriggerInfo::OnDemand => ("", None),
     };
-    if d.tid != d.pid {
+    if d.tid != d.pid && d.trigger != TriggerInfo::OnDemand {
         let _ = write!(buf, " {preposition} thread {}", d.tid);
         if let Some(ns) = d.ns_tid {
             let _ = write!(buf, " [{ns}]");
@@ -103,24 +106,33 @@ fn header(buf: &mut Vec<u8>, d: &Capture, names_unknown: bool) {
             let _ = write!(buf, ", {what}");
         }
     }
-    let _ = write!(buf, ", {}", timestamp(d.time_ns));
+    if d.trigger != TriggerInfo::OnDemand {
+        buf.extend_from_slice(b", ");
+    }
+    let _ = write!(buf, "{}", timestamp(d.time_ns));
     match d.interpreter_state {
         InterpreterState::Initialised => {}
         InterpreterState::NotInitialised => buf.extend_from_slice(NOT_INITIALISED.as_bytes()),
         InterpreterState::Unreadable => buf.extend_from_slice(UNREADABLE.as_bytes()),
     }
     let torn = d.threads.iter().filter(|t| t.torn).count();
+    // Only on-demand reads race with the target.
+    let raced = d.threads.iter().filter(|t| t.raced).count();
     let mut notes = Vec::new();
     if d.lost_records > 0
         || d.unsymbolized_frames > 0
         || torn > 0
         || d.unknown_lines > 0
         || names_unknown
+        || raced > 0
     {
         let mut note = format!(
             "{} records lost, {} frames unsymbolized, {} threads torn, {} lines unknown",
             d.lost_records, d.unsymbolized_frames, torn, d.unknown_lines
         );
+        if raced > 0 {
+            note.push_str(&format!(", {raced} of them changing while read"));
+        }
         if names_unknown {
             note.push_str(", thread names unknown");
         }

@@ -1,0 +1,451 @@
+//! `pytrace dump` without a signal: processes read from outside by the kernel's task iterator,
+//! never signalled or stopped.
+//!
+//! - Every parked target of every selected interpreter: the dump equals, thread for thread,
+//!   the faulthandler dump the target took just before. Only the `Current thread` marker (and
+//!   the `Garbage-collecting` line faulthandler writes under it) may differ: the target's
+//!   faulthandler marks the thread that received its signal, an on-demand dump the thread
+//!   holding the GIL, and no parked thread holds it.
+//! - 50 processes of mixed versions and two non-Python processes, dumped host-wide: every one
+//!   of the 50 exactly once, under its own PID (its main thread is parked in a function named
+//!   after its PID), in PID order, and no non-Python process.
+//! - A target whose private memory was paged out (`MADV_PAGEOUT`, to a swap file the test
+//!   adds for the time of the test when the host has no swap): dumped completely.
+//! - Exit codes: a PID that does not exist (4), a non-Python process (5), a process that has
+//!   exited (4), and a process exiting while pytrace is reading it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pytrace_tests::cases::*;
+use pytrace_tests::dump::split_text_output;
+use pytrace_tests::*;
+
+/// One on-demand dump (loading the programs, scanning, reading) takes about a second.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// faulthandler's dump with the marker of its current thread removed: `Current thread 0x…` is
+/// `Thread 0x…`, and the `Garbage-collecting` line that only the current thread gets is gone.
+fn without_current_marker(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut after_current = false;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if after_current && line == b"  Garbage-collecting\n" {
+            after_current = false;
+            continue;
+        }
+        after_current = false;
+        if let Some(rest) = line.strip_prefix(b"Current thread 0x") {
+            out.extend_from_slice(b"Thread 0x");
+            out.extend_from_slice(rest);
+            after_current = true;
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+fn dump_args(pids: &[u32], format: &str) -> Vec<String> {
+    let mut args = vec!["dump".to_string()];
+    for pid in pids {
+        args.extend(["--pid".to_string(), pid.to_string()]);
+    }
+    args.extend(["--format".to_string(), format.to_string()]);
+    args
+}
+
+/// Runs `pytrace dump --pid PID` to completion; requires success and exactly one dump, of
+/// `pid`, whose header names no signal and no thread; returns its body.
+fn dump_one(pid: u32) -> Result<Vec<u8>> {
+    let run = Pytrace::run(&dump_args(&[pid], "text"), RUN_TIMEOUT)?;
+    let context = || {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&run.stdout),
+            run.stderr
+        )
+    };
+    if !run.status.success() {
+        return Err(format!(
+            "pytrace dump exited with {:?}\n{}",
+            run.status,
+            context()
+        ));
+    }
+    let dumps = split_text_output(&run.stdout)?;
+    let [dump] = dumps.as_slice() else {
+        return Err(format!(
+            "expected one dump, got {}\n{}",
+            dumps.len(),
+            context()
+        ));
+    };
+    if dump.pid != pid {
+        return Err(format!(
+            "dump of PID {}, expected {pid}\n{}",
+            dump.pid,
+            context()
+        ));
+    }
+    check_header(&dump.header)?;
+    Ok(dump.body.clone())
+}
+
+/// `Process <pid> (<comm>) Python X.Y.Z, <time>`: the signal header without its signal part.
+fn check_header(header: &str) -> Result<()> {
+    let parts: Vec<&str> = header.split(", ").collect();
+    let ok = parts.len() == 2
+        && parts[0].contains(") Python 3.")
+        && parts[1].len() == "2026-11-25T10:00:00.000000Z".len()
+        && parts[1].ends_with('Z')
+        && !header.contains("SIG")
+        && !header.contains("incomplete");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unexpected on-demand header {header:?}"))
+    }
+}
+
+/// The target's faulthandler dump, then pytrace's on-demand dump of the same parked process.
+fn check_case(interp: &Interpreter, case: &Case) -> Result<()> {
+    let mut target = Target::start(interp, case.script, case.registered)?;
+    let before = target.output().len();
+    target.trigger(case.trigger, case.watched)?;
+    let expected = take_oracle(&mut target, case, interp, before)?;
+    let body = dump_one(target.pid())?;
+    compare(
+        &without_current_marker(&expected),
+        &body,
+        &format!("on-demand {} {}", case.name, interp.name),
+    )
+}
+
+#[test]
+fn parked_targets_equal_their_own_faulthandler_dump() {
+    for_each_interpreter(|interp| {
+        // faulthandler prints the interpreter of the thread its handler runs in; an on-demand
+        // dump runs in no thread of the target and prints the GIL holder's interpreter, or
+        // the main one: a main thread inside a sub-interpreter has no on-demand equivalent.
+        let cases = ALL
+            .iter()
+            .filter(|c| !c.watched.is_fatal() && c.name != SUBINTERP_MAIN.name);
+        for case in cases {
+            check_case(interp, case).map_err(|e| format!("{}: {e}", case.name))?;
+        }
+        Ok(())
+    });
+}
+
+/// The JSON form of an on-demand dump: the same threads as faulthandler's, with the kernel
+/// task of each (tid = its native id where the version records one, a name) and the GIL.
+#[test]
+fn json_names_each_threads_task() {
+    for_each_interpreter(|interp| {
+        let case = &THREAD_DEPTHS;
+        let target = Target::start(interp, case.script, case.registered)?;
+        let run = Pytrace::run(&dump_args(&[target.pid()], "json"), RUN_TIMEOUT)?;
+        if !run.status.success() {
+            return Err(format!("exit {:?}: {}", run.status, run.stderr));
+        }
+        let text = String::from_utf8_lossy(&run.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        let [line] = lines.as_slice() else {
+            return Err(format!("expected one JSON line, got {}", lines.len()));
+        };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let complete = v["incomplete"].as_array().is_some_and(|a| a.is_empty())
+            && v["torn_threads"] == 0
+            && v["raced_threads"] == 0
+            && v["lost_records"] == 0
+            && v["unsymbolized_frames"] == 0;
+        if v["pid"] != target.pid() || v["trigger"] != "on_demand" || !complete {
+            return Err(format!("unexpected dump {v}"));
+        }
+        let threads = v["threads"].as_array().ok_or("no threads")?;
+        if threads.len() != 5 {
+            return Err(format!("expected 5 threads, got {}", threads.len()));
+        }
+        let task_dir = format!("/proc/{}/task", target.pid());
+        for t in threads {
+            let tid = t["tid"].as_u64().ok_or_else(|| format!("no tid in {t}"))?;
+            if !Path::new(&format!("{task_dir}/{tid}")).exists() {
+                return Err(format!("tid {tid} is not a thread of the target: {t}"));
+            }
+            if !t["native_id"].is_null() && t["native_id"] != tid {
+                return Err(format!("native_id and tid differ: {t}"));
+            }
+            let comm = fs::read_to_string(format!("{task_dir}/{tid}/comm")).unwrap_or_default();
+            if t["name"] != comm.trim_end() || t["on_cpu"] != false || t["current"] != false {
+                return Err(format!(
+                    "thread {t} (comm {comm:?}): wrong name, on_cpu or current"
+                ));
+            }
+        }
+        Ok(())
+    });
+}
+
+/// A process started with `command`, killed on drop.
+struct Other(Child);
+
+impl Drop for Other {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn fifty_processes_of_mixed_versions_all_dumped_non_python_skipped() {
+    let _serial = serial();
+    let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
+    let result = (|| -> Result<()> {
+        let mut targets = Vec::new();
+        for i in 0..50 {
+            let interp = &interpreters[i % interpreters.len()];
+            let mut command = Command::new(&interp.python);
+            command.args(["-E", "-s", "-B"]);
+            targets.push((
+                interp,
+                Target::spawn(command, "marked_park.py", &[], &interp.name)?,
+            ));
+        }
+        for (_, t) in &mut targets {
+            t.wait_ready(READY_TIMEOUT)?;
+        }
+        let others: Vec<Other> = (0..2)
+            .map(|_| {
+                Command::new("sleep")
+                    .arg("600")
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .map(Other)
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<_>>()?;
+        let run = Pytrace::run(&["dump"], RUN_TIMEOUT)?;
+        if !run.status.success() {
+            return Err(format!(
+                "pytrace dump exited with {:?}: {}",
+                run.status, run.stderr
+            ));
+        }
+        let dumps = split_text_output(&run.stdout)?;
+        let pids: Vec<u32> = dumps.iter().map(|d| d.pid).collect();
+        if pids.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("dumps not in PID order: {pids:?}"));
+        }
+        for other in &others {
+            if pids.contains(&other.0.id()) {
+                return Err(format!("non-Python process {} was dumped", other.0.id()));
+            }
+        }
+        for (interp, t) in &targets {
+            let pid = t.pid();
+            let mine: Vec<_> = dumps.iter().filter(|d| d.pid == pid).collect();
+            let [dump] = mine.as_slice() else {
+                return Err(format!(
+                    "{} dumps of PID {pid} ({})\n{}",
+                    mine.len(),
+                    interp.name,
+                    run.stderr
+                ));
+            };
+            check_header(&dump.header)?;
+            let release = format!(" Python {}", interp.release);
+            if !dump.header.contains(&release) {
+                return Err(format!(
+                    "PID {pid} runs {}: header {:?}",
+                    interp.name, dump.header
+                ));
+            }
+            let body = String::from_utf8_lossy(&dump.body);
+            let marker = format!(" in park_{pid}\n");
+            let descend = body.matches(" in descend\n").count();
+            if !body.contains(&marker) || descend != 3 {
+                return Err(format!("dump of PID {pid} is not its own:\n{body}"));
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// A swap file added for the time of a test (removed on drop), when the host has none.
+struct TemporarySwap(Option<PathBuf>);
+
+impl TemporarySwap {
+    fn ensure() -> Result<TemporarySwap> {
+        let swaps = fs::read_to_string("/proc/swaps").map_err(|e| e.to_string())?;
+        if swaps.lines().count() > 1 {
+            return Ok(TemporarySwap(None));
+        }
+        let path = std::env::temp_dir().join(format!("pytrace-test-swap-{}", std::process::id()));
+        let run = |program: &str, args: &[&str]| -> Result<()> {
+            let out = Command::new(program)
+                .args(args)
+                .output()
+                .map_err(|e| format!("{program}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{program} {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let p = path.to_string_lossy().into_owned();
+        let swap = TemporarySwap(Some(path));
+        run(
+            "dd",
+            &[
+                "if=/dev/zero",
+                &format!("of={p}"),
+                "bs=1M",
+                "count=256",
+                "status=none",
+            ],
+        )?;
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+        run("mkswap", &[&p])?;
+        // Lowest priority: used only by this test's explicit page-out.
+        run("swapon", &["--priority", "0", &p])?;
+        Ok(swap)
+    }
+}
+
+impl Drop for TemporarySwap {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = Command::new("swapoff").arg(&path).status();
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// `VmSwap` of a process, in kB.
+fn swapped_kb(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSwap:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn paged_out_target_is_dumped_completely() {
+    let _serial = serial();
+    let swap = TemporarySwap::ensure().unwrap_or_else(|e| panic!("cannot add swap: {e}"));
+    let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
+    each_interpreter(&interpreters, |interp| {
+        let mut target = Target::start(interp, "paged_out.py", &[SIGUSR1])?;
+        target.kill(SIGUSR1)?;
+        let expected = target.wait_output(0, DUMP_TIMEOUT)?;
+        target.command("pageout")?;
+        let reply = target.read_line()?;
+        let swapped = swapped_kb(target.pid());
+        if !reply.starts_with("paged out ") || swapped < 1024 {
+            return Err(format!(
+                "the target was not paged out ({reply:?}, VmSwap {swapped} kB)"
+            ));
+        }
+        let body = dump_one(target.pid())?;
+        compare(
+            &without_current_marker(&expected),
+            &body,
+            &format!("on-demand paged out {}", interp.name),
+        )
+    });
+    drop(swap);
+}
+
+fn expect_exit(args: &[String], code: i32, what: &str) -> Result<String> {
+    let run = Pytrace::run(args, RUN_TIMEOUT)?;
+    let (got, line) = plain_error(&run, &format!("pytrace {}", args.join(" ")))?;
+    if got != code {
+        return Err(format!("{what}: exit code {got}, expected {code}: {line}"));
+    }
+    Ok(line)
+}
+
+#[test]
+fn exit_codes_for_missing_non_python_and_exited_pids() {
+    let _serial = serial();
+    let result = (|| -> Result<()> {
+        let missing = 4_000_000 + std::process::id() % 100_000;
+        expect_exit(&dump_args(&[missing], "text"), 4, "a missing PID")?;
+        let sleeper = Other(
+            Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .map_err(|e| e.to_string())?,
+        );
+        expect_exit(&dump_args(&[sleeper.0.id()], "text"), 5, "a non-Python PID")?;
+        let mut exited = Command::new("true").spawn().map_err(|e| e.to_string())?;
+        let pid = exited.id();
+        exited.wait().map_err(|e| e.to_string())?;
+        expect_exit(&dump_args(&[pid], "text"), 4, "an exited PID")?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Processes exiting while pytrace runs: each either dumped completely (it was read before it
+/// exited) or reported as gone with exit code 4, never a crash, a hang or a partial stack
+/// without `incomplete`.
+#[test]
+fn processes_exiting_during_the_dump() {
+    for_each_interpreter(|interp| {
+        let mut outcomes = (0, 0);
+        for delay_ms in [0u64, 50, 150, 300, 600, 900] {
+            let target = Target::start(interp, THREAD_DEPTHS.script, THREAD_DEPTHS.registered)?;
+            let pid = target.pid();
+            let pytrace = Pytrace::spawn(&dump_args(&[pid], "text"))?;
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            drop(target);
+            let started = Instant::now();
+            let run = pytrace.finish(RUN_TIMEOUT)?;
+            let code = run.status.code();
+            match code {
+                Some(0) => {
+                    let dumps = split_text_output(&run.stdout)?;
+                    let complete = dumps.len() == 1
+                        && dumps[0].pid == pid
+                        && (!dumps[0].header.contains("incomplete")
+                            || dumps[0].header.contains("(incomplete: "));
+                    if !complete {
+                        return Err(format!(
+                            "exit 0 without one dump of {pid}:\n{}",
+                            String::from_utf8_lossy(&run.stdout)
+                        ));
+                    }
+                    outcomes.0 += 1;
+                }
+                Some(4) if run.stdout.is_empty() && run.stderr.lines().count() == 1 => {
+                    outcomes.1 += 1
+                }
+                _ => {
+                    return Err(format!(
+                        "exit {code:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                        started.elapsed(),
+                        String::from_utf8_lossy(&run.stdout),
+                        run.stderr
+                    ))
+                }
+            }
+        }
+        eprintln!("dumped {}, gone {}", outcomes.0, outcomes.1);
+        Ok(())
+    });
+}
