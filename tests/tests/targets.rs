@@ -26,8 +26,18 @@ target_tests! {
     pthread_kill_worker => PTHREAD_KILL_WORKER,
     gc_del => GC_DEL,
     fatal_sigill => FATAL_SIGILL,
-    hostile_name => HOSTILE_NAME,
     serve_rtmax => SERVE_RTMAX,
+}
+
+/// From 3.14 faulthandler writes the thread's OS name raw in its thread header, and this
+/// target's name holds a newline: there its output has no parseable shape (hostile.rs compares
+/// it byte for byte instead).
+#[test]
+fn hostile_name() {
+    for_each_interpreter(|interp| match interp.at_least(3, 14) {
+        false => check_target(interp, &HOSTILE_NAME),
+        true => Ok(()),
+    });
 }
 
 #[test]
@@ -54,7 +64,14 @@ fn every_case_is_listed() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         // fhtarget.py and subinterp.py are plumbing the targets import; c_to_python.py and the
         // driven scripts have tests of their own (no single expected shape).
-        let own_test = ["fhtarget.py", "subinterp.py", "c_to_python.py"];
+        // cpu_split.py and gil_released.py are sampled by record.rs.
+        let own_test = [
+            "fhtarget.py",
+            "subinterp.py",
+            "c_to_python.py",
+            "cpu_split.py",
+            "gil_released.py",
+        ];
         if name.ends_with(".py")
             && !own_test.contains(&name.as_str())
             && !DRIVEN_SCRIPTS.contains(&name.as_str())
