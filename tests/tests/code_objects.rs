@@ -216,16 +216,16 @@ fn memory_stays_bounded_under_code_churn_and_returns_after_exit() {
     each_interpreter(&interps, |interp| {
         let mut target = Target::start(interp, "code_churn.py", &[SIGUSR1])?;
         let pid = target.pid();
-        // pytrace ends once every selected process has exited: a second, idle target keeps it
-        // running after the churning one is gone.
-        let keeper = Target::start(interp, "code_churn.py", &[SIGUSR1])?;
+        // A second process keeps pytrace running once the churning one has exited (with
+        // `--pid`, pytrace ends when every selected process has).
+        let idle = Target::start(interp, "serve.py", &[SIGUSR1])?;
         let args = [
             "--signal",
             "SIGUSR1",
             "--pid",
             &pid.to_string(),
             "--pid",
-            &keeper.pid().to_string(),
+            &idle.pid().to_string(),
             "--format",
             "json",
             "--output",

@@ -12,7 +12,7 @@ use pytrace_tests::cases::{HOSTILE_NAME, SERVE_RTMAX, THREAD_DEPTHS};
 use pytrace_tests::{
     expect_dumps, for_each_interpreter, plain_error, pytrace_binary, selected_interpreters,
     send_signal, serial, split_text_output, take_oracle, watch_args, Pytrace, Result, Target,
-    TempDir, SIGUSR1, SIGUSR2,
+    TempDir, DUMP_TIMEOUT, SIGUSR1, SIGUSR2,
 };
 
 /// The comm that `hostile_name.py` gives itself, as pytrace must print it.
@@ -57,12 +57,24 @@ fn hostile_process_name_is_escaped_in_the_header() {
         let mut pytrace = Pytrace::attach(&watch_args(case.watched, &[pid], 1, "text"))?;
         let before = target.output().len();
         target.trigger(case.trigger, case.watched)?;
-        let expected = take_oracle(&mut target, case, interp, before)?;
+        // From 3.14 faulthandler writes the thread's OS name raw in its own thread header (the
+        // name holds a newline there): its bytes are the oracle as they are, unparsed, and
+        // only pytrace's own header line must be free of control characters.
+        let names_raw = interp.at_least(3, 14);
+        let expected = if names_raw {
+            target.wait_output(before, DUMP_TIMEOUT)?
+        } else {
+            take_oracle(&mut target, case, interp, before)?
+        };
         // One dump, framed by one header line, its body faulthandler's bytes.
         expect_dumps(&mut pytrace, &[(pid, expected)], "hostile_name")?;
         let stdout = pytrace.stdout();
         let header = &split_text_output(&stdout)?[0].header;
-        if !controls(&stdout).is_empty() || !header.contains(&format!("({ESCAPED_NAME})")) {
+        let own = match names_raw {
+            true => header.as_bytes().to_vec(),
+            false => stdout.clone(),
+        };
+        if !controls(&own).is_empty() || !header.contains(&format!("({ESCAPED_NAME})")) {
             return Err(format!(
                 "the header does not show the name escaped: {:?}",
                 header.escape_debug().to_string()

@@ -26,13 +26,23 @@ target_tests! {
     pthread_kill_worker => PTHREAD_KILL_WORKER,
     gc_del => GC_DEL,
     fatal_sigill => FATAL_SIGILL,
-    hostile_name => HOSTILE_NAME,
     serve_rtmax => SERVE_RTMAX,
     unhandled => UNHANDLED,
 }
 
 /// Scripts the on-demand tests (`ondemand.rs`) start themselves, with their own checks.
 const USED_BY_ONDEMAND_TESTS: &[&str] = &["marked_park.py", "paged_out.py"];
+
+/// From 3.14 faulthandler writes the thread's OS name raw in its thread header, and this
+/// target's name holds a newline: there its output has no parseable shape (hostile.rs compares
+/// it byte for byte instead).
+#[test]
+fn hostile_name() {
+    for_each_interpreter(|interp| match interp.at_least(3, 14) {
+        false => check_target(interp, &HOSTILE_NAME),
+        true => Ok(()),
+    });
+}
 
 #[test]
 fn subinterp_worker() {
