@@ -154,7 +154,7 @@ fn the_dump_subcommand_is_the_signal_mode() {
 /// half set up, which ends a run).
 const BOUNDARY_SIGNALS: usize = 250;
 const BOUNDARY_MIN_COMPARED: usize = 150;
-const BOUNDARY_MAX_RUNS: usize = 20;
+const BOUNDARY_MAX_RUNS: usize = 40;
 
 #[test]
 fn c_calling_python_in_a_tight_loop_signalled_many_times() {

@@ -190,7 +190,13 @@ fn signal_aliases_are_accepted() {
             pid.clone(),
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(code, 4, "{signal}: {line}");
+        if signal == "SIGCLD" {
+            // Known as SIGCHLD, which the kernel discards for a process without a handler:
+            // refused as a usage error that names it.
+            assert!(code == 2 && line.contains("SIGCHLD"), "{signal}: {code} {line}");
+        } else {
+            assert_eq!(code, 4, "{signal}: {line}");
+        }
     }
 }
 
