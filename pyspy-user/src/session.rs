@@ -138,8 +138,11 @@ impl Session {
             let checked = process::inspect(pid)
                 .map_err(tracker::inspect_error)
                 .map_err(|e| match e {
-                    Error::NoSuchProcess(pid) if process::procfs::exited_unreaped(pid) => {
-                        Error::Zombie(pid)
+                    // A process that exits while being inspected can look like anything on the
+                    // way out (its maps torn down first): say that it exited.
+                    _ if process::procfs::exited_unreaped(pid) => Error::Zombie(pid),
+                    Error::NotPython { .. } | Error::Inspect { .. } if process::is_gone(pid) => {
+                        Error::NoSuchProcess(pid)
                     }
                     e => e,
                 });
