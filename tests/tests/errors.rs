@@ -193,7 +193,10 @@ fn signal_aliases_are_accepted() {
         if signal == "SIGCLD" {
             // Known as SIGCHLD, which the kernel discards for a process without a handler:
             // refused as a usage error that names it.
-            assert!(code == 2 && line.contains("SIGCHLD"), "{signal}: {code} {line}");
+            assert!(
+                code == 2 && line.contains("SIGCHLD"),
+                "{signal}: {code} {line}"
+            );
         } else {
             assert_eq!(code, 4, "{signal}: {line}");
         }

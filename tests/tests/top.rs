@@ -33,7 +33,12 @@ impl Drop for Session {
     }
 }
 
-fn wait_for(session: &str, within: Duration, what: &str, ok: impl Fn(&str) -> bool) -> Result<String> {
+fn wait_for(
+    session: &str,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> Result<String> {
     let deadline = Instant::now() + within;
     loop {
         let pane = tmux(&["capture-pane", "-t", session, "-p"])?;
@@ -59,14 +64,30 @@ fn top_shows_the_hot_function_and_quits_on_q() {
             pytrace_binary().display(),
             target.pid()
         );
-        tmux(&["new-session", "-d", "-s", &name, "-x", "160", "-y", "40", &command])?;
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &command,
+        ])?;
         let session = Session(name);
-        wait_for(&session.0, Duration::from_secs(60), "`pytrace: attached`", |p| {
-            p.contains("pytrace: attached") || p.contains("%Own")
-        })?;
-        let view = wait_for(&session.0, Duration::from_secs(3), "heavy in the view", |p| {
-            p.contains("%Own") && p.contains("heavy (") && p.contains("cpu_split.py")
-        })?;
+        wait_for(
+            &session.0,
+            Duration::from_secs(60),
+            "`pytrace: attached`",
+            |p| p.contains("pytrace: attached") || p.contains("%Own"),
+        )?;
+        let view = wait_for(
+            &session.0,
+            Duration::from_secs(3),
+            "heavy in the view",
+            |p| p.contains("%Own") && p.contains("heavy (") && p.contains("cpu_split.py"),
+        )?;
         if !view.contains("pytrace top") {
             return Err(format!("no header line:\n{view}"));
         }

@@ -745,8 +745,8 @@ mod tests {
                 chain.push(f);
                 if i % 3 == 2 {
                     chain.push(ChainEntry::Shim {
-                before_start: false,
-            });
+                        before_start: false,
+                    });
                 }
             }
             assert_eq!(
