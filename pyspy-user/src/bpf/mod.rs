@@ -49,9 +49,9 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Checks privileges and kernel support, then loads (but does not attach) the programs.
+    /// Checks kernel support, then loads (but does not attach) the programs (privileges are
+    /// checked once at start, `privileges::check`).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
-        check_privileges()?;
         let k = btf::kernel_offsets()?;
         let kernel_btf = Btf::from_sys_fs()
             .map_err(|e| Error::KernelSupport(format!("cannot read the kernel's BTF: {e}")))?;
@@ -433,28 +433,6 @@ fn verifier_summary(e: &aya::programs::ProgramError) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines.len().saturating_sub(3);
     lines[tail..].join(" | ")
-}
-
-/// Root, or CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN) in the effective set.
-fn check_privileges() -> Result<(), Error> {
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| Error::Privileges(format!("cannot read /proc/self/status: {e}")))?;
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
-    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
-        Ok(())
-    } else {
-        Err(Error::Privileges(format!(
-            "effective capabilities {cap_eff:#x}"
-        )))
-    }
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
