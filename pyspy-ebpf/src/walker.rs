@@ -23,15 +23,15 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
 };
 use pytrace_common::{
-    end_flags, kind, thread_flags, Counter, FrameEntry, ProcInfo, ThreadHeader, ThreadRecord,
-    MAX_CHAIN, MAX_INTERPRETERS, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
+    end_flags, frame_flags, kind, thread_flags, Counter, FrameEntry, ProcInfo, ThreadHeader,
+    ThreadRecord, MAX_CHAIN, MAX_INTERPRETERS, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
 };
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
     read::{Memory, Window, WINDOWS},
-    symbols,
+    symbols, tlbc,
 };
 
 /// Code objects are at least 8-byte aligned; 3.14 keeps tag bits in `f_executable`.
@@ -415,6 +415,12 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
     } else {
         0
     };
+    // `int32_t tlbc_index` (free-threaded 3.14+), 0 elsewhere: copy 0 is `co_code_adaptive`.
+    let tlbc_index = if off.frame_tlbc_index != NO_OFFSET {
+        w.u32_at(off.frame_tlbc_index)
+    } else {
+        0
+    };
     if state.nchain == 0 {
         state.top_code = code;
         state.top_previous = previous;
@@ -423,7 +429,7 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
     let code = code & CODE_TAG_MASK;
     // A shim keeps no code address (it gets no code record); its instruction is kept
     // relative to its code object, which is all faulthandler's line for it depends on.
-    let (code, instr) = if shim {
+    let (code, mut instr) = if shim {
         (0, instr.wrapping_sub(code))
     } else {
         (code, instr)
@@ -444,6 +450,22 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
             None => return false,
         };
     }
+    // Free-threaded 3.14+: a frame running its thread's own copy of the bytecode (index > 0)
+    // gets its instruction as an offset into that copy (read once the entry is kept). Shims
+    // print no line there.
+    let mut entry_flags = 0;
+    if !shim && tlbc_index != 0 {
+        match tlbc::try_offset(mem, code, state.proc.offsets.code_tlbc, tlbc_index, instr) {
+            Ok(offset) => {
+                instr = offset;
+                entry_flags = frame_flags::INSTR_OFFSET;
+            }
+            Err(counter) => {
+                bump(counter);
+                entry_flags = frame_flags::TLBC_UNREADABLE;
+            }
+        }
+    }
     if !shim {
         state.nreal += 1;
     }
@@ -457,7 +479,7 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
             instr,
             fingerprint,
             owner,
-            flags: 0,
+            flags: entry_flags,
         };
     }
     state.nchain += 1;

@@ -130,6 +130,66 @@ pub struct PyOffsets {
     /// `UNICODE_*` constants: 0, or 6 in free-threaded builds, whose `interned` is a whole
     /// byte rather than a 2-bit field.
     pub unicode_state_shift: u32,
+    /// Frame → `tlbc_index` (`int32_t`, free-threaded 3.14+): which per-thread copy of the
+    /// bytecode `frame_instr` points into; `NO_OFFSET` where frames run the code object's
+    /// own `co_code_adaptive`.
+    pub frame_tlbc_index: u32,
+    /// `PyCodeObject` → `co_tlbc` (`_PyCodeArray *`: `Py_ssize_t size; char *entries[]`,
+    /// `entries[0]` being `co_code_adaptive`), free-threaded 3.14+; else `NO_OFFSET`.
+    pub code_tlbc: u32,
+}
+
+/// Per-thread bytecode copies of free-threaded CPython 3.14+ (`Py_GIL_DISABLED`): each thread
+/// may run its own specialized copy of a code object's bytecode, and a frame's `instr_ptr` then
+/// points into `co->co_tlbc->entries[frame->tlbc_index]` rather than into `co_code_adaptive`.
+/// [`tlbc::offset`] finds the byte offset CPython's `_PyInterpreterFrame_LASTI` computes
+/// (through `_PyFrame_GetBytecode`); the walker calls it with its bounded reads of the target,
+/// unit tests with memory laid out from the headers.
+pub mod tlbc {
+    /// `_PyCodeArray` → `entries` (after its `Py_ssize_t size`).
+    pub const ENTRIES: u64 = 8;
+    /// Highest `tlbc_index` followed: indices are handed out smallest-first to live threads,
+    /// so a larger one (or a negative `int32_t`, read unsigned) is taken as garbage.
+    pub const MAX_INDEX: u32 = 1 << 16;
+
+    /// Why a frame's copy could not be found.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Error {
+        /// The index is negative, above `MAX_INDEX`, or not below the array's `size`: CPython's
+        /// own assertion (`0 <= tlbc_index < tlbc->size`) would refuse it.
+        IndexInvalid,
+        /// The array or its entry could not be read, or was null.
+        ReadFailed,
+    }
+
+    /// Byte offset of `instr` into copy `index` of the bytecode of the code object at `code`:
+    /// `instr - co_tlbc->entries[index]`, with `co_tlbc` at `code + code_tlbc`. `read_u64`
+    /// reads 8 bytes of the target. Copy 0 is the code object's own `co_code_adaptive`
+    /// (`entries[0]`, always): callers need not come here for it.
+    #[inline(always)]
+    pub fn offset(
+        mut read_u64: impl FnMut(u64) -> Option<u64>,
+        code: u64,
+        code_tlbc: u32,
+        index: u32,
+        instr: u64,
+    ) -> Result<u64, Error> {
+        if index > MAX_INDEX {
+            return Err(Error::IndexInvalid);
+        }
+        let array = read_u64(code.wrapping_add(code_tlbc as u64))
+            .filter(|&a| a != 0)
+            .ok_or(Error::ReadFailed)?;
+        // `Py_ssize_t size`: the copies the array has room for.
+        let size = read_u64(array).ok_or(Error::ReadFailed)? as i64;
+        if (index as i64) >= size {
+            return Err(Error::IndexInvalid);
+        }
+        let entry = read_u64(array.wrapping_add(ENTRIES + 8 * index as u64))
+            .filter(|&e| e != 0)
+            .ok_or(Error::ReadFailed)?;
+        Ok(instr.wrapping_sub(entry))
+    }
 }
 
 /// Bits of `PyASCIIObject.state` (unchanged from 3.3 to 3.15 in builds with a GIL; see
@@ -183,6 +243,7 @@ impl ReadWindows {
                 (off.frame_code, 8),
                 (off.frame_instr, 8),
                 (off.frame_owner, 1),
+                (off.frame_tlbc_index, 4),
             ],
             FRAME_WINDOW_MAX,
         )?;
@@ -417,6 +478,16 @@ pub mod thread_flags {
     pub const RACED: u32 = 32;
 }
 
+/// Flags of a frame-chain entry.
+pub mod frame_flags {
+    /// `instr` is a byte offset into the thread's own copy of the bytecode
+    /// (`co_tlbc->entries[tlbc_index]`, free-threaded 3.14+), not an address.
+    pub const INSTR_OFFSET: u32 = 1;
+    /// The frame runs a per-thread bytecode copy that could not be read (an index out of the
+    /// array's range, an unreadable array or entry): its line is unknown.
+    pub const TLBC_UNREADABLE: u32 = 2;
+}
+
 /// One entry of a thread's frame chain.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -425,7 +496,8 @@ pub struct FrameEntry {
     pub code: u64,
     /// Raw value at `frame_instr`: `f_lasti` in the low 32 bits (≤3.10) or the instruction
     /// pointer (3.11+); for a shim frame, the instruction pointer minus its code object's
-    /// address.
+    /// address; with `frame_flags::INSTR_OFFSET`, the byte offset into the thread's
+    /// bytecode copy.
     pub instr: u64,
     /// Fingerprint of the code object as read in this dump (0: its header could not be
     /// read): the frame is symbolized only with the code record of the same fingerprint.
@@ -725,9 +797,15 @@ pub enum Counter {
     GroupExit,
     /// Watched signals refused to the sender by `--hold` (each one dumped on demand).
     Held,
+    /// Frames whose per-thread bytecode copy index (free-threaded 3.14+) is negative or
+    /// beyond the code object's array of copies: sent with an unknown line.
+    TlbcIndexInvalid,
+    /// Frames whose per-thread bytecode copy (the code object's array of copies, or its
+    /// entry) could not be read or was null: sent with an unknown line.
+    TlbcReadFailed,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::Held as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::TlbcReadFailed as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -761,6 +839,8 @@ impl Counter {
         Counter::DeathAlreadyDumped,
         Counter::GroupExit,
         Counter::Held,
+        Counter::TlbcIndexInvalid,
+        Counter::TlbcReadFailed,
     ];
 
     /// Whether this counter counts something lost or incomplete (reported even without -v).
@@ -782,6 +862,8 @@ impl Counter {
                 | Counter::TaskReadFailed
                 | Counter::TaskLimit
                 | Counter::ThreadRaced
+                | Counter::TlbcIndexInvalid
+                | Counter::TlbcReadFailed
         )
     }
 
@@ -817,6 +899,8 @@ impl Counter {
             Counter::DeathAlreadyDumped => "death_already_dumped",
             Counter::GroupExit => "group_exit",
             Counter::Held => "held",
+            Counter::TlbcIndexInvalid => "tlbc_index_invalid",
+            Counter::TlbcReadFailed => "tlbc_read_failed",
         }
     }
 }
@@ -869,5 +953,50 @@ mod tests {
             ..off
         };
         assert!(ReadWindows::of(&far).is_none());
+        // A free-threaded frame's `tlbc_index` is read with the other fields.
+        let tlbc = PyOffsets {
+            frame_tlbc_index: 72,
+            ..off
+        };
+        assert_eq!(ReadWindows::of(&tlbc).unwrap().frame_len, 76);
+    }
+
+    /// A `_PyCodeArray` of 3 copies at 0x9000 for a code object at 0x1000 whose `co_tlbc` is
+    /// at 0xe0; copy 2 at 0x7000; copy 1 never made (null).
+    fn tlbc_memory(addr: u64) -> Option<u64> {
+        match addr {
+            0x10e0 => Some(0x9000),
+            0x9000 => Some(3),
+            0x9008 => Some(0x10e8),
+            0x9010 => Some(0),
+            0x9018 => Some(0x7000),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn tlbc_offset_is_relative_to_the_frames_copy() {
+        assert_eq!(tlbc::offset(tlbc_memory, 0x1000, 0xe0, 2, 0x700a), Ok(10));
+        // Out of the array's range, negative, beyond the bound: never read past the array.
+        for index in [3, u32::MAX, (-1i32) as u32, tlbc::MAX_INDEX + 1] {
+            assert_eq!(
+                tlbc::offset(tlbc_memory, 0x1000, 0xe0, index, 0x700a),
+                Err(tlbc::Error::IndexInvalid),
+                "{index}"
+            );
+        }
+        // A null entry, an unreadable or null array.
+        assert_eq!(
+            tlbc::offset(tlbc_memory, 0x1000, 0xe0, 1, 0x700a),
+            Err(tlbc::Error::ReadFailed)
+        );
+        assert_eq!(
+            tlbc::offset(tlbc_memory, 0x2000, 0xe0, 1, 0x700a),
+            Err(tlbc::Error::ReadFailed)
+        );
+        assert_eq!(
+            tlbc::offset(|_| Some(0), 0x1000, 0xe0, 1, 0x700a),
+            Err(tlbc::Error::ReadFailed)
+        );
     }
 }
