@@ -375,11 +375,10 @@ pub struct CaptureBegin {
     pub pid: u32,
     pub tid: u32,
     pub cpu: u32,
-    /// `interp->gc.collecting` at the event (0 where the version has none).
-    pub gc_collecting: u32,
     pub version_hex: u32,
     /// `begin_flags::*`.
     pub flags: u32,
+    pub _pad: u32,
     /// Thread-local base of that thread (= its `pthread_self()` on glibc x86_64).
     pub fsbase: u64,
     pub comm: [u8; 16],
