@@ -996,12 +996,13 @@ mod tests {
         );
     }
 
-    /// Memory of a free-threaded 3.14 process, laid out with the offsets its own table gives
-    /// (`_Py_DebugOffsets` as CPython's headers build it with `Py_GIL_DISABLED`): one code
+    /// Memory of a free-threaded 3.14 or 3.15 process, laid out with the offsets its own table
+    /// gives (`_Py_DebugOffsets` as CPython's headers build it with `Py_GIL_DISABLED`): one code
     /// object whose `_PyCodeArray` holds 3 copies of its bytecode, and frames each running one
-    /// copy, read the way the walker reads them (the frame window, the `f_executable` tag
-    /// bits, the `tlbc_index` beside `instr_ptr`, `pytrace_common::tlbc::offset` for a copy
-    /// other than 0). The records go through the decoder, symbolizer and formatter.
+    /// copy, read the way the walker reads them: the frame window in one read, then the
+    /// walker's own decoding (`FrameRead`: the `f_executable` tag bits, the `tlbc_index` beside
+    /// `instr_ptr`, the copy's look-up for an index other than 0). The records go through the
+    /// decoder, symbolizer and formatter.
     struct FtMemory {
         base: u64,
         bytes: Vec<u8>,
@@ -1021,8 +1022,48 @@ mod tests {
         }
     }
 
-    fn free_threaded_3_14_dump(tlbc_indices: &[u32]) -> (Capture, String) {
-        let table: &[u8] = include_bytes!("../tests/data/debug_offsets_3.14.10t.bin");
+    /// A structure's bytes as read in one piece from `start`.
+    struct WindowBytes<'a> {
+        start: u32,
+        bytes: &'a [u8],
+    }
+
+    impl WindowBytes<'_> {
+        fn field<const N: usize>(&self, off: u32) -> [u8; N] {
+            let at = off.checked_sub(self.start).map(|a| a as usize);
+            at.and_then(|a| self.bytes.get(a..a + N))
+                .map_or([0; N], |b| b.try_into().unwrap())
+        }
+    }
+
+    impl pytrace_common::Fields for WindowBytes<'_> {
+        fn u64_at(&self, off: u32) -> u64 {
+            u64::from_le_bytes(self.field(off))
+        }
+        fn u32_at(&self, off: u32) -> u32 {
+            u32::from_le_bytes(self.field(off))
+        }
+        fn u8_at(&self, off: u32) -> u8 {
+            self.field::<1>(off)[0]
+        }
+    }
+
+    /// `_Py_DebugOffsets` of 3.14.10t and 3.15.2t, as CPython's headers build them.
+    const FT_TABLES: [(&[u8], (u8, u8, u8)); 2] = [
+        (
+            include_bytes!("../tests/data/debug_offsets_3.14.10t.bin"),
+            (3, 14, 10),
+        ),
+        (
+            include_bytes!("../tests/data/debug_offsets_3.15.2t.bin"),
+            (3, 15, 2),
+        ),
+    ];
+
+    fn free_threaded_dump(
+        (table, version): (&[u8], (u8, u8, u8)),
+        tlbc_indices: &[u32],
+    ) -> (Capture, String) {
         let parsed = crate::python::debug_offsets::parse(table).unwrap();
         assert!(parsed.free_threaded);
         let layout = parsed.layout;
@@ -1067,53 +1108,27 @@ mod tests {
             mem.put(f + u64::from(off.frame_tlbc_index), &index.to_le_bytes());
             mem.put(f + u64::from(off.frame_owner), &[owner]);
         }
-        // The walker's read of each chain entry.
+        // The walker's read of each chain entry: the frame window in one piece, decoded and
+        // moved into its thread's copy by the walker's own code (`FrameRead`).
         let mut entries = Vec::new();
         let mut frame = frame_at(0);
         while frame != 0 {
-            let w = mem
-                .get(frame + u64::from(win.frame_start), win.frame_len as usize)
-                .unwrap();
-            let field = |o: u32, n: usize| {
-                let at = (o - win.frame_start) as usize;
-                let mut v = [0u8; 8];
-                v[..n].copy_from_slice(&w[at..at + n]);
-                u64::from_le_bytes(v)
+            let w = WindowBytes {
+                start: win.frame_start,
+                bytes: mem
+                    .get(frame + u64::from(win.frame_start), win.frame_len as usize)
+                    .unwrap(),
             };
-            let raw_code = field(off.frame_code, 8);
-            let instr = field(off.frame_instr, 8);
-            let owner = field(off.frame_owner, 1) as u32;
-            let index = field(off.frame_tlbc_index, 4) as u32;
-            let shim = owner >= off.frame_owner_shim_min;
-            let code = raw_code & !0b111;
-            let (code, mut instr, mut flags) = if shim {
-                (0, instr.wrapping_sub(code), 0)
-            } else {
-                (code, instr, 0)
-            };
-            if !shim && index != 0 {
-                match pytrace_common::tlbc::offset(
-                    |a| mem.u64(a),
-                    code,
-                    off.code_tlbc,
-                    index,
-                    instr,
-                ) {
-                    Ok(o) => {
-                        instr = o;
-                        flags = pytrace_common::frame_flags::INSTR_OFFSET;
-                    }
-                    Err(_) => flags = pytrace_common::frame_flags::TLBC_UNREADABLE,
-                }
-            }
+            let mut f = pytrace_common::FrameRead::of(&off, &w);
+            let _ = f.in_own_copy(off.code_tlbc, |a| mem.u64(a));
             entries.push(FrameEntry {
-                code,
-                instr,
-                fingerprint: if shim { 0 } else { code ^ 0x55 },
-                owner,
-                flags,
+                code: f.code,
+                instr: f.instr,
+                fingerprint: if f.shim { 0 } else { f.code ^ 0x55 },
+                owner: f.owner,
+                flags: f.flags,
             });
-            frame = field(off.frame_previous, 8);
+            frame = f.previous;
         }
 
         let pid = 44;
@@ -1121,7 +1136,7 @@ mod tests {
         sym.add_process(
             pid,
             ProcessMeta {
-                version: (3, 14, 10),
+                version,
                 layout,
                 ns_pid: None,
                 interp_head_addr: 0,
@@ -1146,7 +1161,7 @@ mod tests {
                 flags: 0,
                 version_hex: parsed.version_hex,
                 fsbase: 0x7f00_0000_0001,
-                comm: *b"python3.14t\0\0\0\0\0",
+                comm: *b"python3t\0\0\0\0\0\0\0\0",
             }),
         );
         let mut rec = bytes_of(&ThreadHeader {
@@ -1195,40 +1210,44 @@ mod tests {
     }
 
     #[test]
-    fn free_threaded_3_14_frames_running_their_threads_bytecode_copy() {
+    fn free_threaded_3_14_and_3_15_frames_running_their_threads_bytecode_copy() {
         // Copy 2 (the thread's own), copy 0 (the code object's): both at code unit 5.
-        let (dump, text) = free_threaded_3_14_dump(&[2, 0]);
-        assert_eq!(dump.unknown_lines, 0, "{text}");
-        let body = text.split_once('\n').unwrap().1;
-        assert_eq!(
-            body,
-            "Current thread 0x00007f0000000001 (most recent call first):\n  \
-             File \"/srv/ft.py\", line 11 in f\n  File \"/srv/ft.py\", line 11 in f\n\n",
-            "{text}"
-        );
-        // (No signal or thread-name record is replayed here: the header says so, and no line
-        // is unknown.)
-        assert!(
-            text.lines().next().unwrap().contains(" 0 lines unknown"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn free_threaded_3_14_unreadable_copy_is_an_unknown_line_never_a_wrong_one() {
-        // Index 7 is beyond the array's 3 copies; copy 1 was never made. Either would give a
-        // line from the wrong bytes: the line is unknown and the dump says so.
-        for bad in [7, 1, u32::MAX] {
-            let (dump, text) = free_threaded_3_14_dump(&[bad, 2]);
-            assert_eq!(dump.unknown_lines, 1, "{text}");
-            let (header, body) = text.split_once('\n').unwrap();
-            assert!(header.contains(" 1 lines unknown"), "{text}");
+        for table in FT_TABLES {
+            let (dump, text) = free_threaded_dump(table, &[2, 0]);
+            assert_eq!(dump.unknown_lines, 0, "{text}");
+            let body = text.split_once('\n').unwrap().1;
             assert_eq!(
                 body,
                 "Current thread 0x00007f0000000001 (most recent call first):\n  \
-                 File \"/srv/ft.py\", line ??? in f\n  File \"/srv/ft.py\", line 11 in f\n\n",
+             File \"/srv/ft.py\", line 11 in f\n  File \"/srv/ft.py\", line 11 in f\n\n",
                 "{text}"
             );
+            // (No signal or thread-name record is replayed here: the header says so, and no line
+            // is unknown.)
+            assert!(
+                text.lines().next().unwrap().contains(" 0 lines unknown"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn free_threaded_unreadable_copy_is_an_unknown_line_never_a_wrong_one() {
+        // Index 7 is beyond the array's 3 copies; copy 1 was never made. Either would give a
+        // line from the wrong bytes: the line is unknown and the dump says so.
+        for bad in [7, 1, u32::MAX] {
+            for table in FT_TABLES {
+                let (dump, text) = free_threaded_dump(table, &[bad, 2]);
+                assert_eq!(dump.unknown_lines, 1, "{text}");
+                let (header, body) = text.split_once('\n').unwrap();
+                assert!(header.contains(" 1 lines unknown"), "{text}");
+                assert_eq!(
+                    body,
+                    "Current thread 0x00007f0000000001 (most recent call first):\n  \
+                 File \"/srv/ft.py\", line ??? in f\n  File \"/srv/ft.py\", line 11 in f\n\n",
+                    "{text}"
+                );
+            }
         }
     }
 }

@@ -487,6 +487,101 @@ pub mod frame_flags {
     pub const TLBC_UNREADABLE: u32 = 2;
 }
 
+/// Fields of a target structure read in one piece (the kernel's `Window`; in unit tests,
+/// bytes laid out from CPython's headers): 0 for a field outside what was read.
+pub trait Fields {
+    /// The pointer-sized field at structure offset `off`.
+    fn u64_at(&self, off: u32) -> u64;
+    /// The 4-byte field at structure offset `off`.
+    fn u32_at(&self, off: u32) -> u32;
+    /// The byte at structure offset `off`.
+    fn u8_at(&self, off: u32) -> u8;
+}
+
+/// Code objects are at least 8-byte aligned; 3.14 keeps tag bits in `f_executable`.
+pub const CODE_TAG_MASK: u64 = !0b111;
+
+/// One frame as the walker decodes it from its window: what a chain entry carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRead {
+    /// The code word as read (tag bits kept): the race check compares it.
+    pub raw_code: u64,
+    /// Code object address, tag bits cleared; 0 for a shim.
+    pub code: u64,
+    /// As `FrameEntry::instr`.
+    pub instr: u64,
+    pub previous: u64,
+    pub owner: u32,
+    /// Owned by the C stack or the interpreter: no code record, no printed line of its own.
+    pub shim: bool,
+    /// `int32_t tlbc_index` (free-threaded 3.14+) as read, else 0.
+    pub tlbc_index: u32,
+    /// `frame_flags::*` for the entry.
+    pub flags: u32,
+}
+
+impl FrameRead {
+    /// Decodes a frame's window. A shim keeps no code address (it gets no code record); its
+    /// instruction is kept relative to its code object, which is all faulthandler's line for
+    /// it depends on.
+    #[inline(always)]
+    pub fn of(off: &PyOffsets, w: &impl Fields) -> Self {
+        let raw_code = w.u64_at(off.frame_code);
+        let instr = w.u64_at(off.frame_instr);
+        let owner = if off.frame_owner != NO_OFFSET {
+            w.u8_at(off.frame_owner) as u32
+        } else {
+            0
+        };
+        let shim = off.frame_owner_shim_min != NO_OFFSET && owner >= off.frame_owner_shim_min;
+        let code = raw_code & CODE_TAG_MASK;
+        FrameRead {
+            raw_code,
+            code: if shim { 0 } else { code },
+            instr: if shim {
+                instr.wrapping_sub(code)
+            } else {
+                instr
+            },
+            previous: w.u64_at(off.frame_previous),
+            owner,
+            shim,
+            tlbc_index: if off.frame_tlbc_index != NO_OFFSET {
+                w.u32_at(off.frame_tlbc_index)
+            } else {
+                0
+            },
+            flags: 0,
+        }
+    }
+
+    /// Free-threaded 3.14+: a frame running its thread's own copy of the bytecode (index not
+    /// 0) gets its instruction as an offset into that copy (`frame_flags::INSTR_OFFSET`), or,
+    /// when the copy cannot be found, `frame_flags::TLBC_UNREADABLE` and the reason. Shims
+    /// print no line there; every other frame is left as it is.
+    #[inline(always)]
+    pub fn in_own_copy(
+        &mut self,
+        code_tlbc: u32,
+        read_u64: impl FnMut(u64) -> Option<u64>,
+    ) -> Result<(), tlbc::Error> {
+        if self.shim || self.tlbc_index == 0 {
+            return Ok(());
+        }
+        match tlbc::offset(read_u64, self.code, code_tlbc, self.tlbc_index, self.instr) {
+            Ok(offset) => {
+                self.instr = offset;
+                self.flags = frame_flags::INSTR_OFFSET;
+                Ok(())
+            }
+            Err(e) => {
+                self.flags = frame_flags::TLBC_UNREADABLE;
+                Err(e)
+            }
+        }
+    }
+}
+
 /// One entry of a thread's frame chain.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
