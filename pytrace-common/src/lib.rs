@@ -3,6 +3,8 @@
 //! Everything here is `#[repr(C)]` plain data: the per-process table of CPython offsets the
 //! loader writes into a map, the records the walker writes into the ring buffer, and the names
 //! of the walker's counters. Both sides compile this same file, so a layout change is one edit.
+//! Also the walker's decoding of one frame (`FrameRead`, `tlbc`), which unit tests run on
+//! memory laid out from CPython's headers.
 #![no_std]
 
 /// faulthandler prints at most this many threads (`MAX_NTHREADS` in `Python/traceback.c`):
@@ -512,7 +514,8 @@ pub struct FrameRead {
     pub instr: u64,
     pub previous: u64,
     pub owner: u32,
-    /// Owned by the C stack or the interpreter: no code record, no printed line of its own.
+    /// Owned by the C stack or the interpreter (`owner >= frame_owner_shim_min`): no code
+    /// record.
     pub shim: bool,
     /// `int32_t tlbc_index` (free-threaded 3.14+) as read, else 0.
     pub tlbc_index: u32,
