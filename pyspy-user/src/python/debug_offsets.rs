@@ -748,7 +748,8 @@ mod tests {
     const FT_3_14_10: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.14.10t.bin");
     /// Likewise from Debian's 3.15.2 headers (without `Py_GIL_DISABLED` the same program
     /// gives the live 3.15.2 table except `runtime_state.size` and `interpreter_state.size`,
-    /// 8 bytes smaller than the live ones; no offset pytrace reads differs).
+    /// 8 bytes smaller than the live ones, used only as plausibility bounds; no offset pytrace
+    /// reads differs).
     const FT_3_15_2: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.15.2t.bin");
 
     #[test]
