@@ -125,7 +125,6 @@ fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut 
     // SAFETY: helpers without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let gc_collecting = read_gc_collecting(mem, proc);
     let gil_holder = if req.read_gil {
         read_gil_holder(mem, proc)
     } else {
@@ -178,13 +177,13 @@ fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut 
         pid: req.pid,
         tid: req.tid,
         cpu,
-        gc_collecting,
         version_hex: proc.version_hex,
         flags: if gil_holder.is_some() {
             begin_flags::GIL_KNOWN
         } else {
             0
         },
+        _pad: 0,
         fsbase: req.fsbase,
         comm: mem.comm(),
     };
@@ -231,20 +230,6 @@ pub fn current_fsbase() -> u64 {
     // SAFETY: no preconditions; the task pointer is only read through probe reads.
     let task = unsafe { bpf_get_current_task() };
     kernel_u64(task + FSBASE_OFFSET.load()).unwrap_or(0)
-}
-
-/// `interp->gc.collecting`, where the version prints a "Garbage-collecting" line.
-#[inline(always)]
-fn read_gc_collecting<M: Memory>(mem: M, proc: &ProcInfo) -> u32 {
-    if proc.offsets.interp_gc_collecting == NO_OFFSET {
-        return 0;
-    }
-    mem.field_u64(proc.interp_head_addr, 0)
-        .filter(|&i| i != 0)
-        .and_then(|interp| {
-            mem.user_u32(interp.wrapping_add(proc.offsets.interp_gc_collecting as u64))
-        })
-        .unwrap_or(0)
 }
 
 /// The thread state holding the GIL (0 when nobody does), `None` when unknown or unreadable.

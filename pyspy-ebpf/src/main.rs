@@ -15,6 +15,7 @@ mod signal;
 mod symbols;
 mod tasks;
 mod timer;
+mod tlbc;
 mod walker;
 
 use aya_ebpf::{

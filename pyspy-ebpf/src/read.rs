@@ -22,6 +22,8 @@ use aya_ebpf::{
 };
 use core::ffi::c_void;
 
+use pytrace_common::Fields;
+
 use crate::maps::TASK_COMM_OFFSET;
 
 /// Where the walk reads the target's memory.
@@ -264,6 +266,23 @@ impl<'a, const N: usize> Window<'a, N> {
             h = mix(h, self.words[i]);
         }
         h
+    }
+}
+
+impl<const N: usize> Fields for Window<'_, N> {
+    #[inline(always)]
+    fn u64_at(&self, off: u32) -> u64 {
+        Window::u64_at(self, off)
+    }
+
+    #[inline(always)]
+    fn u32_at(&self, off: u32) -> u32 {
+        Window::u32_at(self, off)
+    }
+
+    #[inline(always)]
+    fn u8_at(&self, off: u32) -> u8 {
+        Window::u8_at(self, off)
     }
 }
 

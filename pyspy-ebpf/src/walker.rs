@@ -23,19 +23,16 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
 };
 use pytrace_common::{
-    end_flags, kind, thread_flags, Counter, FrameEntry, ProcInfo, ThreadHeader, ThreadRecord,
-    MAX_CHAIN, MAX_INTERPRETERS, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
+    end_flags, kind, thread_flags, Counter, FrameEntry, FrameRead, ProcInfo, ThreadHeader,
+    ThreadRecord, MAX_CHAIN, MAX_INTERPRETERS, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
 };
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
     read::{Memory, Window, WINDOWS},
-    symbols,
+    symbols, tlbc,
 };
-
-/// Code objects are at least 8-byte aligned; 3.14 keeps tag bits in `f_executable`.
-const CODE_TAG_MASK: u64 = !0b111;
 
 /// `WalkState.scope`: every thread of the interpreter's list.
 pub const SCOPE_ALL_THREADS: u32 = 0;
@@ -407,44 +404,36 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
         state.frame = 0;
         return false;
     };
-    let code = w.u64_at(off.frame_code);
-    let instr = w.u64_at(off.frame_instr);
-    let previous = w.u64_at(off.frame_previous);
-    let owner = if off.frame_owner != NO_OFFSET {
-        w.u8_at(off.frame_owner) as u32
-    } else {
-        0
-    };
+    // The frame's fields, decoded as the unit tests decode memory laid out from CPython's
+    // headers (`FrameRead`).
+    let mut f = FrameRead::of(off, &w);
     if state.nchain == 0 {
-        state.top_code = code;
-        state.top_previous = previous;
+        state.top_code = f.raw_code;
+        state.top_previous = f.previous;
     }
-    let shim = off.frame_owner_shim_min != NO_OFFSET && owner >= off.frame_owner_shim_min;
-    let code = code & CODE_TAG_MASK;
-    // A shim keeps no code address (it gets no code record); its instruction is kept
-    // relative to its code object, which is all faulthandler's line for it depends on.
-    let (code, instr) = if shim {
-        (0, instr.wrapping_sub(code))
-    } else {
-        (code, instr)
-    };
     let mut fingerprint = 0;
     // Frames past the capture's frame bound only show that the stack goes on: no look-up.
-    if !shim && state.copy_code != 0 && state.nreal < state.max_frames && code != 0 {
-        fingerprint = match symbols::seen(state.capture_id, code) {
+    if !f.shim && state.copy_code != 0 && state.nreal < state.max_frames && f.code != 0 {
+        fingerprint = match symbols::seen(state.capture_id, f.code) {
             Some(fp) => fp,
             None if FULL => symbols::fingerprint(
                 mem,
                 state.pid,
                 state.capture_id,
-                code,
+                f.code,
                 &state.proc,
                 &mut state.lost,
             ),
             None => return false,
         };
     }
-    if !shim {
+    // Free-threaded 3.14+: a frame running its thread's own copy of the bytecode gets its
+    // instruction as an offset into that copy, read once the entry is kept (at most three
+    // reads: the code object's array of copies, its size, the entry).
+    if let Err(e) = tlbc::in_own_copy(mem, &mut f, state.proc.offsets.code_tlbc) {
+        bump(e);
+    }
+    if !f.shim {
         state.nreal += 1;
     }
     // SAFETY: per-CPU scratch owned by this walk.
@@ -453,15 +442,15 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
     // across the code-object look-up ("R2 unbounded memory access").
     if let Some(slot) = frames.get_mut(state.nchain as usize) {
         *slot = FrameEntry {
-            code,
-            instr,
+            code: f.code,
+            instr: f.instr,
             fingerprint,
-            owner,
-            flags: 0,
+            owner: f.owner,
+            flags: f.flags,
         };
     }
     state.nchain += 1;
-    state.frame = previous;
+    state.frame = f.previous;
     true
 }
 

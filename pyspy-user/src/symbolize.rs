@@ -11,8 +11,8 @@ use std::{collections::HashMap, mem::size_of};
 
 use lru::LruCache;
 use pytrace_common::{
-    begin_flags, end_flags, signal_action, signal_flags, thread_flags, trigger, CodeKey,
-    FrameEntry, SignalInfo, ThreadHeader, MAX_FRAMES, MAX_THREADS, SAMPLE_MAX_FRAMES,
+    begin_flags, end_flags, frame_flags, signal_action, signal_flags, thread_flags, trigger,
+    CodeKey, FrameEntry, SignalInfo, ThreadHeader, MAX_FRAMES, MAX_THREADS, SAMPLE_MAX_FRAMES,
 };
 
 use crate::{
@@ -248,7 +248,6 @@ impl Symbolizer {
                 _ => comm_string(&b.comm),
             },
             python_version: proc.as_ref().map(|p| p.meta.version).unwrap_or_default(),
-            gc_collecting: b.gc_collecting != 0,
             threads: Vec::with_capacity(raw.threads.len()),
             more_threads: false,
             no_thread_state: raw.end.flags & end_flags::NO_THREAD_STATE != 0,
@@ -460,7 +459,11 @@ fn frame(proc: &mut ProcState, entry: &FrameEntry, dump: &mut Capture) -> Frame 
         dump.unsymbolized_frames += 1;
         return Frame::default();
     };
+    // A frame running its thread's own bytecode copy (free-threaded 3.14+): the kernel sent
+    // the offset into that copy, or could not read the copy (the line is then unknown).
+    let tlbc_unreadable = entry.flags & frame_flags::TLBC_UNREADABLE != 0;
     let addr = match layout.instr {
+        _ if entry.flags & frame_flags::INSTR_OFFSET != 0 => entry.instr as i64,
         InstrKind::LastiBytes => entry.instr as u32 as i32 as i64,
         InstrKind::LastiCodeUnits => (entry.instr as u32 as i32 as i64) * 2,
         InstrKind::InstrPtr { code_adaptive } => {
@@ -469,15 +472,18 @@ fn frame(proc: &mut ProcState, entry: &FrameEntry, dump: &mut Capture) -> Frame 
     };
     // An unreadable table, or one whose needed part never arrived: the line is not known,
     // and the dump says so (faulthandler's `???` is printed, never a guess).
-    let line = code.linetable_len.and_then(|len| {
-        linetable::addr2line_partial(
-            layout.line_table,
-            &code.linetable,
-            len as usize,
-            code.firstlineno,
-            addr,
-        )
-    });
+    let line = code
+        .linetable_len
+        .filter(|_| !tlbc_unreadable)
+        .and_then(|len| {
+            linetable::addr2line_partial(
+                layout.line_table,
+                &code.linetable,
+                len as usize,
+                code.firstlineno,
+                addr,
+            )
+        });
     if line.is_none() {
         dump.unknown_lines += 1;
     }
@@ -763,7 +769,7 @@ mod tests {
                 pid,
                 tid: pid,
                 cpu: 0,
-                gc_collecting: 0,
+                _pad: 0,
                 version_hex: 0,
                 flags: 0,
                 fsbase: 0,
@@ -919,7 +925,7 @@ mod tests {
             pid,
             tid: pid,
             cpu: 0,
-            gc_collecting: 0,
+            _pad: 0,
             flags: 0,
             version_hex: parsed.version_hex,
             fsbase: 0x7f00_0000_0001,
@@ -988,5 +994,260 @@ mod tests {
             "Current thread 0x00007f0000000001 (most recent call first):\n  \
              File \"/srv/ft.py\", line 11 in f\n  File \"/srv/ft.py\", line 10 in f\n\n"
         );
+    }
+
+    /// Memory of a free-threaded 3.14 or 3.15 process, laid out with the offsets its own table
+    /// gives (`_Py_DebugOffsets` as CPython's headers build it with `Py_GIL_DISABLED`): one code
+    /// object whose `_PyCodeArray` holds 3 copies of its bytecode, and frames each running one
+    /// copy, read the way the walker reads them: the frame window in one read, then the
+    /// walker's own decoding (`FrameRead`: the `f_executable` tag bits, the `tlbc_index` beside
+    /// `instr_ptr`, the copy's look-up for an index other than 0). The records go through the
+    /// decoder, symbolizer and formatter.
+    struct FtMemory {
+        base: u64,
+        bytes: Vec<u8>,
+    }
+
+    impl FtMemory {
+        fn put(&mut self, addr: u64, v: &[u8]) {
+            let at = (addr - self.base) as usize;
+            self.bytes[at..at + v.len()].copy_from_slice(v);
+        }
+        fn get(&self, addr: u64, len: usize) -> Option<&[u8]> {
+            let at = usize::try_from(addr.checked_sub(self.base)?).ok()?;
+            self.bytes.get(at..at.checked_add(len)?)
+        }
+        fn u64(&self, addr: u64) -> Option<u64> {
+            Some(u64::from_le_bytes(self.get(addr, 8)?.try_into().ok()?))
+        }
+    }
+
+    /// A structure's bytes as read in one piece from `start`.
+    struct WindowBytes<'a> {
+        start: u32,
+        bytes: &'a [u8],
+    }
+
+    impl WindowBytes<'_> {
+        fn field<const N: usize>(&self, off: u32) -> [u8; N] {
+            let at = off.checked_sub(self.start).map(|a| a as usize);
+            at.and_then(|a| self.bytes.get(a..a + N))
+                .map_or([0; N], |b| b.try_into().unwrap())
+        }
+    }
+
+    impl pytrace_common::Fields for WindowBytes<'_> {
+        fn u64_at(&self, off: u32) -> u64 {
+            u64::from_le_bytes(self.field(off))
+        }
+        fn u32_at(&self, off: u32) -> u32 {
+            u32::from_le_bytes(self.field(off))
+        }
+        fn u8_at(&self, off: u32) -> u8 {
+            self.field::<1>(off)[0]
+        }
+    }
+
+    /// `_Py_DebugOffsets` of 3.14.10t and 3.15.2t, as CPython's headers build them.
+    const FT_TABLES: [(&[u8], (u8, u8, u8)); 2] = [
+        (
+            include_bytes!("../tests/data/debug_offsets_3.14.10t.bin"),
+            (3, 14, 10),
+        ),
+        (
+            include_bytes!("../tests/data/debug_offsets_3.15.2t.bin"),
+            (3, 15, 2),
+        ),
+    ];
+
+    fn free_threaded_dump(
+        (table, version): (&[u8], (u8, u8, u8)),
+        tlbc_indices: &[u32],
+    ) -> (Capture, String) {
+        let parsed = crate::python::debug_offsets::parse(table).unwrap();
+        assert!(parsed.free_threaded);
+        let layout = parsed.layout;
+        let off = layout.offsets;
+        let InstrKind::InstrPtr { code_adaptive } = layout.instr else {
+            panic!("{:?}", layout.instr)
+        };
+        let win = pytrace_common::ReadWindows::of(&off).unwrap();
+        let mut mem = FtMemory {
+            base: 0x7f10_0000_0000,
+            bytes: vec![0; 0x10000],
+        };
+        let code = mem.base + 0x1000;
+        let array = mem.base + 0x3000;
+        // Copy 1 never made (null), copy 2 elsewhere on the heap.
+        let copies = [code + u64::from(code_adaptive), 0, mem.base + 0x5000];
+        mem.put(code + u64::from(off.code_tlbc), &array.to_le_bytes());
+        mem.put(array, &(copies.len() as u64).to_le_bytes());
+        for (i, c) in copies.iter().enumerate() {
+            mem.put(array + 8 + 8 * i as u64, &c.to_le_bytes());
+        }
+        // Frames: each at code unit 5 of its copy (line 11), the last one an entry frame
+        // (`FRAME_OWNED_BY_INTERPRETER`).
+        let frames_base = mem.base + 0x8000;
+        let frame_at = |i: usize| frames_base + 0x100 * i as u64;
+        let nframes = tlbc_indices.len() + 1;
+        for i in 0..nframes {
+            let f = frame_at(i);
+            let previous = if i + 1 < nframes { frame_at(i + 1) } else { 0 };
+            mem.put(f + u64::from(off.frame_previous), &previous.to_le_bytes());
+            let (executable, instr, owner, index) = match tlbc_indices.get(i) {
+                // A deferred `_PyStackRef`: tag bit 1.
+                Some(&index) => {
+                    let copy = copies.get(index as usize).copied().unwrap_or(0);
+                    let copy = if copy == 0 { copies[0] + 0x40 } else { copy };
+                    (code | 1, copy + 2 * 5, 0u8, index)
+                }
+                None => (0, 0, 3, 0),
+            };
+            mem.put(f + u64::from(off.frame_code), &executable.to_le_bytes());
+            mem.put(f + u64::from(off.frame_instr), &instr.to_le_bytes());
+            mem.put(f + u64::from(off.frame_tlbc_index), &index.to_le_bytes());
+            mem.put(f + u64::from(off.frame_owner), &[owner]);
+        }
+        // The walker's read of each chain entry: the frame window in one piece, decoded and
+        // moved into its thread's copy by the walker's own code (`FrameRead`).
+        let mut entries = Vec::new();
+        let mut frame = frame_at(0);
+        while frame != 0 {
+            let w = WindowBytes {
+                start: win.frame_start,
+                bytes: mem
+                    .get(frame + u64::from(win.frame_start), win.frame_len as usize)
+                    .unwrap(),
+            };
+            let mut f = pytrace_common::FrameRead::of(&off, &w);
+            let _ = f.in_own_copy(off.code_tlbc, |a| mem.u64(a));
+            entries.push(FrameEntry {
+                code: f.code,
+                instr: f.instr,
+                fingerprint: if f.shim { 0 } else { f.code ^ 0x55 },
+                owner: f.owner,
+                flags: f.flags,
+            });
+            frame = f.previous;
+        }
+
+        let pid = 44;
+        let mut sym = Symbolizer::default();
+        sym.add_process(
+            pid,
+            ProcessMeta {
+                version,
+                layout,
+                ns_pid: None,
+                interp_head_addr: 0,
+                other_thread_names_readable: true,
+            },
+        );
+        // Location table, first line 10: ONE_LINE0 over 4 code units (line 10), then
+        // ONE_LINE1 over 4 (line 11).
+        let locations = [0x80 | (10 << 3) | 3, 0, 1, 0x80 | (11 << 3) | 3, 0, 1];
+        let mut records = vec![code_record(pid, code, "/srv/ft.py", "f", &locations)];
+        records.insert(
+            0,
+            bytes_of(&CaptureBegin {
+                kind: kind::CAPTURE_BEGIN,
+                trigger: pytrace_common::trigger::SIGNAL,
+                capture_id: 6,
+                boot_ns: 0,
+                pid,
+                tid: pid,
+                cpu: 0,
+                _pad: 0,
+                flags: 0,
+                version_hex: parsed.version_hex,
+                fsbase: 0x7f00_0000_0001,
+                comm: *b"python3t\0\0\0\0\0\0\0\0",
+            }),
+        );
+        let mut rec = bytes_of(&ThreadHeader {
+            kind: kind::THREAD,
+            flags: thread_flags::RECEIVER_ID,
+            capture_id: 6,
+            interp: 0x5555_0000,
+            status: 0b1011,
+            thread_id: 0x7f00_0000_0001,
+            index: 0,
+            nframes: entries.len() as u32,
+            ..Default::default()
+        });
+        for e in &entries {
+            rec.extend(bytes_of(e));
+        }
+        records.push(rec);
+        let mut interps = [0u64; pytrace_common::MAX_INTERPRETERS as usize];
+        interps[0] = 0x5555_0000;
+        records.push(bytes_of(&CaptureEnd {
+            kind: kind::CAPTURE_END,
+            capture_id: 6,
+            nthreads: 1,
+            ninterps: 1,
+            interps,
+            ..Default::default()
+        }));
+        let mut asm = Assembler::default();
+        let mut dumps = Vec::new();
+        for r in &records {
+            match decode(r).unwrap() {
+                Record::Begin(b) => asm.begin(b),
+                Record::Thread(h, f) => asm.thread(h, f),
+                Record::Code(c) => sym.add_code(c),
+                Record::End(e) => dumps.extend(asm.end(e)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let dump = sym.symbolize(&dumps[0], 0);
+        assert_eq!(dump.unsymbolized_frames, 0);
+        let mut out = Vec::new();
+        format::new(FormatKind::Text)
+            .record(&dump, &mut out)
+            .unwrap();
+        (dump, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn free_threaded_3_14_and_3_15_frames_running_their_threads_bytecode_copy() {
+        // Copy 2 (the thread's own), copy 0 (the code object's): both at code unit 5.
+        for table in FT_TABLES {
+            let (dump, text) = free_threaded_dump(table, &[2, 0]);
+            assert_eq!(dump.unknown_lines, 0, "{text}");
+            let body = text.split_once('\n').unwrap().1;
+            assert_eq!(
+                body,
+                "Current thread 0x00007f0000000001 (most recent call first):\n  \
+             File \"/srv/ft.py\", line 11 in f\n  File \"/srv/ft.py\", line 11 in f\n\n",
+                "{text}"
+            );
+            // (No signal or thread-name record is replayed here: the header says so, and no line
+            // is unknown.)
+            assert!(
+                text.lines().next().unwrap().contains(" 0 lines unknown"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn free_threaded_unreadable_copy_is_an_unknown_line_never_a_wrong_one() {
+        // Index 7 is beyond the array's 3 copies; copy 1 was never made. Either would give a
+        // line from the wrong bytes: the line is unknown and the dump says so.
+        for bad in [7, 1, u32::MAX] {
+            for table in FT_TABLES {
+                let (dump, text) = free_threaded_dump(table, &[bad, 2]);
+                assert_eq!(dump.unknown_lines, 1, "{text}");
+                let (header, body) = text.split_once('\n').unwrap();
+                assert!(header.contains(" 1 lines unknown"), "{text}");
+                assert_eq!(
+                    body,
+                    "Current thread 0x00007f0000000001 (most recent call first):\n  \
+                 File \"/srv/ft.py\", line ??? in f\n  File \"/srv/ft.py\", line 11 in f\n\n",
+                    "{text}"
+                );
+            }
+        }
     }
 }

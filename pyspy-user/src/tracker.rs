@@ -88,13 +88,6 @@ fn layout_for(p: &PythonProcess) -> Result<(VersionLayout, Option<GilLayout>), E
                     version: debug_offsets::version_string(version_hex),
                 })
             }
-            Err(DebugOffsetsError::FreeThreaded { version_hex }) => Err(Error::UnsupportedPython {
-                pid: p.pid,
-                version: format!(
-                    "{} (free-threaded: its per-thread bytecode copies are not read)",
-                    debug_offsets::version_string(version_hex)
-                ),
-            }),
             Err(e) => Err(Error::Inspect {
                 pid: p.pid,
                 reason: format!("bad _Py_DebugOffsets: {e}"),

@@ -3,6 +3,8 @@
 //! Everything here is `#[repr(C)]` plain data: the per-process table of CPython offsets the
 //! loader writes into a map, the records the walker writes into the ring buffer, and the names
 //! of the walker's counters. Both sides compile this same file, so a layout change is one edit.
+//! Also the walker's decoding of one frame (`FrameRead`, `tlbc`), which unit tests run on
+//! memory laid out from CPython's headers.
 #![no_std]
 
 /// faulthandler prints at most this many threads (`MAX_NTHREADS` in `Python/traceback.c`):
@@ -130,6 +132,66 @@ pub struct PyOffsets {
     /// `UNICODE_*` constants: 0, or 6 in free-threaded builds, whose `interned` is a whole
     /// byte rather than a 2-bit field.
     pub unicode_state_shift: u32,
+    /// Frame → `tlbc_index` (`int32_t`, free-threaded 3.14+): which per-thread copy of the
+    /// bytecode `frame_instr` points into; `NO_OFFSET` where frames run the code object's
+    /// own `co_code_adaptive`.
+    pub frame_tlbc_index: u32,
+    /// `PyCodeObject` → `co_tlbc` (`_PyCodeArray *`: `Py_ssize_t size; char *entries[]`,
+    /// `entries[0]` being `co_code_adaptive`), free-threaded 3.14+; else `NO_OFFSET`.
+    pub code_tlbc: u32,
+}
+
+/// Per-thread bytecode copies of free-threaded CPython 3.14+ (`Py_GIL_DISABLED`): each thread
+/// may run its own specialized copy of a code object's bytecode, and a frame's `instr_ptr` then
+/// points into `co->co_tlbc->entries[frame->tlbc_index]` rather than into `co_code_adaptive`.
+/// [`tlbc::offset`] finds the byte offset CPython's `_PyInterpreterFrame_LASTI` computes
+/// (through `_PyFrame_GetBytecode`); the walker calls it with its bounded reads of the target,
+/// unit tests with memory laid out from the headers.
+pub mod tlbc {
+    /// `_PyCodeArray` → `entries` (after its `Py_ssize_t size`).
+    pub const ENTRIES: u64 = 8;
+    /// Highest `tlbc_index` followed: indices are handed out smallest-first to live threads,
+    /// so a larger one (or a negative `int32_t`, read unsigned) is taken as garbage.
+    pub const MAX_INDEX: u32 = 1 << 16;
+
+    /// Why a frame's copy could not be found.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Error {
+        /// The index is negative, above `MAX_INDEX`, or not below the array's `size`: CPython's
+        /// own assertion (`0 <= tlbc_index < tlbc->size`) would refuse it.
+        IndexInvalid,
+        /// The array or its entry could not be read, or was null.
+        ReadFailed,
+    }
+
+    /// Byte offset of `instr` into copy `index` of the bytecode of the code object at `code`:
+    /// `instr - co_tlbc->entries[index]`, with `co_tlbc` at `code + code_tlbc`. `read_u64`
+    /// reads 8 bytes of the target. Copy 0 is the code object's own `co_code_adaptive`
+    /// (`entries[0]`, always): callers need not come here for it.
+    #[inline(always)]
+    pub fn offset(
+        mut read_u64: impl FnMut(u64) -> Option<u64>,
+        code: u64,
+        code_tlbc: u32,
+        index: u32,
+        instr: u64,
+    ) -> Result<u64, Error> {
+        if index > MAX_INDEX {
+            return Err(Error::IndexInvalid);
+        }
+        let array = read_u64(code.wrapping_add(code_tlbc as u64))
+            .filter(|&a| a != 0)
+            .ok_or(Error::ReadFailed)?;
+        // `Py_ssize_t size`: the copies the array has room for.
+        let size = read_u64(array).ok_or(Error::ReadFailed)? as i64;
+        if (index as i64) >= size {
+            return Err(Error::IndexInvalid);
+        }
+        let entry = read_u64(array.wrapping_add(ENTRIES + 8 * index as u64))
+            .filter(|&e| e != 0)
+            .ok_or(Error::ReadFailed)?;
+        Ok(instr.wrapping_sub(entry))
+    }
 }
 
 /// Bits of `PyASCIIObject.state` (unchanged from 3.3 to 3.15 in builds with a GIL; see
@@ -183,6 +245,7 @@ impl ReadWindows {
                 (off.frame_code, 8),
                 (off.frame_instr, 8),
                 (off.frame_owner, 1),
+                (off.frame_tlbc_index, 4),
             ],
             FRAME_WINDOW_MAX,
         )?;
@@ -314,11 +377,10 @@ pub struct CaptureBegin {
     pub pid: u32,
     pub tid: u32,
     pub cpu: u32,
-    /// `interp->gc.collecting` at the event (0 where the version has none).
-    pub gc_collecting: u32,
     pub version_hex: u32,
     /// `begin_flags::*`.
     pub flags: u32,
+    pub _pad: u32,
     /// Thread-local base of that thread (= its `pthread_self()` on glibc x86_64).
     pub fsbase: u64,
     pub comm: [u8; 16],
@@ -417,6 +479,112 @@ pub mod thread_flags {
     pub const RACED: u32 = 32;
 }
 
+/// Flags of a frame-chain entry.
+pub mod frame_flags {
+    /// `instr` is a byte offset into the thread's own copy of the bytecode
+    /// (`co_tlbc->entries[tlbc_index]`, free-threaded 3.14+), not an address.
+    pub const INSTR_OFFSET: u32 = 1;
+    /// The frame runs a per-thread bytecode copy that could not be read (an index out of the
+    /// array's range, an unreadable array or entry): its line is unknown.
+    pub const TLBC_UNREADABLE: u32 = 2;
+}
+
+/// Fields of a target structure read in one piece (the kernel's `Window`; in unit tests,
+/// bytes laid out from CPython's headers): 0 for a field outside what was read.
+pub trait Fields {
+    /// The pointer-sized field at structure offset `off`.
+    fn u64_at(&self, off: u32) -> u64;
+    /// The 4-byte field at structure offset `off`.
+    fn u32_at(&self, off: u32) -> u32;
+    /// The byte at structure offset `off`.
+    fn u8_at(&self, off: u32) -> u8;
+}
+
+/// Code objects are at least 8-byte aligned; 3.14 keeps tag bits in `f_executable`.
+pub const CODE_TAG_MASK: u64 = !0b111;
+
+/// One frame as the walker decodes it from its window: what a chain entry carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRead {
+    /// The code word as read (tag bits kept): the race check compares it.
+    pub raw_code: u64,
+    /// Code object address, tag bits cleared; 0 for a shim.
+    pub code: u64,
+    /// As `FrameEntry::instr`.
+    pub instr: u64,
+    pub previous: u64,
+    pub owner: u32,
+    /// Owned by the C stack or the interpreter (`owner >= frame_owner_shim_min`): no code
+    /// record.
+    pub shim: bool,
+    /// `int32_t tlbc_index` (free-threaded 3.14+) as read, else 0.
+    pub tlbc_index: u32,
+    /// `frame_flags::*` for the entry.
+    pub flags: u32,
+}
+
+impl FrameRead {
+    /// Decodes a frame's window. A shim keeps no code address (it gets no code record); its
+    /// instruction is kept relative to its code object, which is all faulthandler's line for
+    /// it depends on.
+    #[inline(always)]
+    pub fn of(off: &PyOffsets, w: &impl Fields) -> Self {
+        let raw_code = w.u64_at(off.frame_code);
+        let instr = w.u64_at(off.frame_instr);
+        let owner = if off.frame_owner != NO_OFFSET {
+            w.u8_at(off.frame_owner) as u32
+        } else {
+            0
+        };
+        let shim = off.frame_owner_shim_min != NO_OFFSET && owner >= off.frame_owner_shim_min;
+        let code = raw_code & CODE_TAG_MASK;
+        FrameRead {
+            raw_code,
+            code: if shim { 0 } else { code },
+            instr: if shim {
+                instr.wrapping_sub(code)
+            } else {
+                instr
+            },
+            previous: w.u64_at(off.frame_previous),
+            owner,
+            shim,
+            tlbc_index: if off.frame_tlbc_index != NO_OFFSET {
+                w.u32_at(off.frame_tlbc_index)
+            } else {
+                0
+            },
+            flags: 0,
+        }
+    }
+
+    /// Free-threaded 3.14+: a frame running its thread's own copy of the bytecode (index not
+    /// 0) gets its instruction as an offset into that copy (`frame_flags::INSTR_OFFSET`), or,
+    /// when the copy cannot be found, `frame_flags::TLBC_UNREADABLE` and the reason. Shims
+    /// print no line there; every other frame is left as it is.
+    #[inline(always)]
+    pub fn in_own_copy(
+        &mut self,
+        code_tlbc: u32,
+        read_u64: impl FnMut(u64) -> Option<u64>,
+    ) -> Result<(), tlbc::Error> {
+        if self.shim || self.tlbc_index == 0 {
+            return Ok(());
+        }
+        match tlbc::offset(read_u64, self.code, code_tlbc, self.tlbc_index, self.instr) {
+            Ok(offset) => {
+                self.instr = offset;
+                self.flags = frame_flags::INSTR_OFFSET;
+                Ok(())
+            }
+            Err(e) => {
+                self.flags = frame_flags::TLBC_UNREADABLE;
+                Err(e)
+            }
+        }
+    }
+}
+
 /// One entry of a thread's frame chain.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -425,7 +593,8 @@ pub struct FrameEntry {
     pub code: u64,
     /// Raw value at `frame_instr`: `f_lasti` in the low 32 bits (≤3.10) or the instruction
     /// pointer (3.11+); for a shim frame, the instruction pointer minus its code object's
-    /// address.
+    /// address; with `frame_flags::INSTR_OFFSET`, the byte offset into the thread's
+    /// bytecode copy.
     pub instr: u64,
     /// Fingerprint of the code object as read in this dump (0: its header could not be
     /// read): the frame is symbolized only with the code record of the same fingerprint.
@@ -725,9 +894,15 @@ pub enum Counter {
     GroupExit,
     /// Watched signals refused to the sender by `--hold` (each one dumped on demand).
     Held,
+    /// Frames whose per-thread bytecode copy index (free-threaded 3.14+) is negative or
+    /// beyond the code object's array of copies: sent with an unknown line.
+    TlbcIndexInvalid,
+    /// Frames whose per-thread bytecode copy (the code object's array of copies, or its
+    /// entry) could not be read or was null: sent with an unknown line.
+    TlbcReadFailed,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::Held as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::TlbcReadFailed as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -761,6 +936,8 @@ impl Counter {
         Counter::DeathAlreadyDumped,
         Counter::GroupExit,
         Counter::Held,
+        Counter::TlbcIndexInvalid,
+        Counter::TlbcReadFailed,
     ];
 
     /// Whether this counter counts something lost or incomplete (reported even without -v).
@@ -782,6 +959,8 @@ impl Counter {
                 | Counter::TaskReadFailed
                 | Counter::TaskLimit
                 | Counter::ThreadRaced
+                | Counter::TlbcIndexInvalid
+                | Counter::TlbcReadFailed
         )
     }
 
@@ -817,6 +996,8 @@ impl Counter {
             Counter::DeathAlreadyDumped => "death_already_dumped",
             Counter::GroupExit => "group_exit",
             Counter::Held => "held",
+            Counter::TlbcIndexInvalid => "tlbc_index_invalid",
+            Counter::TlbcReadFailed => "tlbc_read_failed",
         }
     }
 }
@@ -869,5 +1050,50 @@ mod tests {
             ..off
         };
         assert!(ReadWindows::of(&far).is_none());
+        // A free-threaded frame's `tlbc_index` is read with the other fields.
+        let tlbc = PyOffsets {
+            frame_tlbc_index: 72,
+            ..off
+        };
+        assert_eq!(ReadWindows::of(&tlbc).unwrap().frame_len, 76);
+    }
+
+    /// A `_PyCodeArray` of 3 copies at 0x9000 for a code object at 0x1000 whose `co_tlbc` is
+    /// at 0xe0; copy 2 at 0x7000; copy 1 never made (null).
+    fn tlbc_memory(addr: u64) -> Option<u64> {
+        match addr {
+            0x10e0 => Some(0x9000),
+            0x9000 => Some(3),
+            0x9008 => Some(0x10e8),
+            0x9010 => Some(0),
+            0x9018 => Some(0x7000),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn tlbc_offset_is_relative_to_the_frames_copy() {
+        assert_eq!(tlbc::offset(tlbc_memory, 0x1000, 0xe0, 2, 0x700a), Ok(10));
+        // Out of the array's range, negative, beyond the bound: never read past the array.
+        for index in [3, u32::MAX, (-1i32) as u32, tlbc::MAX_INDEX + 1] {
+            assert_eq!(
+                tlbc::offset(tlbc_memory, 0x1000, 0xe0, index, 0x700a),
+                Err(tlbc::Error::IndexInvalid),
+                "{index}"
+            );
+        }
+        // A null entry, an unreadable or null array.
+        assert_eq!(
+            tlbc::offset(tlbc_memory, 0x1000, 0xe0, 1, 0x700a),
+            Err(tlbc::Error::ReadFailed)
+        );
+        assert_eq!(
+            tlbc::offset(tlbc_memory, 0x2000, 0xe0, 1, 0x700a),
+            Err(tlbc::Error::ReadFailed)
+        );
+        assert_eq!(
+            tlbc::offset(|_| Some(0), 0x1000, 0xe0, 1, 0x700a),
+            Err(tlbc::Error::ReadFailed)
+        );
     }
 }

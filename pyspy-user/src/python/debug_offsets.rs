@@ -21,7 +21,7 @@ pub const DEBUG_OFFSETS_MAX_SIZE: usize = max_size();
 pub struct DebugOffsets {
     /// `PY_VERSION_HEX` of the process.
     pub version_hex: u32,
-    /// A free-threaded build (3.13t; 3.14t and later are rejected).
+    /// A free-threaded build (`Py_GIL_DISABLED`: 3.13t, 3.14t, 3.15t).
     pub free_threaded: bool,
     pub layout: VersionLayout,
     /// Where the interpreter's GIL is; `None` if the table does not say plausibly.
@@ -36,12 +36,6 @@ pub enum DebugOffsetsError {
     Truncated,
     #[error("no known _Py_DebugOffsets layout for CPython {}", version_string(*.version_hex))]
     UnknownVersion { version_hex: u32 },
-    #[error(
-        "free-threaded CPython {} is not supported (its per-thread bytecode copies are not \
-         read)",
-        version_string(*.version_hex)
-    )]
-    FreeThreaded { version_hex: u32 },
     #[error("implausible _Py_DebugOffsets: {0}")]
     Inconsistent(String),
 }
@@ -77,11 +71,6 @@ struct Format {
     /// The `bound_gilstate` bit of `PyThreadState._status` (the table gives the word's
     /// offset, not its bit fields).
     gilstate_bound_mask: u32,
-    /// The free-threaded build of this minor reads like the default one, given its table:
-    /// 3.13t (same frames, `instr_ptr` into `co_code_adaptive`). Not 3.14t and later, whose
-    /// threads run per-thread copies of the bytecode (`tlbc_index`, `co_tlbc`): an
-    /// instruction offset there needs reads the walker does not make.
-    free_threaded_readable: bool,
 }
 
 /// Header: `char cookie[8]`, `uint64_t version`, `uint64_t free_threaded`.
@@ -150,7 +139,6 @@ const FORMAT_3_13: Format = Format {
     shim_owner_min: 3,
     // `initialized`, `bound`, `unbound`, then `bound_gilstate`.
     gilstate_bound_mask: 1 << 3,
-    free_threaded_readable: true,
 };
 
 const FORMAT_3_14: Format = Format {
@@ -195,7 +183,6 @@ const FORMAT_3_14: Format = Format {
     // FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4.
     shim_owner_min: 3,
     gilstate_bound_mask: 1 << 3,
-    free_threaded_readable: false,
 };
 
 const FORMAT_3_15: Format = Format {
@@ -258,7 +245,6 @@ const FORMAT_3_15: Format = Format {
     shim_owner_min: 3,
     // `_status` keeps the same bit fields: `initialized`, `bound`, `unbound`, `bound_gilstate`.
     gilstate_bound_mask: 1 << 3,
-    free_threaded_readable: false,
 };
 
 const FORMATS: &[Format] = &[FORMAT_3_13, FORMAT_3_14, FORMAT_3_15];
@@ -392,8 +378,7 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     }
     let free_threaded = match read_u64(bytes, FREE_THREADED_AT).ok_or(E::Truncated)? {
         0 => false,
-        1 if format.free_threaded_readable => true,
-        1 => return Err(E::FreeThreaded { version_hex }),
+        1 => true,
         other => return Err(E::Inconsistent(format!("free_threaded = {other}"))),
     };
 
@@ -417,6 +402,18 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     fits(unicode_length, 8, ascii_size, "unicode_object.length")?;
     fits(unicode_state, 4, ascii_size, "unicode_object.state")?;
 
+    // Free-threaded 3.14+ frames run a per-thread copy of the bytecode: the table says where
+    // the frame keeps which copy and where the code object keeps the copies (a build with a
+    // GIL has neither: its table gives 0 for both). 3.13t's table has neither field.
+    let has_tlbc = free_threaded && format.position("code_object", "co_tlbc").is_some();
+    let (frame_tlbc_index, code_tlbc) = if has_tlbc {
+        (
+            t.member("interpreter_frame", "tlbc_index", 4)?,
+            t.member("code_object", "co_tlbc", 8)?,
+        )
+    } else {
+        (NO_OFFSET, NO_OFFSET)
+    };
     let offsets = PyOffsets {
         interp_threads_head: t.member("interpreter_state", "threads_head", 8)?,
         interp_gc_collecting,
@@ -447,6 +444,8 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         } else {
             0
         },
+        frame_tlbc_index,
+        code_tlbc,
     };
     let layout = VersionLayout {
         major,
@@ -696,6 +695,9 @@ mod tests {
             interp_next: 0x1c0,
             tstate_status: 0x20,
             unicode_state_shift: 0,
+            // A build with a GIL runs no per-thread bytecode copies.
+            frame_tlbc_index: NO_OFFSET,
+            code_tlbc: NO_OFFSET,
         };
         assert_eq!(l.offsets, expected);
         assert_eq!(l.gilstate_bound_mask, Some(8));
@@ -744,6 +746,11 @@ mod tests {
     /// the live 3.13.0 and 3.14.10 tables byte for byte). No free-threaded build runs here.
     const FT_3_13_0: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.13.0t.bin");
     const FT_3_14_10: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.14.10t.bin");
+    /// Likewise from Debian's 3.15.2 headers (without `Py_GIL_DISABLED` the same program
+    /// gives the live 3.15.2 table except `runtime_state.size` and `interpreter_state.size`,
+    /// 8 bytes smaller than the live ones, used only as plausibility bounds; no offset pytrace
+    /// reads differs).
+    const FT_3_15_2: &[u8] = include_bytes!("../../tests/data/debug_offsets_3.15.2t.bin");
 
     #[test]
     fn free_threaded_3_13_reads_like_3_13_with_its_own_offsets() {
@@ -772,30 +779,61 @@ mod tests {
         );
     }
 
+    /// 3.14t and 3.15t: as 3.13t for objects, plus where a frame keeps the index of its
+    /// thread's bytecode copy and where the code object keeps the copies (the headers:
+    /// `int32_t tlbc_index` after `stackpointer` in `_PyInterpreterFrame`, `_PyCodeArray
+    /// *co_tlbc` right before `co_code_adaptive` in `PyCodeObject`).
     #[test]
-    fn free_threaded_3_14_is_refused() {
-        let err = parse(FT_3_14_10).unwrap_err();
-        assert!(matches!(
-            err,
-            DebugOffsetsError::FreeThreaded {
-                version_hex: 0x030E_0AF0
-            }
-        ));
-        assert!(err.to_string().contains("per-thread bytecode"), "{err}");
+    fn free_threaded_3_14_and_3_15_read_their_bytecode_copies() {
+        for (ft_bytes, gil_bytes, version_hex) in [
+            (FT_3_14_10, LIVE_3_14_10, 0x030E_0AF0),
+            (FT_3_15_2, LIVE_3_15_2, 0x030F_02F0),
+        ] {
+            let ft = parse(ft_bytes).unwrap();
+            let gil = parse(gil_bytes).unwrap();
+            assert!(ft.free_threaded && !gil.free_threaded);
+            assert_eq!(ft.version_hex, version_hex);
+            let (o, g) = (&ft.layout.offsets, &gil.layout.offsets);
+            assert_eq!((g.frame_tlbc_index, g.code_tlbc), (NO_OFFSET, NO_OFFSET));
+            // `stackpointer` (64) then `int32_t tlbc_index`, which pushes `owner` by 4.
+            assert_eq!(o.frame_tlbc_index, 72);
+            assert_eq!(o.frame_owner, g.frame_owner + 4);
+            assert_eq!(
+                (o.frame_previous, o.frame_code, o.frame_instr),
+                (g.frame_previous, g.frame_code, g.frame_instr)
+            );
+            let InstrKind::InstrPtr { code_adaptive } = ft.layout.instr else {
+                panic!("{:?}", ft.layout.instr)
+            };
+            assert_eq!(o.code_tlbc + 8, code_adaptive);
+            assert_eq!(o.unicode_state_shift, 6);
+            assert_eq!(o.frame_owner_shim_min, 3);
+            // The walker reads the index with the frame's other fields.
+            let w = pytrace_common::ReadWindows::of(o).unwrap();
+            assert!(w.frame_start <= o.frame_tlbc_index);
+            assert!(w.frame_start + w.frame_len >= o.frame_tlbc_index + 4);
+        }
+        let ft13 = parse(FT_3_13_0).unwrap();
+        assert_eq!(ft13.layout.offsets.frame_tlbc_index, NO_OFFSET);
     }
 
     #[test]
-    fn free_threaded_is_rejected() {
+    fn a_free_threaded_table_with_implausible_copy_offsets_is_refused() {
         let mut bytes = image_3_14();
         put_u64(&mut bytes, FREE_THREADED_AT, 1);
-        let err = parse(&bytes).unwrap_err();
+        // The image's filler (0xdead) for `tlbc_index` lies outside the frame.
         assert!(matches!(
-            err,
-            DebugOffsetsError::FreeThreaded {
-                version_hex: 0x030E_00F0
-            }
+            parse(&bytes),
+            Err(DebugOffsetsError::Inconsistent(_))
         ));
-        assert!(err.to_string().contains("3.14.0"), "{err}");
+        let at = |f| FORMAT_3_14.position("interpreter_frame", f).unwrap();
+        put_u64(&mut bytes, at("tlbc_index"), 0x48);
+        let code_at = FORMAT_3_14.position("code_object", "co_tlbc").unwrap();
+        put_u64(&mut bytes, code_at, 0xd0);
+        let parsed = parse(&bytes).unwrap();
+        assert!(parsed.free_threaded);
+        let o = parsed.layout.offsets;
+        assert_eq!((o.frame_tlbc_index, o.code_tlbc), (0x48, 0xd0));
     }
 
     #[test]
