@@ -441,7 +441,10 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
                 &state.proc,
                 &mut state.lost,
             ),
-            None => return false,
+            None => match symbols::known(mem, state.pid, state.capture_id, code, &state.proc) {
+                Some(fp) => fp,
+                None => return false,
+            },
         };
     }
     if !shim {

@@ -130,6 +130,11 @@ pub struct PyOffsets {
     /// `UNICODE_*` constants: 0, or 6 in free-threaded builds, whose `interned` is a whole
     /// byte rather than a 2-bit field.
     pub unicode_state_shift: u32,
+    /// `PyCodeObject` → `co_version` (uint32, 3.12+): a serial number each code object gets as
+    /// it is made, from a counter that only grows (it stops at 0 once exhausted), so a code
+    /// object made later at a freed one's address has another; `NO_OFFSET` where code objects
+    /// have none.
+    pub code_version: u32,
 }
 
 /// Bits of `PyASCIIObject.state` (unchanged from 3.3 to 3.15 in builds with a GIL; see
@@ -192,6 +197,7 @@ impl ReadWindows {
                 (off.code_filename, 8),
                 (off.code_name, 8),
                 (off.code_linetable, 8),
+                (off.code_version, 4),
             ],
             CODE_WINDOW_MAX,
         )?;
@@ -663,7 +669,7 @@ pub struct TaskSnapshot {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Dumps started.
+    /// Dumps started (signal deliveries and on-demand dumps; timer samples are `Samples`).
     Dumps = 0,
     /// Signal events for a process without a CPython table.
     NotPython,
@@ -725,9 +731,18 @@ pub enum Counter {
     GroupExit,
     /// Watched signals refused to the sender by `--hold` (each one dumped on demand).
     Held,
+    /// Timer samples started: ticks in a thread of a traced process. Each one reaches user
+    /// space as a capture, or is counted by `Nested`, `NotBegun` or `NoScratch`.
+    Samples,
+    /// Code objects proven, by their `co_version` and header, to be one already proven and
+    /// sent from this CPU: its strings and line table were not read again.
+    CodesByVersion,
+    /// Captures lost whole: their begin record did not fit in the ring buffer (the record is
+    /// also counted by `RingbufFull`).
+    NotBegun,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::Held as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::NotBegun as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -761,6 +776,9 @@ impl Counter {
         Counter::DeathAlreadyDumped,
         Counter::GroupExit,
         Counter::Held,
+        Counter::Samples,
+        Counter::CodesByVersion,
+        Counter::NotBegun,
     ];
 
     /// Whether this counter counts something lost or incomplete (reported even without -v).
@@ -817,6 +835,9 @@ impl Counter {
             Counter::DeathAlreadyDumped => "death_already_dumped",
             Counter::GroupExit => "group_exit",
             Counter::Held => "held",
+            Counter::Samples => "samples_started",
+            Counter::CodesByVersion => "codes_by_version",
+            Counter::NotBegun => "not_begun",
         }
     }
 }

@@ -77,6 +77,10 @@ struct Format {
     /// The `bound_gilstate` bit of `PyThreadState._status` (the table gives the word's
     /// offset, not its bit fields).
     gilstate_bound_mask: u32,
+    /// `co_version` (see `PyOffsets::code_version`), which the table does not give, as a
+    /// distance after `co_firstlineno` (which it does): the ints between them are the same in
+    /// both builds. `None` where not checked against the version's headers.
+    code_version_after_firstlineno: Option<u32>,
     /// The free-threaded build of this minor reads like the default one, given its table:
     /// 3.13t (same frames, `instr_ptr` into `co_code_adaptive`). Not 3.14t and later, whose
     /// threads run per-thread copies of the bytecode (`tlbc_index`, `co_tlbc`): an
@@ -150,6 +154,8 @@ const FORMAT_3_13: Format = Format {
     shim_owner_min: 3,
     // `initialized`, `bound`, `unbound`, then `bound_gilstate`.
     gilstate_bound_mask: 1 << 3,
+    // co_nlocalsplus, co_framesize, co_nlocals, co_ncellvars, co_nfreevars, then co_version.
+    code_version_after_firstlineno: Some(24),
     free_threaded_readable: true,
 };
 
@@ -195,6 +201,7 @@ const FORMAT_3_14: Format = Format {
     // FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4.
     shim_owner_min: 3,
     gilstate_bound_mask: 1 << 3,
+    code_version_after_firstlineno: None,
     free_threaded_readable: false,
 };
 
@@ -258,6 +265,7 @@ const FORMAT_3_15: Format = Format {
     shim_owner_min: 3,
     // `_status` keeps the same bit fields: `initialized`, `bound`, `unbound`, `bound_gilstate`.
     gilstate_bound_mask: 1 << 3,
+    code_version_after_firstlineno: None,
     free_threaded_readable: false,
 };
 
@@ -417,6 +425,11 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     fits(unicode_length, 8, ascii_size, "unicode_object.length")?;
     fits(unicode_state, 4, ascii_size, "unicode_object.state")?;
 
+    let code_firstlineno = t.member("code_object", "firstlineno", 4)?;
+    let code_version = match format.code_version_after_firstlineno {
+        Some(d) => code_firstlineno + d,
+        None => NO_OFFSET,
+    };
     let offsets = PyOffsets {
         interp_threads_head: t.member("interpreter_state", "threads_head", 8)?,
         interp_gc_collecting,
@@ -433,7 +446,7 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         code_filename: t.member("code_object", "filename", 8)?,
         code_name: t.member("code_object", "name", 8)?,
         code_linetable: t.member("code_object", "linetable", 8)?,
-        code_firstlineno: t.member("code_object", "firstlineno", 4)?,
+        code_firstlineno,
         unicode_length,
         unicode_state,
         unicode_ascii_data: ascii_size,
@@ -447,6 +460,7 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         } else {
             0
         },
+        code_version,
     };
     let layout = VersionLayout {
         major,
@@ -696,6 +710,7 @@ mod tests {
             interp_next: 0x1c0,
             tstate_status: 0x20,
             unicode_state_shift: 0,
+            code_version: NO_OFFSET,
         };
         assert_eq!(l.offsets, expected);
         assert_eq!(l.gilstate_bound_mask, Some(8));
