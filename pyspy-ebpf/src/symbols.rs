@@ -38,6 +38,11 @@
 //! there, since a new code object can reuse the old one's address and, with them freed too,
 //! its strings' and line table's addresses. Entries are also dropped when user space forgets
 //! code records (`CODES_EPOCH`), so a reused fingerprint always has its record there.
+//! The counter is the process's in 3.12 and each interpreter's from 3.13: two
+//! sub-interpreters can give the same number, so a code object of one interpreter made at a
+//! freed one's address of another, with the same number and every other header word equal
+//! (first line, counts, and pointers to strings and a line table at the same addresses) would
+//! be taken for it.
 //!
 //! What it cannot prove: that a new object with all of these equal (every referenced object
 //! reused at the same address, strings of equal length whose hash was never computed or

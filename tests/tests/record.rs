@@ -167,7 +167,15 @@ fn sampled_proportions_and_count_match_the_targets_own_cpu_clock() {
         let mut failures = Vec::new();
         // Samples against hz × the busy thread's CPU seconds while recording, as its own
         // thread clock counts them (the CPU-clock event fires every 1/hz s of a CPU's time,
-        // sampling whichever task runs then).
+        // sampling whichever task runs then). On the loaded 2-core test VM, every interpreter,
+        // three runs of the whole list: 99.6% to 100.6% of the expected count. (Against the
+        // target's own reports, read through its main thread when it gets the GIL, the edges
+        // of the window were off by seconds under load: 51% to 165%.)
+        eprintln!(
+            "{}: {busy} samples of the busy thread, {expected:.0} expected ({:.1}%)",
+            interp.name,
+            busy as f64 / expected.max(1.0) * 100.0
+        );
         if (busy as f64) < expected * 0.85 || (busy as f64) > expected * 1.15 {
             failures.push(format!(
                 "{busy} samples in heavy/medium/light ({total} in all), expected {expected:.0} \
