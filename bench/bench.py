@@ -1160,6 +1160,50 @@ else:
         stderr = open(err_path).read() if err_path else ""
         return seconds, usage, stderr
 
+    # A thread busy under 30 frames of 29 distinct functions (or idle in the same place):
+    # <module> -> f27 -> ... -> f0 -> leaf.
+    DEEP_TARGET = r"""
+import sys, time
+src = ["def leaf():\n    x = 0\n    while True:\n        for i in range(1000):\n            x += i\n",
+       "def f0():\n    leaf()\n"]
+src += [f"def f{i}():\n    f{i - 1}()\n" for i in range(1, 28)]
+exec(compile("".join(src), "deep_gen.py", "exec"))
+print("ready", flush=True)
+if sys.argv[1] == "idle":
+    time.sleep(1000)
+f27()
+"""
+
+    def sample_cost_run(self, mode, seconds=3):
+        """`pytrace record --hz 999 -v` of the deep target: (program runs, ns, samples)."""
+        target = spawn([self.a.python, "-c", self.DEEP_TARGET, mode], stdout=subprocess.PIPE, text=True)
+        try:
+            if target.stdout.readline().strip() != "ready":
+                raise BenchError("deep target did not start")
+            r = subprocess.run([self.a.pytrace, "record", "--pid", str(target.pid), "--hz", "999",
+                                "--duration", str(seconds), "--format", "folded", "-v",
+                                "-o", os.path.join(self.tmp, "deep.folded")],
+                               capture_output=True, text=True, timeout=120)
+        finally:
+            reap(target)
+        m = re.search(r"bpf: cpu_clock runs=(\d+) ns=(\d+)", r.stderr)
+        w = re.search(r"wrote (\d+) samples", r.stderr)
+        if not (m and w):
+            raise BenchError("pytrace record printed no run-time stats: " + r.stderr[-300:])
+        return int(m.group(1)), int(m.group(2)), int(w.group(1))
+
+    def sample_cost(self, reps):
+        """Kernel time per sample of a 30-frame stack: each busy run's program time less its
+        other ticks at the per-tick cost of an idle run (which samples nothing), per sample."""
+        per_tick, per_sample = [], []
+        for _ in range(reps):
+            runs, ns, _ = self.sample_cost_run("idle")
+            idle = ns / max(runs, 1)
+            runs, ns, samples = self.sample_cost_run("busy")
+            per_tick.append(idle)
+            per_sample.append((ns - idle * (runs - samples)) / max(samples, 1))
+        return per_tick, per_sample
+
     def section_sampling(self):
         a = self.a
         self.tmp = tempfile.mkdtemp(prefix="pytrace-bench-")
@@ -1214,6 +1258,12 @@ else:
         self.out("", f"6. sampling: a {base:.1f} s CPU-bound pure-Python run ({units} x fib(22)), "
                  f"{reps} interleaved rounds; slowdown of the median against no tool",
                  *table(["tool", "median", "slowdown", "min-max", "tool CPU", "tool max RSS"], rows))
+        per_tick, per_sample = self.sample_cost(3 if a.quick else 5)
+        self.out(f"  pytrace kernel time per sample of a 30-frame stack (29 distinct functions, "
+                 f"{os.path.basename(a.python)}, 999 Hz, {len(per_sample)} runs of 3 s): median "
+                 f"{statistics.median(per_sample) / 1000:.1f} us (runs "
+                 f"{min(per_sample) / 1000:.1f}-{max(per_sample) / 1000:.1f}); other ticks "
+                 f"{statistics.median(per_tick):.0f} ns each (idle run)")
         if kernel:
             runs = sum(k[0] for k in kernel)
             ns = sum(k[1] for k in kernel)

@@ -9,8 +9,11 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 use pytrace_common::{
-    begin_flags, kind, CaptureBegin, CaptureEnd, Counter, ProcInfo, MAX_INTERPRETERS, NO_OFFSET,
+    begin_flags, kind, trigger, CaptureBegin, CaptureEnd, Counter, ProcInfo, MAX_INTERPRETERS,
+    NO_OFFSET,
 };
+
+use aya_log_ebpf::debug;
 
 use crate::{
     counters::bump,
@@ -78,20 +81,26 @@ pub fn run_in<M: Memory, R: TriggerRecord>(
     req: &CaptureRequest,
     extra: &mut R,
 ) -> Result<(), Counter> {
-    match begin(mem, req, extra) {
-        BEGUN => {}
-        NOT_BEGUN => return Ok(()),
-        counter => {
-            return Err(Counter::ALL
+    let counter = match begin(mem, req, extra) {
+        BEGUN => None,
+        NOT_BEGUN => Some(Counter::NotBegun),
+        counter => Some(
+            Counter::ALL
                 .get(counter as usize)
                 .copied()
-                .unwrap_or(Counter::NoScratch))
+                .unwrap_or(Counter::NoScratch),
+        ),
+    };
+    if let Some(counter) = counter {
+        if !matches!(counter, Counter::NotPython | Counter::PidFiltered) {
+            log_not_begun(req, counter);
         }
+        return Err(counter);
     }
     // No reference to the walk state is held across the walk: the loop's callback changes it
     // through its own look-up.
     walker::walk(mem);
-    finish(req.wake)
+    finish(req)
 }
 
 /// `begin`'s results besides a counter index: the walk may start, or the begin record did
@@ -121,7 +130,10 @@ fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut 
     if state.busy != 0 {
         return Counter::Nested as u32;
     }
-    bump(Counter::Dumps);
+    if req.trigger != trigger::TIMER {
+        // Samples are counted by their trigger, nested ones included.
+        bump(Counter::Dumps);
+    }
     // SAFETY: helpers without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let cpu = unsafe { bpf_get_smp_processor_id() };
@@ -199,7 +211,7 @@ fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut 
 
 /// Sends the end record and releases the walk state.
 #[inline(always)]
-fn finish(wake: Wake) -> Result<(), Counter> {
+fn finish(req: &CaptureRequest) -> Result<(), Counter> {
     let state = walker::state().ok_or(Counter::NoScratch)?;
     let Some(end) = END_SCRATCH.get_ptr_mut(0) else {
         state.busy = 0;
@@ -217,11 +229,45 @@ fn finish(wake: Wake) -> Result<(), Counter> {
     end.unreadable_mask = state.unreadable_mask;
     end.gc_mask = state.gc_mask;
     end.interps = state.interps;
-    if !emit::record(end, wake) {
+    if !emit::record(end, req.wake) {
         state.lost += 1;
+    }
+    // Every dump, but only the samples that went wrong (at up to --hz per CPU).
+    if req.trigger != trigger::TIMER || end.flags != 0 || end.lost_records != 0 {
+        log_end(req, end);
     }
     state.busy = 0;
     Ok(())
+}
+
+/// `-vv`: why a capture did not begin. Not inlined, as [`log_end`].
+#[inline(never)]
+fn log_not_begun(req: &CaptureRequest, counter: Counter) {
+    debug!(
+        &(),
+        "capture (trigger {}) of pid {} tid {} not begun: {}",
+        req.trigger,
+        req.pid,
+        req.tid,
+        counter.name()
+    );
+}
+
+/// `-vv`: how a capture ended. Not inlined: a message's stack is not added to the walk's,
+/// and the sleepable task iterator's would exceed 512 bytes ("stack depth
+/// 128+64+0+392+0+56+256").
+#[inline(never)]
+fn log_end(req: &CaptureRequest, end: &CaptureEnd) {
+    debug!(
+        &(),
+        "capture (trigger {}) of pid {} tid {}: {} thread(s), end flags {:x}, {} record(s) lost",
+        req.trigger,
+        req.pid,
+        req.tid,
+        end.nthreads,
+        end.flags,
+        end.lost_records
+    );
 }
 
 /// The FS base of the current task (= `pthread_self()` on glibc x86_64), 0 if unreadable.

@@ -1,5 +1,9 @@
 //! pytrace's eBPF programs: thin entry points, one adapter per trigger (`signal`, `timer`,
 //! `ondemand`), one capture transaction (`capture`) over one CPython walker (`walker`).
+//!
+//! Debug messages (`aya_log_ebpf::debug!`, in `capture`) are read by user space under `-vv`
+//! only. Without it the loader sets `AYA_LOG_LEVEL` to 0: read-only data the verifier knows,
+//! so it drops each message's code as dead, and the programs run as if there were none.
 #![no_std]
 #![no_main]
 

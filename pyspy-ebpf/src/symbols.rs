@@ -23,6 +23,27 @@
 //! it on all of that; a reused address with any other first line, name, file name (length or
 //! computed hash), or line-table size or start gets a new record.
 //!
+//! # Proven once per code object and CPU, where the version allows it
+//!
+//! Reading the strings and the line table costs most of a sample: the interpreter does not
+//! touch them while it runs, so each read is a cache miss. From 3.12 every code object carries
+//! `co_version`, a serial number given as it is made from a counter that only grows (and
+//! stops at 0 when exhausted): a code object made at a freed one's address has another one.
+//! It lies in the header window, read for every code object anyway. So when a code object's
+//! header window (address, `co_version` ≠ 0, first line, string and line-table pointers…) is
+//! exactly what it was when this CPU last proved it with the full fingerprint and sent (or
+//! found sent) its record, it is the same object, and that fingerprint is reused without
+//! reading anything else (`PROVEN`). Where the version has no such serial (≤3.11) or it is 0,
+//! the full fingerprint is read every time: a header that stayed the same proves nothing
+//! there, since a new code object can reuse the old one's address and, with them freed too,
+//! its strings' and line table's addresses. Entries are also dropped when user space forgets
+//! code records (`CODES_EPOCH`), so a reused fingerprint always has its record there.
+//! The counter is the process's in 3.12 and each interpreter's from 3.13: two
+//! sub-interpreters can give the same number, so a code object of one interpreter made at a
+//! freed one's address of another, with the same number and every other header word equal
+//! (first line, counts, and pointers to strings and a line table at the same addresses) would
+//! be taken for it.
+//!
 //! What it cannot prove: that a new object with all of these equal (every referenced object
 //! reused at the same address, strings of equal length whose hash was never computed or
 //! collides, a line table of the same size and the same first 8 bytes but different later
@@ -31,19 +52,19 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
 };
 use pytrace_common::{
     code_flags, kind, CodeChunk, CodeKey, CodeRecord, Counter, ProcInfo, PyStr, BYTES_PREFIX,
     CODE_CHUNK_FIXED, CODE_RECORD_FIXED, LINETABLE_CHUNKS, LINETABLE_LIMIT, LINETABLE_MAX,
-    STR_MAX_BYTES, STR_MAX_CODEPOINTS, UNICODE_ASCII_BIT, UNICODE_COMPACT_BIT, UNICODE_KIND_MASK,
-    UNICODE_KIND_SHIFT,
+    NO_OFFSET, STR_MAX_BYTES, STR_MAX_CODEPOINTS, UNICODE_ASCII_BIT, UNICODE_COMPACT_BIT,
+    UNICODE_KIND_MASK, UNICODE_KIND_SHIFT,
 };
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    read::{mix, Memory, Window, HEADER_WORDS, WINDOWS},
+    read::{mix, Memory, Window, HEADER_WORDS, WINDOWS, WINDOW_WORDS},
 };
 
 /// Code objects already sent to user space, by (process, generation, address, fingerprint).
@@ -57,42 +78,71 @@ static CODE_SCRATCH: PerCpuArray<CodeRecord> = PerCpuArray::with_max_entries(1, 
 #[map]
 static CHUNK_SCRATCH: PerCpuArray<CodeChunk> = PerCpuArray::with_max_entries(1, 0);
 
-/// Code objects already looked at in the capture in progress (a direct-mapped table, entries
-/// of other captures are stale): a code object repeated by recursion or by many threads costs
-/// one look-up per capture.
+/// Code objects proven on this CPU (a direct-mapped table by address; a slot keeps the last
+/// one proven there). A slot serves twice: within the capture that proved it, for a code
+/// object repeated by recursion or by many threads (one look-up per capture, any version);
+/// across captures, where `co_version` proves identity (see the module's header).
 #[map]
-static DUMP_CODES: PerCpuArray<DumpCodes> = PerCpuArray::with_max_entries(1, 0);
+static PROVEN: PerCpuArray<ProvenCodes> = PerCpuArray::with_max_entries(1, 0);
 
-/// Slots of `DUMP_CODES` (a power of two).
-const DUMP_CODE_SLOTS: usize = 256;
+/// Bumped by user space each time it forgets code records (and removes their `SENT_CODES`
+/// keys): slots proven before no longer vouch that the record is there.
+#[map]
+static CODES_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Slots of `PROVEN` (a power of two).
+const PROVEN_SLOTS: usize = 512;
+
+/// `ProvenSlot.epoch` of a slot that only serves its own capture: its record was not sent
+/// (ring buffer full), its header unreadable, or its version has no `co_version`.
+const NO_EPOCH: u64 = u64::MAX;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct DumpCodes {
-    slots: [DumpCodeSlot; DUMP_CODE_SLOTS],
+struct ProvenCodes {
+    slots: [ProvenSlot; PROVEN_SLOTS],
 }
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct DumpCodeSlot {
-    dump_id: u64,
+struct ProvenSlot {
+    /// The capture that last proved or used it.
+    capture_id: u64,
     code: u64,
     fingerprint: u64,
+    /// Hash of the header window as read when proven (address and `co_version` included).
+    header: u64,
+    /// `CODES_EPOCH` read before the record was found sent or sent; `NO_EPOCH`.
+    epoch: u64,
+    pid: u32,
+    generation: u32,
 }
 
-/// The slot of `DUMP_CODES` for `code`.
+/// The slot of `PROVEN` for `code`.
 #[inline(always)]
 fn slot_index(code: u64) -> usize {
-    ((code >> 4) ^ (code >> 12)) as usize & (DUMP_CODE_SLOTS - 1)
+    ((code >> 4) ^ (code >> 13)) as usize & (PROVEN_SLOTS - 1)
+}
+
+/// This CPU's slot for `code`.
+#[inline(always)]
+fn slot(code: u64) -> Option<&'static mut ProvenSlot> {
+    let table = PROVEN.get_ptr_mut(0)?;
+    // SAFETY: per-CPU table; programs on one CPU do not interleave (the walk state's `busy`
+    // flag guards nesting), and no other reference to it is alive.
+    unsafe { &mut *table }.slots.get_mut(slot_index(code))
+}
+
+#[inline(always)]
+fn codes_epoch() -> u64 {
+    CODES_EPOCH.get(0).copied().unwrap_or(NO_EPOCH)
 }
 
 /// The fingerprint of `code` if it was already looked at in this dump.
 #[inline(always)]
 pub fn seen(dump_id: u64, code: u64) -> Option<u64> {
-    let seen = DUMP_CODES.get_ptr(0)?;
-    // SAFETY: per-CPU scratch owned by this walk.
-    let slot = unsafe { &*seen }.slots.get(slot_index(code))?;
-    (slot.dump_id == dump_id && slot.code == code).then_some(slot.fingerprint)
+    let slot = slot(code)?;
+    (slot.capture_id == dump_id && slot.code == code).then_some(slot.fingerprint)
 }
 
 /// The fingerprint of `code` in this dump (0 when its header cannot be read), sending its
@@ -107,17 +157,18 @@ pub fn fingerprint<M: Memory>(
     proc: &ProcInfo,
     lost: &mut u32,
 ) -> u64 {
-    let fp = look_up(mem, pid, code, proc, lost);
-    let Some(seen) = DUMP_CODES.get_ptr_mut(0) else {
+    let Some(slot) = slot(code) else {
         bump(Counter::NoScratch);
-        return fp;
+        return 0;
     };
-    // SAFETY: per-CPU scratch owned by this walk.
-    if let Some(slot) = unsafe { &mut *seen }.slots.get_mut(slot_index(code)) {
-        slot.dump_id = dump_id;
-        slot.code = code;
-        slot.fingerprint = fp;
-    }
+    let (fp, header, epoch) = look_up(mem, pid, code, proc, lost, slot);
+    slot.capture_id = dump_id;
+    slot.code = code;
+    slot.fingerprint = fp;
+    slot.header = header;
+    slot.epoch = epoch;
+    slot.pid = pid;
+    slot.generation = proc.generation;
     fp
 }
 
@@ -141,43 +192,130 @@ struct StrHeader {
     state: u32,
 }
 
+/// The fingerprint of `code` when this CPU's slot for it proves it by its `co_version` (see the
+/// module's header): one read, no record to send. Noted for the rest of this dump.
 #[inline(always)]
-fn look_up<M: Memory>(mem: M, pid: u32, code: u64, proc: &ProcInfo, lost: &mut u32) -> u64 {
-    let Some(fields) = read_fields(mem, code, proc) else {
-        bump(Counter::CodeReadFailed);
-        return 0;
+pub fn known<M: Memory>(mem: M, pid: u32, dump_id: u64, code: u64, proc: &ProcInfo) -> Option<u64> {
+    let off = &proc.offsets;
+    let win = &proc.windows;
+    if off.code_version == NO_OFFSET {
+        return None;
+    }
+    let slot = slot(code)?;
+    if slot.code != code || slot.pid != pid || slot.epoch == NO_EPOCH {
+        return None;
+    }
+    let scratch = WINDOWS.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch owned by this walk.
+    let buf = unsafe { &mut (*scratch).code };
+    let hdr = Window::read(mem, buf, code, win.code_start, win.code_len)?;
+    if hdr.u32_at(off.code_version) == 0
+        || slot.header != mix(hdr.mix_into(code, win.code_len), pid as u64)
+        || slot.generation != proc.generation
+        || slot.epoch != codes_epoch()
+    {
+        return None;
+    }
+    bump(Counter::CodesByVersion);
+    slot.capture_id = dump_id;
+    Some(slot.fingerprint)
+}
+
+/// (fingerprint, header hash, epoch) of `code`, for its slot: the slot's fingerprint when it
+/// proves the same object (see the module's header), else the full fingerprint, sending the
+/// record if it was not sent.
+#[inline(always)]
+fn look_up<M: Memory>(
+    mem: M,
+    pid: u32,
+    code: u64,
+    proc: &ProcInfo,
+    lost: &mut u32,
+    slot: &ProvenSlot,
+) -> (u64, u64, u64) {
+    let off = &proc.offsets;
+    let win = &proc.windows;
+    let Some(scratch) = WINDOWS.get_ptr_mut(0) else {
+        bump(Counter::NoScratch);
+        return (0, 0, NO_EPOCH);
     };
+    // SAFETY: per-CPU scratch owned by this walk; the buffers are distinct fields.
+    let scratch = unsafe { &mut *scratch };
+    let Some(hdr) = Window::read(mem, &mut scratch.code, code, win.code_start, win.code_len) else {
+        bump(Counter::CodeReadFailed);
+        return (0, 0, NO_EPOCH);
+    };
+    let header = mix(hdr.mix_into(code, win.code_len), pid as u64);
+    let version = if off.code_version != NO_OFFSET {
+        hdr.u32_at(off.code_version)
+    } else {
+        0
+    };
+    // Read before the record is found sent, or sent: user space forgetting it later bumps it.
+    let epoch = if version != 0 {
+        codes_epoch()
+    } else {
+        NO_EPOCH
+    };
+    if epoch != NO_EPOCH
+        && slot.epoch == epoch
+        && slot.code == code
+        && slot.header == header
+        && slot.pid == pid
+        && slot.generation == proc.generation
+    {
+        bump(Counter::CodesByVersion);
+        return (slot.fingerprint, header, epoch);
+    }
+    let bufs = StrBufs {
+        filename: &mut scratch.filename,
+        name: &mut scratch.name,
+        linetable: &mut scratch.linetable,
+    };
+    let fields = read_fields(mem, bufs, &hdr, code, proc);
     let key = CodeKey {
         pid,
         generation: proc.generation,
         code,
         fingerprint: fields.fingerprint,
     };
-    if SENT_CODES.get_ptr(&key).is_none() {
-        send_code(mem, &key, &fields, proc, lost);
-    }
-    fields.fingerprint
+    let sent = SENT_CODES.get_ptr(&key).is_some() || send_code(mem, &key, &fields, proc, lost);
+    (
+        fields.fingerprint,
+        header,
+        if sent { epoch } else { NO_EPOCH },
+    )
 }
 
+/// Buffers of the reads after the header window's.
+struct StrBufs<'a> {
+    filename: &'a mut [u64; HEADER_WORDS],
+    name: &'a mut [u64; HEADER_WORDS],
+    linetable: &'a mut [u64; HEADER_WORDS],
+}
+
+/// The rest of the fingerprint of the code object whose header window is `hdr`.
 #[inline(always)]
-fn read_fields<M: Memory>(mem: M, code: u64, proc: &ProcInfo) -> Option<CodeFields> {
+fn read_fields<M: Memory>(
+    mem: M,
+    scratch: StrBufs<'_>,
+    hdr: &Window<'_, WINDOW_WORDS>,
+    code: u64,
+    proc: &ProcInfo,
+) -> CodeFields {
     let off = &proc.offsets;
     let win = &proc.windows;
-    let scratch = WINDOWS.get_ptr_mut(0)?;
-    // SAFETY: per-CPU scratch owned by this walk; the four buffers are distinct fields.
-    let scratch = unsafe { &mut *scratch };
-    let hdr = Window::read(mem, &mut scratch.code, code, win.code_start, win.code_len)?;
     let filename = hdr.u64_at(off.code_filename);
     let name = hdr.u64_at(off.code_name);
     let linetable = hdr.u64_at(off.code_linetable);
     let firstlineno = hdr.u32_at(off.code_firstlineno) as i32;
     let mut h = hdr.mix_into(code, win.code_len);
-    let (filename_hdr, h1) = str_header(mem, &mut scratch.filename, filename, h, proc);
-    let (name_hdr, h2) = str_header(mem, &mut scratch.name, name, h1, proc);
+    let (filename_hdr, h1) = str_header(mem, scratch.filename, filename, h, proc);
+    let (name_hdr, h2) = str_header(mem, scratch.name, name, h1, proc);
     h = h2;
     let linetable_size = match Window::read(
         mem,
-        &mut scratch.linetable,
+        scratch.linetable,
         linetable,
         win.bytes_start,
         win.bytes_len,
@@ -201,7 +339,7 @@ fn read_fields<M: Memory>(mem: M, code: u64, proc: &ProcInfo) -> Option<CodeFiel
             None
         }
     };
-    Some(CodeFields {
+    CodeFields {
         filename,
         name,
         linetable,
@@ -210,7 +348,7 @@ fn read_fields<M: Memory>(mem: M, code: u64, proc: &ProcInfo) -> Option<CodeFiel
         name_hdr,
         linetable_size,
         fingerprint: if h == 0 { 1 } else { h },
-    })
+    }
 }
 
 /// Reads a `str`'s header (`length`, `hash`, `state`) in one piece and mixes it into `h`.
@@ -237,12 +375,18 @@ fn str_header<M: Memory>(
 }
 
 /// Sends the code record (and the rest of a long line table) for `key`; marks it sent when
-/// every piece went out.
+/// every piece went out, and says whether it did.
 #[inline(always)]
-fn send_code<M: Memory>(mem: M, key: &CodeKey, f: &CodeFields, proc: &ProcInfo, lost: &mut u32) {
+fn send_code<M: Memory>(
+    mem: M,
+    key: &CodeKey,
+    f: &CodeFields,
+    proc: &ProcInfo,
+    lost: &mut u32,
+) -> bool {
     let Some(rec) = CODE_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
-        return;
+        return false;
     };
     // SAFETY: per-CPU scratch owned by this walk.
     let rec = unsafe { &mut *rec };
@@ -264,14 +408,15 @@ fn send_code<M: Memory>(mem: M, key: &CodeKey, f: &CodeFields, proc: &ProcInfo, 
     let len = CODE_RECORD_FIXED + copied as usize;
     if !emit::prefix(rec, len, Wake::Later) {
         *lost += 1;
-        return;
+        return false;
     }
     bump(Counter::CodesSent);
     if total > copied && !send_chunks(mem, key, f.linetable, total, proc) {
         *lost += 1;
-        return;
+        return false;
     }
     let _ = SENT_CODES.insert(key, &1, 0);
+    true
 }
 
 /// Sends bytes `LINETABLE_MAX..total` of the line table as continuation records.

@@ -32,9 +32,13 @@ pub fn on_tick() {
         read_gil: true,
         wake: Wake::Batch,
     };
-    match capture::run(&req, &mut NoRecord) {
-        Ok(()) => {}
-        Err(Counter::NotPython | Counter::PidFiltered) => bump(Counter::SampleNotPython),
-        Err(c) => bump(c),
+    let result = capture::run(&req, &mut NoRecord);
+    if let Err(Counter::NotPython | Counter::PidFiltered) = result {
+        bump(Counter::SampleNotPython);
+        return;
+    }
+    bump(Counter::Samples);
+    if let Err(c) = result {
+        bump(c);
     }
 }

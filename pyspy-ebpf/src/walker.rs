@@ -424,7 +424,10 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
                 &state.proc,
                 &mut state.lost,
             ),
-            None => return false,
+            None => match symbols::known(mem, state.pid, state.capture_id, code, &state.proc) {
+                Some(fp) => fp,
+                None => return false,
+            },
         };
     }
     // Free-threaded 3.14+: a frame running its thread's own copy of the bytecode gets its

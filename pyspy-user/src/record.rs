@@ -30,6 +30,9 @@ pub mod reason {
     pub const RING_BUFFER_FULL: &str = "ring buffer full";
     /// The sampling program found another capture running on its CPU.
     pub const NESTED: &str = "nested";
+    /// The stack is deeper than the frames a sample keeps (`SAMPLE_MAX_FRAMES`): its root
+    /// side is cut, marked `[truncated]`.
+    pub const TOO_DEEP: &str = "too deep";
 }
 
 /// Turns captures into samples for a profile output.
@@ -168,6 +171,49 @@ impl<P: ProfileOutput> Consumer for Recorder<P> {
         );
         let _ = err.flush();
         Flow::Continue
+    }
+}
+
+impl Recorder<crate::profile::Profile> {
+    /// The closing line: samples written, those with a partial stack (marked in the file) and
+    /// those without one, by reason, and how they add up to the `started` samples the kernel
+    /// counted (a difference is said, never hidden).
+    pub fn summary(&self, path: &std::path::Path, started: u64) -> String {
+        let agg = &self.profile.aggregate;
+        let mut line = format!(
+            "pytrace: wrote {} samples to {}",
+            self.samples,
+            path.display()
+        );
+        let filtered = agg.filtered_no_gil();
+        if filtered > 0 {
+            line.push_str(&format!(" ({filtered} without the GIL left out by --gil)"));
+        }
+        let mut partial: Vec<String> = Vec::new();
+        if agg.truncated() > 0 {
+            partial.push(format!("{}: {}", reason::TOO_DEEP, agg.truncated()));
+        }
+        partial.extend(agg.incomplete().iter().map(|(r, n)| format!("{r}: {n}")));
+        if !partial.is_empty() {
+            line.push_str(&format!("; with a partial stack: {}", partial.join(", ")));
+        }
+        if !self.unwalked.is_empty() {
+            let reasons: Vec<String> = self
+                .unwalked
+                .iter()
+                .map(|(r, n)| format!("{r}: {n}"))
+                .collect();
+            line.push_str(&format!("; without a stack: {}", reasons.join(", ")));
+        }
+        let accounted = self.samples + self.unwalked.values().sum::<u64>();
+        line.push_str(&format!("; {started} taken"));
+        if accounted != started {
+            line.push_str(&format!(
+                " ({} unaccounted for)",
+                started as i128 - accounted as i128
+            ));
+        }
+        line
     }
 }
 

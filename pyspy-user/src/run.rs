@@ -296,7 +296,10 @@ async fn record(args: RecordArgs) -> Result<(), Error> {
             .map_or(0, |(_, n)| *n)
     };
     recorder.lost(reason::NESTED, counter(Counter::Nested));
-    recorder.lost(reason::RING_BUFFER_FULL, session.torn());
+    recorder.lost(
+        reason::RING_BUFFER_FULL,
+        session.torn() + counter(Counter::NotBegun),
+    );
     recorder.profile.aggregate.set_span(start_ns, epoch_ns());
     let mut out = BufWriter::new(file);
     recorder
@@ -304,20 +307,7 @@ async fn record(args: RecordArgs) -> Result<(), Error> {
         .finish(&mut out)
         .and_then(|()| out.flush())
         .map_err(|e| Error::Output(format!("writing {}: {e}", path.display())))?;
-    let mut summary = format!(
-        "pytrace: wrote {} samples to {}",
-        recorder.samples,
-        path.display()
-    );
-    if !recorder.unwalked.is_empty() {
-        let reasons: Vec<String> = recorder
-            .unwalked
-            .iter()
-            .map(|(r, n)| format!("{r}: {n}"))
-            .collect();
-        summary.push_str(&format!("; without a stack: {}", reasons.join(", ")));
-    }
-    eprintln!("{summary}");
+    eprintln!("{}", recorder.summary(&path, counter(Counter::Samples)));
     if args.gil && recorder.gil_unknown > 0 {
         eprintln!(
             "pytrace: warning: {} samples are of processes whose GIL pytrace cannot read \

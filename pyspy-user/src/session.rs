@@ -165,6 +165,7 @@ impl Session {
             ringbuf_bytes,
             wake_batch_bytes: ringbuf_bytes / BATCH_FRACTION,
             run_time_stats: config.verbose > 0,
+            kernel_log: config.verbose > 1,
         })?;
         let mut sym = Symbolizer::default();
         let mut tracker = Tracker::default();
@@ -435,6 +436,7 @@ impl Session {
             if flow == Flow::Stop {
                 // What is already in the ring buffer belongs to the run: keep it.
                 if drain_clock {
+                    self.probes.detach_cpu_clock();
                     self.drain(fd.get_mut(), consumer)?;
                 }
                 return Ok(());
@@ -448,6 +450,7 @@ impl Session {
         ring: &mut RingBuf<MapData>,
         consumer: &mut dyn Consumer,
     ) -> Result<Flow, Error> {
+        self.probes.flush_kernel_log();
         while let Some(item) = ring.next() {
             let bytes = item.to_vec();
             drop(item);
@@ -676,12 +679,13 @@ impl Session {
 
     /// Counters on exit: all of them with -v, or whenever something was lost or incomplete.
     /// `written` names what the consumer wrote (`printed=N`).
-    pub fn report(&self, written: (&str, u64)) {
+    pub fn report(&mut self, written: (&str, u64)) {
         self.report_with(written, &[]);
     }
 
     /// [`Session::report`], with the consumer's own losses (`name=N`, counted as lost).
-    pub fn report_with(&self, written: (&str, u64), consumer_lost: &[(&str, u64)]) {
+    pub fn report_with(&mut self, written: (&str, u64), consumer_lost: &[(&str, u64)]) {
+        self.probes.flush_kernel_log();
         let counters = self.probes.counters();
         let lost = counters
             .iter()

@@ -37,6 +37,7 @@ const FIELDS: &[(&str, Getter)] = &[
     ("interp_next", |o| o.interp_next),
     ("tstate_status", |o| o.tstate_status),
     ("unicode_state_shift", |o| o.unicode_state_shift),
+    ("code_version", |o| o.code_version),
 ];
 
 fn generator() -> PathBuf {

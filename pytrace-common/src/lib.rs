@@ -139,6 +139,11 @@ pub struct PyOffsets {
     /// `PyCodeObject` → `co_tlbc` (`_PyCodeArray *`: `Py_ssize_t size; char *entries[]`,
     /// `entries[0]` being `co_code_adaptive`), free-threaded 3.14+; else `NO_OFFSET`.
     pub code_tlbc: u32,
+    /// `PyCodeObject` → `co_version` (uint32, 3.12+): a serial number each code object gets as
+    /// it is made, from a counter that only grows (it stops at 0 once exhausted), so a code
+    /// object made later at a freed one's address has another; `NO_OFFSET` where code objects
+    /// have none.
+    pub code_version: u32,
 }
 
 /// Per-thread bytecode copies of free-threaded CPython 3.14+ (`Py_GIL_DISABLED`): each thread
@@ -255,6 +260,7 @@ impl ReadWindows {
                 (off.code_filename, 8),
                 (off.code_name, 8),
                 (off.code_linetable, 8),
+                (off.code_version, 4),
             ],
             CODE_WINDOW_MAX,
         )?;
@@ -832,7 +838,7 @@ pub struct TaskSnapshot {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Dumps started.
+    /// Dumps started (signal deliveries and on-demand dumps; timer samples are `Samples`).
     Dumps = 0,
     /// Signal events for a process without a CPython table.
     NotPython,
@@ -900,9 +906,18 @@ pub enum Counter {
     /// Frames whose per-thread bytecode copy (the code object's array of copies, or its
     /// entry) could not be read or was null: sent with an unknown line.
     TlbcReadFailed,
+    /// Timer samples started: ticks in a thread of a traced process. Each one reaches user
+    /// space as a capture, or is counted by `Nested`, `NotBegun` or `NoScratch`.
+    Samples,
+    /// Code objects proven, by their `co_version` and header, to be one already proven and
+    /// sent from this CPU: its strings and line table were not read again.
+    CodesByVersion,
+    /// Captures lost whole: their begin record did not fit in the ring buffer (the record is
+    /// also counted by `RingbufFull`).
+    NotBegun,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::TlbcReadFailed as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::NotBegun as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -938,6 +953,9 @@ impl Counter {
         Counter::Held,
         Counter::TlbcIndexInvalid,
         Counter::TlbcReadFailed,
+        Counter::Samples,
+        Counter::CodesByVersion,
+        Counter::NotBegun,
     ];
 
     /// Whether this counter counts something lost or incomplete (reported even without -v).
@@ -998,6 +1016,9 @@ impl Counter {
             Counter::Held => "held",
             Counter::TlbcIndexInvalid => "tlbc_index_invalid",
             Counter::TlbcReadFailed => "tlbc_read_failed",
+            Counter::Samples => "samples_started",
+            Counter::CodesByVersion => "codes_by_version",
+            Counter::NotBegun => "not_begun",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! whichever way the recording ends (`--duration`, SIGINT, the target's exit).
 
 use std::{
+    collections::BTreeMap,
     fs,
     path::Path,
     thread,
@@ -15,6 +16,8 @@ use pytrace_tests::*;
 /// three standard deviations of a sampled proportion.
 const HZ: u64 = 499;
 const SECONDS: f64 = 4.0;
+/// Python frames a sample keeps (`pytrace_common::SAMPLE_MAX_FRAMES`).
+const SAMPLE_MAX_FRAMES: u32 = 127;
 
 /// Unique stacks of a folded file: (frames root first, count).
 fn folded(path: &Path) -> Result<Vec<(Vec<String>, u64)>> {
@@ -50,6 +53,35 @@ fn stack_count(stacks: &[(Vec<String>, u64)], function: &str) -> u64 {
         .filter(|(frames, _)| frames.iter().any(|f| f.starts_with(&prefix)))
         .map(|(_, n)| n)
         .sum()
+}
+
+/// Nanoseconds each thread of `pid` has run so far, by tid: the first field of
+/// `/proc/PID/task/TID/schedstat`, the clock `time.thread_time()` reads in that thread.
+fn thread_cpu_ns(pid: u32) -> Result<BTreeMap<u32, u64>> {
+    let dir = format!("/proc/{pid}/task");
+    let entries = fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    let mut out = BTreeMap::new();
+    for entry in entries.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // A thread that ended meanwhile has no file left: it ran nothing since.
+        if let Ok(text) = fs::read_to_string(entry.path().join("schedstat")) {
+            if let Some(ns) = text.split_whitespace().next().and_then(|n| n.parse().ok()) {
+                out.insert(tid, ns);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The CPU seconds of the thread of `pid` that ran the most between two readings.
+fn busiest_thread_seconds(start: &BTreeMap<u32, u64>, end: &BTreeMap<u32, u64>) -> f64 {
+    end.iter()
+        .map(|(tid, ns)| ns.saturating_sub(start.get(tid).copied().unwrap_or(0)))
+        .max()
+        .unwrap_or(0) as f64
+        / 1e9
 }
 
 /// The target's own account of where its busy thread's CPU time went.
@@ -102,21 +134,23 @@ fn sampled_proportions_and_count_match_the_targets_own_cpu_clock() {
         let args = record_args(&[target.pid()], &out, &["--format", "folded"]);
         let mut pytrace = Pytrace::spawn(&args)?;
         pytrace.wait_attached(ATTACH_TIMEOUT)?;
-        // The target's CPU clock read right after sampling started and right after it stopped
-        // (pytrace stops sampling at SIGINT): the window differs from the recording's by the
-        // few milliseconds a command takes to reach the target.
+        // The busy thread's CPU clock, read from outside right after sampling started and
+        // right before it is stopped (pytrace stops sampling at SIGINT, before its last
+        // drain): the window is the recording's to a few milliseconds.
+        let start_cpu = thread_cpu_ns(target.pid())?;
+        // The target's own split of its busy thread's time between the three functions, read
+        // through its main thread, which answers once it gets the GIL: for the proportions.
         let start = report(&mut target)?;
         // Until the busy thread has had SECONDS of CPU (on a loaded host it gets less than a
         // CPU), so that there are enough samples for the proportions to be meaningful.
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            thread::sleep(Duration::from_millis(500));
-            let now = report(&mut target)?;
-            let had = now["cpu"].as_f64().unwrap_or(0.0) - start["cpu"].as_f64().unwrap_or(0.0);
-            if had >= SECONDS || Instant::now() > deadline {
-                break;
+        let end_cpu = loop {
+            thread::sleep(Duration::from_millis(200));
+            let now = thread_cpu_ns(target.pid())?;
+            if busiest_thread_seconds(&start_cpu, &now) >= SECONDS || Instant::now() > deadline {
+                break now;
             }
-        }
+        };
         send_signal(pytrace.pid(), SIGINT)?;
         let end = report(&mut target)?;
         let run = pytrace.finish(Duration::from_secs(60))?;
@@ -124,22 +158,28 @@ fn sampled_proportions_and_count_match_the_targets_own_cpu_clock() {
         let stacks = folded(&out)?;
         let total: u64 = stacks.iter().map(|(_, n)| n).sum();
         let cpu = end["cpu"].as_f64().unwrap_or(0.0) - start["cpu"].as_f64().unwrap_or(0.0);
-        let expected = cpu * HZ as f64;
+        let busy_cpu = busiest_thread_seconds(&start_cpu, &end_cpu);
+        let expected = busy_cpu * HZ as f64;
         let busy: u64 = ["heavy", "medium", "light"]
             .iter()
             .map(|f| leaf_count(&stacks, f))
             .sum();
         let mut failures = Vec::new();
-        // Samples against hz × the busy thread's CPU seconds while recording. Alone on a quiet
-        // host the count lands within 1% (2,486 samples for 4.98 s of CPU at 499 Hz). The
-        // window's edges are read through the target's main thread, which answers only once
-        // it gets the GIL from the busy thread; within the whole suite they have been off by
-        // seconds either way (from 51% to 165% of the samples expected), so this bound only
-        // catches sampling that is broken. The proportions below are the precise check.
-        if (busy as f64) < expected * 0.40 || (busy as f64) > expected * 2.0 {
+        // Samples against hz × the busy thread's CPU seconds while recording, as its own
+        // thread clock counts them (the CPU-clock event fires every 1/hz s of a CPU's time,
+        // sampling whichever task runs then). On the loaded 2-core test VM, every interpreter,
+        // three runs of the whole list: 99.6% to 100.6% of the expected count. (Against the
+        // target's own reports, read through its main thread when it gets the GIL, the edges
+        // of the window were off by seconds under load: 51% to 165%.)
+        eprintln!(
+            "{}: {busy} samples of the busy thread, {expected:.0} expected ({:.1}%)",
+            interp.name,
+            busy as f64 / expected.max(1.0) * 100.0
+        );
+        if (busy as f64) < expected * 0.85 || (busy as f64) > expected * 1.15 {
             failures.push(format!(
                 "{busy} samples in heavy/medium/light ({total} in all), expected {expected:.0} \
-                 (40% to 200%; {cpu:.2} s of CPU at {HZ} Hz)"
+                 (±15%; {busy_cpu:.2} s of the busy thread's CPU at {HZ} Hz)"
             ));
         }
         for f in ["heavy", "medium", "light"] {
@@ -328,5 +368,83 @@ fn sigint_and_target_exit_end_with_a_complete_file() {
             ));
         }
         Ok(())
+    });
+}
+
+/// A stack deeper than a sample keeps is cut on its root side and marked `[truncated]`, and
+/// the closing line accounts for every sample the kernel took: written (with a partial stack
+/// by reason) or without a stack by reason, adding up.
+#[test]
+fn a_stack_too_deep_is_marked_and_every_sample_is_accounted_for() {
+    let _serial = serial();
+    let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
+    each_interpreter(&interpreters[interpreters.len() - 1..], |interp| {
+        let dir = TempDir::new()?;
+        let mut target = Target::start(interp, "deep_busy.py", &[])?;
+        let out = dir.path().join("deep.folded");
+        let mut args = record_args(&[target.pid()], &out, &["--format", "folded"]);
+        args.extend(["--duration".to_string(), "2".to_string()]);
+        let run = Pytrace::run(&args, Duration::from_secs(60))?;
+        expect_success(&run, "record of a deep stack")?;
+        target.command("exit")?;
+        let stacks = folded(&out)?;
+        let spinning: Vec<_> = stacks
+            .iter()
+            .filter(|(f, _)| f.last().is_some_and(|l| l.starts_with("spin (")))
+            .collect();
+        let n: u64 = spinning.iter().map(|(_, n)| n).sum();
+        if n < 10 {
+            return Err(format!("{n} samples of spin\n{}", run.stderr));
+        }
+        for (frames, _) in &spinning {
+            let kept = frames.iter().filter(|f| !f.starts_with('[')).count() as u32;
+            if frames[0] != "[truncated]" || kept != SAMPLE_MAX_FRAMES {
+                return Err(format!(
+                    "a {}-frame stack of spin without [truncated] at its root, or cut elsewhere \
+                     than at {} frames: {:?}",
+                    frames.len(),
+                    SAMPLE_MAX_FRAMES,
+                    &frames[..3.min(frames.len())]
+                ));
+            }
+        }
+        // "pytrace: wrote N samples …; with a partial stack: too deep: T; …; S taken"
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("pytrace: wrote "))
+            .ok_or_else(|| format!("no closing line\n{}", run.stderr))?;
+        let number_after = |key: &str| -> Option<u64> {
+            let rest = &line[line.find(key)? + key.len()..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        let written = number_after("pytrace: wrote ");
+        let too_deep = number_after("too deep: ");
+        let taken = line
+            .rsplit("; ")
+            .next()
+            .and_then(|t| t.strip_suffix(" taken"))
+            .and_then(|t| t.parse::<u64>().ok());
+        let without: u64 = line
+            .split("without a stack: ")
+            .nth(1)
+            .map(|rest| {
+                rest.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .split(", ")
+                    .filter_map(|r| r.rsplit(": ").next()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        match (written, too_deep, taken) {
+            (Some(w), Some(t), Some(k)) if t >= n && w + without == k => Ok(()),
+            _ => Err(format!(
+                "closing line does not add up ({n} samples of spin in the file): {line}"
+            )),
+        }
     });
 }

@@ -142,6 +142,12 @@ int main(void)
 #else
     field("unicode_state_shift", 0);
 #endif
+#if PY_VERSION_HEX >= 0x030C0000
+    /* A serial number given to each code object as it is made. */
+    field("code_version", offsetof(PyCodeObject, co_version));
+#else
+    field("code_version", NONE);
+#endif
     printf("    },\n");
 
 #if PY_VERSION_HEX >= 0x030B0000

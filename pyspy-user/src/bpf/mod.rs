@@ -3,7 +3,7 @@
 mod btf;
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         uprobe::UProbeScope,
@@ -34,7 +34,32 @@ pub struct ProbeConfig {
     pub wake_batch_bytes: u32,
     /// Ask the kernel to account each program's run time (small cost per run).
     pub run_time_stats: bool,
+    /// Print the programs' debug messages (`-vv`). Off, the messages' code is dropped by the
+    /// verifier (`AYA_LOG_LEVEL` 0 is read-only data) and nothing reads their buffer.
+    pub kernel_log: bool,
 }
+
+/// `aya_log_common::Level::Debug`: the level of the programs' messages.
+const KERNEL_LOG_DEBUG: u8 = 4;
+
+/// Prints the programs' messages on standard error.
+struct KernelLog;
+
+impl log::Log for KernelLog {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record) {
+        eprintln!("pytrace: kernel: {}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+/// The programs' messages, printed when the session drains its ring buffer and at its end
+/// ([`Probes::flush_kernel_log`]).
+type KernelLogger = aya_log::EbpfLogger<KernelLog>;
 
 pub struct Probes {
     ebpf: Ebpf,
@@ -45,6 +70,13 @@ pub struct Probes {
     procs: HashMap<MapData, u32, ProcInfo>,
     /// The kernel's "code record already sent" cache.
     sent_codes: HashMap<MapData, CodeKey, u8>,
+    /// Bumped after `sent_codes` loses keys: the samplers' per-CPU proofs that a record was
+    /// sent are then void.
+    codes_epoch: Array<MapData, u64>,
+    /// The CPU-clock perf events, while attached.
+    cpu_clock_links: Vec<aya::programs::perf_event::PerfEventLinkId>,
+    /// The programs' debug messages, under `-vv`.
+    kernel_log: Option<KernelLogger>,
     counters: PerCpuArray<MapData, u64>,
 }
 
@@ -65,6 +97,11 @@ impl Probes {
         let so = k.signal;
         let pid_filter = u32::from(config.pid_filter);
         let wake_batch_bytes = config.wake_batch_bytes as u64;
+        let kernel_log_level: u8 = if config.kernel_log {
+            KERNEL_LOG_DEBUG
+        } else {
+            0
+        };
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
@@ -88,6 +125,7 @@ impl Probes {
             .override_global("SIGNAL_GROUP_EXIT_CODE_OFFSET", &so.group_exit_code, true)
             .override_global("SIGNAL_OOM_MM_OFFSET", &so.oom_mm, true)
             .override_global("PID_FILTER", &pid_filter, true)
+            .override_global("AYA_LOG_LEVEL", &kernel_log_level, true)
             .override_global("WAKE_BATCH_BYTES", &wake_batch_bytes, true)
             .map_max_entries("EVENTS", config.ringbuf_bytes)
             .load(OBJECT)
@@ -96,8 +134,18 @@ impl Probes {
             .map_err(|e| Error::Runtime(format!("map PROCS: {e}")))?;
         let sent_codes = HashMap::try_from(take_map(&mut ebpf, "SENT_CODES")?)
             .map_err(|e| Error::Runtime(format!("map SENT_CODES: {e}")))?;
+        let codes_epoch = Array::try_from(take_map(&mut ebpf, "CODES_EPOCH")?)
+            .map_err(|e| Error::Runtime(format!("map CODES_EPOCH: {e}")))?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
             .map_err(|e| Error::Runtime(format!("map COUNTERS: {e}")))?;
+        let kernel_log = if config.kernel_log {
+            Some(
+                aya_log::EbpfLogger::init_with_logger(&mut ebpf, KernelLog)
+                    .map_err(|e| Error::Runtime(format!("kernel debug messages: {e}")))?,
+            )
+        } else {
+            None
+        };
         let stats = config
             .run_time_stats
             .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok())
@@ -108,6 +156,9 @@ impl Probes {
             _stats: stats,
             procs,
             sent_codes,
+            codes_epoch,
+            cpu_clock_links: Vec::new(),
+            kernel_log,
             counters,
         })
     }
@@ -181,7 +232,7 @@ impl Probes {
             .load()
             .map_err(|e| attach_err(verifier_summary(&e)))?;
         for &cpu in &cpus {
-            program
+            let link = program
                 .attach(
                     PerfEventConfig::Software(SoftwareEvent::CpuClock),
                     PerfEventScope::AllProcessesOneCpu { cpu },
@@ -189,8 +240,30 @@ impl Probes {
                     false,
                 )
                 .map_err(|e| attach_err(format!("CPU {cpu}: {e}")))?;
+            self.cpu_clock_links.push(link);
         }
         Ok(cpus.len())
+    }
+
+    /// Prints the programs' debug messages written so far (`-vv`).
+    pub fn flush_kernel_log(&mut self) {
+        if let Some(log) = &mut self.kernel_log {
+            log.flush();
+        }
+    }
+
+    /// Stops the CPU clock: no sample starts after this, so a drain after it sees every
+    /// sample the kernel counted (but one in progress on another CPU, for microseconds).
+    pub fn detach_cpu_clock(&mut self) {
+        let Some(program) = self.ebpf.program_mut("cpu_clock") else {
+            return;
+        };
+        let Ok(program): Result<&mut PerfEvent, _> = program.try_into() else {
+            return;
+        };
+        for link in self.cpu_clock_links.drain(..) {
+            let _ = program.detach(link);
+        }
     }
 
     /// Attaches only the exit program (`tp_btf/sched_process_exit`), to learn when chosen
@@ -361,6 +434,8 @@ impl Probes {
         for key in keys {
             let _ = self.sent_codes.remove(key);
         }
+        let epoch = self.codes_epoch.get(&0, 0).unwrap_or(0);
+        let _ = self.codes_epoch.set(0, epoch.wrapping_add(1) % u64::MAX, 0);
     }
 
     pub fn remove_process(&mut self, pid: u32) {

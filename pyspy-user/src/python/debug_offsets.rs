@@ -71,6 +71,10 @@ struct Format {
     /// The `bound_gilstate` bit of `PyThreadState._status` (the table gives the word's
     /// offset, not its bit fields).
     gilstate_bound_mask: u32,
+    /// `co_version` (see `PyOffsets::code_version`), which the table does not give, as a
+    /// distance after `co_firstlineno` (which it does): the ints between them are the same in
+    /// both builds. `None` where not checked against the version's headers.
+    code_version_after_firstlineno: Option<u32>,
 }
 
 /// Header: `char cookie[8]`, `uint64_t version`, `uint64_t free_threaded`.
@@ -139,6 +143,8 @@ const FORMAT_3_13: Format = Format {
     shim_owner_min: 3,
     // `initialized`, `bound`, `unbound`, then `bound_gilstate`.
     gilstate_bound_mask: 1 << 3,
+    // co_nlocalsplus, co_framesize, co_nlocals, co_ncellvars, co_nfreevars, then co_version.
+    code_version_after_firstlineno: Some(24),
 };
 
 const FORMAT_3_14: Format = Format {
@@ -183,6 +189,7 @@ const FORMAT_3_14: Format = Format {
     // FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4.
     shim_owner_min: 3,
     gilstate_bound_mask: 1 << 3,
+    code_version_after_firstlineno: None,
 };
 
 const FORMAT_3_15: Format = Format {
@@ -245,6 +252,7 @@ const FORMAT_3_15: Format = Format {
     shim_owner_min: 3,
     // `_status` keeps the same bit fields: `initialized`, `bound`, `unbound`, `bound_gilstate`.
     gilstate_bound_mask: 1 << 3,
+    code_version_after_firstlineno: None,
 };
 
 const FORMATS: &[Format] = &[FORMAT_3_13, FORMAT_3_14, FORMAT_3_15];
@@ -414,6 +422,11 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     } else {
         (NO_OFFSET, NO_OFFSET)
     };
+    let code_firstlineno = t.member("code_object", "firstlineno", 4)?;
+    let code_version = match format.code_version_after_firstlineno {
+        Some(d) => code_firstlineno + d,
+        None => NO_OFFSET,
+    };
     let offsets = PyOffsets {
         interp_threads_head: t.member("interpreter_state", "threads_head", 8)?,
         interp_gc_collecting,
@@ -430,7 +443,7 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         code_filename: t.member("code_object", "filename", 8)?,
         code_name: t.member("code_object", "name", 8)?,
         code_linetable: t.member("code_object", "linetable", 8)?,
-        code_firstlineno: t.member("code_object", "firstlineno", 4)?,
+        code_firstlineno,
         unicode_length,
         unicode_state,
         unicode_ascii_data: ascii_size,
@@ -446,6 +459,7 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         },
         frame_tlbc_index,
         code_tlbc,
+        code_version,
     };
     let layout = VersionLayout {
         major,
@@ -698,6 +712,7 @@ mod tests {
             // A build with a GIL runs no per-thread bytecode copies.
             frame_tlbc_index: NO_OFFSET,
             code_tlbc: NO_OFFSET,
+            code_version: NO_OFFSET,
         };
         assert_eq!(l.offsets, expected);
         assert_eq!(l.gilstate_bound_mask, Some(8));
