@@ -424,7 +424,7 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
                 &state.proc,
                 &mut state.lost,
             ),
-            None => match symbols::known(mem, state.pid, state.capture_id, code, &state.proc) {
+            None => match symbols::known(mem, state.pid, state.capture_id, f.code, &state.proc) {
                 Some(fp) => fp,
                 None => return false,
             },
