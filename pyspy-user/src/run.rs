@@ -25,6 +25,13 @@ use crate::{
 };
 
 pub fn main(cli: Cli) -> Result<(), Error> {
+    let verbose = match &cli.command {
+        Some(Command::Dump(a)) => a.common.verbose,
+        Some(Command::Record(a)) => a.common.verbose,
+        Some(Command::Top(a)) => a.common.verbose,
+        None => cli.dump.common.verbose,
+    };
+    crate::startup::begin(verbose > 0);
     privileges::check()?;
     check_procfs()?;
     match cli.command {

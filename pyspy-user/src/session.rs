@@ -153,6 +153,7 @@ impl Session {
                 rejected.push((pid, e));
             }
         }
+        crate::startup::step("requested processes inspected");
         // `--ringbuf-mib` is checked by the command line (1 to 1024).
         let ringbuf_bytes = config.ringbuf_mib.next_power_of_two() * 1024 * 1024;
         let mut probes = Probes::load(&ProbeConfig {
@@ -170,6 +171,7 @@ impl Session {
         let mut tracker = Tracker::default();
         let mut schedule = Schedule::default();
         let ring = probes.events()?;
+        crate::startup::step("ring buffer mapped");
         let mut registered = BTreeSet::new();
         if on_demand {
             probes.load_task_iterator()?;
@@ -241,6 +243,7 @@ impl Session {
             Mode::Timer { hz } => probes.attach_cpu_clock(hz)?,
             Mode::OnDemand => 0,
         };
+        crate::startup::step("processes registered, programs attached");
         // Installed before "attached" is printed: a SIGTERM right after it must detach cleanly.
         let stop = Stop::install()?;
         Ok(Session {
@@ -278,6 +281,7 @@ impl Session {
     ) -> Result<Vec<(u32, DumpOutcome)>, Error> {
         let pids: Vec<u32> = self.registered.iter().copied().collect();
         let run = self.probes.dump_now(&pids)?;
+        crate::startup::step("task iterator run");
         let mut collected = Collect::default();
         let mut ring = self
             .ring
@@ -286,6 +290,7 @@ impl Session {
         let drained = self.drain(&mut ring, &mut collected);
         self.ring = Some(ring);
         drained?;
+        crate::startup::step("captures decoded and symbolized");
         let mut outcomes: Vec<(u32, DumpOutcome)> = std::mem::take(&mut self.rejected)
             .into_iter()
             .map(|(pid, e)| (pid, DumpOutcome::Failed(e)))

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use pytrace_common::{CodeKey, Counter, ProcInfo, TaskKey, TaskSnapshot, COUNTER_COUNT};
 
-use crate::error::Error;
+use crate::{error::Error, startup};
 
 /// The compiled eBPF object, built from `pyspy-ebpf` by this crate's build script.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pyspy"));
@@ -53,8 +53,10 @@ impl Probes {
     /// checked once at start, `privileges::check`).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
         let k = btf::kernel_offsets()?;
+        startup::step("kernel structure offsets from BTF");
         let kernel_btf = Btf::from_sys_fs()
             .map_err(|e| Error::KernelSupport(format!("cannot read the kernel's BTF: {e}")))?;
+        startup::step("kernel BTF for program loads");
         // Bit n - 1 for signal n, 1 to 64.
         let mask = config
             .signals
@@ -66,7 +68,9 @@ impl Probes {
         let pid_filter = u32::from(config.pid_filter);
         let wake_batch_bytes = config.wake_batch_bytes as u64;
         raise_memlock_limit();
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        startup::step("eBPF loader (parses the kernel BTF)");
+        let mut ebpf = loader
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
             .override_global("TASK_PID_OFFSET", &k.task_pid, true)
             .override_global("TASK_TGID_OFFSET", &k.task_tgid, true)
@@ -92,6 +96,7 @@ impl Probes {
             .map_max_entries("EVENTS", config.ringbuf_bytes)
             .load(OBJECT)
             .map_err(|e| Error::KernelSupport(format!("loading the eBPF object failed: {e}")))?;
+        startup::step("eBPF object: maps created");
         let procs = HashMap::try_from(take_map(&mut ebpf, "PROCS")?)
             .map_err(|e| Error::Runtime(format!("map PROCS: {e}")))?;
         let sent_codes = HashMap::try_from(take_map(&mut ebpf, "SENT_CODES")?)
@@ -261,13 +266,15 @@ impl Probes {
             .ok_or_else(|| Error::KernelSupport("the task iterator is missing".into()))?
             .try_into()
             .map_err(|e| Error::KernelSupport(format!("the task iterator: {e}")))?;
-        program.load("task", &self.btf).map_err(|e| {
+        let loaded = program.load("task", &self.btf).map_err(|e| {
             Error::KernelSupport(format!(
                 "this kernel cannot run a sleepable task iterator reading other tasks' memory \
                  (iter.s/task with bpf_copy_from_user_task, Linux 5.18+): {}",
                 verifier_summary(&e)
             ))
-        })
+        });
+        startup::step("task iterator verified and loaded");
+        loaded
     }
 
     /// Runs the task iterator once over every task of the host: each process of `pids` (with a
