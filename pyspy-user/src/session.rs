@@ -3,7 +3,7 @@
 //! assemble → symbolize — and hands each finished [`Capture`] to a [`Consumer`] until told to
 //! stop. What a capture becomes (text, JSON, a profile) is the consumer's business.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeMap, os::fd::OwnedFd, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind, time::Instant};
@@ -121,8 +121,9 @@ pub struct Session {
     started: Instant,
     /// Online CPUs the timer is attached on.
     pub cpus: usize,
-    /// On-demand mode: the processes registered, and those of `--pid` that could not be.
-    registered: BTreeSet<u32>,
+    /// On-demand mode: the processes registered (each with a pidfd, which tells its exit
+    /// even once its PID is reused), and those of `--pid` that could not be.
+    registered: BTreeMap<u32, Option<OwnedFd>>,
     rejected: Vec<(u32, Error)>,
 }
 
@@ -172,7 +173,7 @@ impl Session {
         let mut schedule = Schedule::default();
         let ring = probes.events()?;
         crate::startup::step("ring buffer mapped");
-        let mut registered = BTreeSet::new();
+        let mut registered = BTreeMap::new();
         if on_demand {
             probes.load_task_iterator()?;
             let scan = config.pids.is_empty();
@@ -189,7 +190,7 @@ impl Session {
             for pid in pids {
                 match tracker.register(pid, &mut probes, &mut sym) {
                     Ok(()) => {
-                        registered.insert(pid);
+                        registered.insert(pid, pidfd(pid));
                     }
                     Err(e) if scan => {
                         if config.verbose > 0 {
@@ -279,7 +280,7 @@ impl Session {
         &mut self,
         consumer: &mut dyn Consumer,
     ) -> Result<Vec<(u32, DumpOutcome)>, Error> {
-        let pids: Vec<u32> = self.registered.iter().copied().collect();
+        let pids: Vec<u32> = self.registered.keys().copied().collect();
         let run = self.probes.dump_now(&pids)?;
         crate::startup::step("task iterator run");
         let mut collected = Collect::default();
@@ -337,6 +338,72 @@ impl Session {
         }
         outcomes.sort_by_key(|(pid, _)| *pid);
         Ok(outcomes)
+    }
+
+    /// On-demand mode, between two rounds of `--watch`: forgets the processes that have
+    /// exited and, without `--pid`, registers the CPython processes started since. Returns the
+    /// processes found exited.
+    pub fn refresh_on_demand(&mut self) -> Vec<u32> {
+        let gone: Vec<u32> = self
+            .registered
+            .iter()
+            .filter(|(&pid, fd)| match fd {
+                Some(fd) => has_exited(fd),
+                None => process::is_gone(pid),
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        for &pid in &gone {
+            self.forget_on_demand(pid);
+        }
+        if self.config.pids.is_empty() {
+            for pid in process::candidate_pids() {
+                if self.registered.contains_key(&pid) {
+                    continue;
+                }
+                match self.tracker.register(pid, &mut self.probes, &mut self.sym) {
+                    Ok(()) => {
+                        self.registered.insert(pid, pidfd(pid));
+                        if self.config.verbose > 0 {
+                            eprintln!("pytrace: now dumping new process {pid}");
+                        }
+                    }
+                    Err(e) if self.config.verbose > 1 => {
+                        eprintln!("pytrace: skipping {}", escape::field(&e.to_string()))
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        gone
+    }
+
+    /// On-demand mode: how many processes the next round reads.
+    pub fn registered_count(&self) -> usize {
+        self.registered.len()
+    }
+
+    /// On-demand mode: no longer dumps `pid` (it has exited, or `--watch` ends for it).
+    pub fn forget_on_demand(&mut self, pid: u32) {
+        if self.registered.remove(&pid).is_some() {
+            self.tracker
+                .unregister(pid, &mut self.probes, &mut self.sym);
+        }
+    }
+
+    /// Whether `pid` is dumped at the next on-demand round.
+    pub fn is_registered(&self, pid: u32) -> bool {
+        self.registered.contains_key(&pid)
+    }
+
+    /// Waits until `until`; false when SIGINT or SIGTERM came first (or had come meanwhile).
+    pub async fn pause_until(&mut self, until: Instant) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.stop.interrupt.recv() => false,
+            _ = self.stop.terminate.recv() => false,
+            _ = tokio::time::sleep_until(until) => true,
+        }
     }
 
     /// Python processes known now.
@@ -749,6 +816,29 @@ impl Consumer for Collect {
         self.0.insert(capture.pid, capture);
         Ok(Flow::Continue)
     }
+}
+
+/// A pidfd for `pid` (`None` when it cannot be had: the process's exit is then learnt from
+/// `/proc`).
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    use std::os::fd::{FromRawFd, RawFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: `fd` is a descriptor just returned to us and owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether the process of a pidfd has exited (the pidfd is readable then).
+fn has_exited(fd: &OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid, initialised pollfd, without waiting.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    n > 0 && poll.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// A kernel `comm` (NUL-padded) as text.
