@@ -305,7 +305,7 @@ mod tests {
         );
         for bad in ["0", "0.001", "-1", "inf", "x", "31536001"] {
             for opt in ["--watch", "--stuck"] {
-                let e = dump(&[opt, bad]).unwrap_err();
+                let e = dump(&[&format!("{opt}={bad}")]).unwrap_err();
                 assert_eq!(e.exit_code(), 2, "{opt} {bad}");
                 assert!(one_line(&e).contains(opt), "{opt} {bad}: {}", one_line(&e));
             }

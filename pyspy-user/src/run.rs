@@ -223,7 +223,11 @@ async fn watch(args: &DumpArgs, session: &mut Session, printer: &mut Printer) ->
     // round ended (so every thread reported was read the same over at least SECS).
     let one_shot = args.watch.is_none();
     let mut stuck = args.stuck.map(Stuck::new);
-    let deadline = args.duration.map(|d| Instant::now() + d);
+    // `--duration` bounds a watch; a one-shot `--stuck` ends with its report.
+    let deadline = args
+        .duration
+        .filter(|_| !one_shot)
+        .map(|d| Instant::now() + d);
     let mut first_round_end: Option<Instant> = None;
     let mut reported_errors: BTreeSet<(u32, String)> = BTreeSet::new();
     let mut ended: Vec<Error> = Vec::new();
