@@ -52,11 +52,22 @@ impl Probes {
     /// Checks kernel support, then loads (but does not attach) the programs (privileges are
     /// checked once at start, `privileges::check`).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
-        let k = btf::kernel_offsets()?;
-        startup::step("kernel structure offsets from BTF");
-        let kernel_btf = Btf::from_sys_fs()
+        // Three independent reads of the kernel's BTF, side by side (each takes tens of
+        // milliseconds): the offsets pytrace patches into the object, aya's parse for program
+        // loads, and the loader's own parse (`EbpfLoader::new` always makes one).
+        let (k, kernel_btf, loader) = std::thread::scope(|s| {
+            let for_loads = s.spawn(Btf::from_sys_fs);
+            let loader = s.spawn(EbpfLoader::new);
+            let k = btf::kernel_offsets();
+            (k, for_loads.join(), loader.join())
+        });
+        let k = k?;
+        let kernel_btf = kernel_btf
+            .map_err(|_| Error::Runtime("reading the kernel's BTF panicked".into()))?
             .map_err(|e| Error::KernelSupport(format!("cannot read the kernel's BTF: {e}")))?;
-        startup::step("kernel BTF for program loads");
+        let mut loader =
+            loader.map_err(|_| Error::Runtime("preparing the eBPF loader panicked".into()))?;
+        startup::step("kernel BTF read (offsets, program loads, loader; in parallel)");
         // Bit n - 1 for signal n, 1 to 64.
         let mask = config
             .signals
@@ -68,8 +79,6 @@ impl Probes {
         let pid_filter = u32::from(config.pid_filter);
         let wake_batch_bytes = config.wake_batch_bytes as u64;
         raise_memlock_limit();
-        let mut loader = EbpfLoader::new();
-        startup::step("eBPF loader (parses the kernel BTF)");
         let mut ebpf = loader
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
             .override_global("TASK_PID_OFFSET", &k.task_pid, true)
