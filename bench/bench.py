@@ -1370,6 +1370,7 @@ else:
         seen = {k: [] for k in walls}
         fails = {k: [] for k in walls}
         ratio_1, ratio_n = {}, {}
+        host_total = []
         try:
             log(f"on-demand: {reps} interleaved rounds")
             for r in range(reps):
@@ -1418,7 +1419,8 @@ else:
                 else:
                     walls[name].append(t)
                     round_n[name] = t
-                    seen[name].append(f"{len(dumped & set(pids))}/{len(dumped)}")
+                    seen[name].append(len(dumped & set(pids)))
+                    host_total.append(len(dumped))
                 if spy is not None:
                     name = f"py-spy dump loop over the {n}"
                     t0 = clock()
@@ -1454,7 +1456,10 @@ else:
         vers = ", ".join(re.search(r"versions/([\d.]+)/", p).group(1) for p in pythons)
         self.out(f"  one PID: the {a.threads} x {a.depth} target (+ ticker and main thread, {expect} threads; "
                  f"'seen' = threads printed); {n} PIDs: sleepers round-robin over {vers} ('seen' = of them dumped"
-                 f"{'' if spy is None else ', for py-spy: dumps that succeeded'}; whole host: ours/all dumped)")
+                 f"{'' if spy is None else ', for py-spy: dumps that succeeded'})")
+        if host_total:
+            self.out(f"  whole host: {min(host_total)} to {max(host_total)} Python processes dumped in all "
+                     f"(the {n} and whatever else ran on the host)")
         self.out(f"  'vs pytrace' = median over the {reps} rounds of (command / pytrace in the same round): "
                  f"one-PID rows against `pytrace dump --pid P`, {n}-process rows against `pytrace dump` with "
                  f"{n} --pid")
