@@ -292,6 +292,7 @@ impl Session {
         self.ring = Some(ring);
         drained?;
         crate::startup::step("captures decoded and symbolized");
+        crate::startup::finish();
         let mut outcomes: Vec<(u32, DumpOutcome)> = std::mem::take(&mut self.rejected)
             .into_iter()
             .map(|(pid, e)| (pid, DumpOutcome::Failed(e)))

@@ -19,6 +19,12 @@ pub fn begin(verbose: bool) {
     ENABLED.store(verbose, Ordering::Relaxed);
 }
 
+/// Start-up is over (the first capture is out): later steps, such as the rounds of
+/// `--watch`, print nothing.
+pub fn finish() {
+    ENABLED.store(false, Ordering::Relaxed);
+}
+
 /// Notes that `step` has just ended: `pytrace: start-up: 12.3 ms kernel BTF (at 15.0 ms)`.
 pub fn step(what: &str) {
     let Some(clock) = CLOCK.get() else {

@@ -406,6 +406,13 @@ fn exit_codes_for_missing_non_python_and_exited_pids() {
         let pid = exited.id();
         exited.wait().map_err(|e| e.to_string())?;
         expect_exit(&dump_args(&[pid], "text"), 4, "an exited PID")?;
+        for option in ["--watch", "--stuck"] {
+            let args: Vec<String> = ["dump", "--signal", "SIGUSR1", option, "1"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            expect_exit(&args, 2, &format!("{option} with --signal"))?;
+        }
         Ok(())
     })();
     if let Err(e) = result {
@@ -522,6 +529,42 @@ fn watch_repeats_the_dump_until_interrupted() {
         }
         Ok(())
     });
+}
+
+/// `--watch` into a pipe closed after the first line (`| head -n 1`): pytrace ends quietly,
+/// status 0, at its next write (killed after 60 s, it would fail with 137).
+#[test]
+fn watch_ends_quietly_when_the_output_is_closed() {
+    let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
+    let interp = &interpreters[0];
+    let result = (|| -> Result<()> {
+        let target = Target::start(interp, THREAD_DEPTHS.script, THREAD_DEPTHS.registered)?;
+        let script = format!(
+            "timeout -s KILL 60 '{}' dump --pid {} --watch 0.1 2>\"$1\" | head -n 1 >/dev/null; \
+             echo ${{PIPESTATUS[0]}}",
+            pytrace_binary().display(),
+            target.pid()
+        );
+        let dir = TempDir::new()?;
+        let err_path = dir.path().join("stderr");
+        let out = Command::new("bash")
+            .args(["-c", &script, "bash"])
+            .arg(&err_path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let status = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+        if status != "0" || !stderr.is_empty() {
+            return Err(format!(
+                "pytrace exit {status:?} after its reader left: {stderr}"
+            ));
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        panic!("{}: {e}", interp.name);
+    }
 }
 
 /// A `--pid` that exits during `--watch`: one line for it, later rounds read only the
