@@ -167,6 +167,7 @@ impl Session {
             ringbuf_bytes,
             wake_batch_bytes: ringbuf_bytes / BATCH_FRACTION,
             run_time_stats: config.verbose > 0,
+            on_demand_only: on_demand,
         })?;
         let mut sym = Symbolizer::default();
         let mut tracker = Tracker::default();

@@ -34,7 +34,14 @@ pub struct ProbeConfig {
     pub wake_batch_bytes: u32,
     /// Ask the kernel to account each program's run time (small cost per run).
     pub run_time_stats: bool,
+    /// Only the task iterator will run (`pytrace dump`): the maps that only the signal, timer
+    /// and lifecycle programs use are made as small as they can be (one entry), so that their
+    /// preallocation does not slow the start.
+    pub on_demand_only: bool,
 }
+
+/// Maps no program of an on-demand dump touches (each an LRU cache, correct at any size).
+const NOT_ON_DEMAND_MAPS: [&str; 4] = ["NOTED", "DEATHS", "RECENTLY_REPORTED", "THREAD_STATES"];
 
 pub struct Probes {
     ebpf: Ebpf,
@@ -65,7 +72,7 @@ impl Probes {
         let kernel_btf = kernel_btf
             .map_err(|_| Error::Runtime("reading the kernel's BTF panicked".into()))?
             .map_err(|e| Error::KernelSupport(format!("cannot read the kernel's BTF: {e}")))?;
-        let mut loader =
+        let loader =
             loader.map_err(|_| Error::Runtime("preparing the eBPF loader panicked".into()))?;
         startup::step("kernel BTF read (offsets, program loads, loader; in parallel)");
         // Bit n - 1 for signal n, 1 to 64.
@@ -79,6 +86,12 @@ impl Probes {
         let pid_filter = u32::from(config.pid_filter);
         let wake_batch_bytes = config.wake_batch_bytes as u64;
         raise_memlock_limit();
+        let mut loader = loader;
+        if config.on_demand_only {
+            for name in NOT_ON_DEMAND_MAPS {
+                loader.map_max_entries(name, 1);
+            }
+        }
         let mut ebpf = loader
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
             .override_global("TASK_PID_OFFSET", &k.task_pid, true)
