@@ -138,15 +138,7 @@ impl Session {
         for &pid in &config.pids {
             let checked = process::inspect(pid)
                 .map_err(tracker::inspect_error)
-                .map_err(|e| match e {
-                    // A process that exits while being inspected can look like anything on the
-                    // way out (its maps torn down first): say that it exited.
-                    _ if process::procfs::exited_unreaped(pid) => Error::Zombie(pid),
-                    Error::NotPython { .. } | Error::Inspect { .. } if process::is_gone(pid) => {
-                        Error::NoSuchProcess(pid)
-                    }
-                    e => e,
-                });
+                .map_err(|e| exit_aware(pid, e));
             if let Err(e) = checked {
                 if !on_demand {
                     return Err(e);
@@ -198,7 +190,7 @@ impl Session {
                             eprintln!("pytrace: skipping {e}");
                         }
                     }
-                    Err(e) => rejected.push((pid, e)),
+                    Err(e) => rejected.push((pid, exit_aware(pid, e))),
                 }
             }
         } else if config.pids.is_empty() {
@@ -300,7 +292,7 @@ impl Session {
             .collect();
         for (pid, state) in run.states {
             let captured = collected.0.remove(&pid);
-            let gone = process::is_gone(pid);
+            let gone = process::is_gone(pid) || process::procfs::is_exiting(pid);
             let outcome = match captured {
                 Some(mut capture) => {
                     for t in capture.threads.iter_mut().chain(&mut capture.other_threads) {
@@ -817,6 +809,17 @@ impl Consumer for Collect {
     fn capture(&mut self, capture: Capture) -> Result<Flow, Error> {
         self.0.insert(capture.pid, capture);
         Ok(Flow::Continue)
+    }
+}
+
+/// An inspection error, unless the process has exited or is exiting: one that exits while
+/// being inspected can look like anything on the way out (its maps torn down first), so say
+/// that it exited.
+fn exit_aware(pid: u32, e: Error) -> Error {
+    match e {
+        _ if process::procfs::exited_unreaped(pid) => Error::Zombie(pid),
+        _ if process::is_gone(pid) || process::procfs::is_exiting(pid) => Error::NoSuchProcess(pid),
+        e => e,
     }
 }
 
