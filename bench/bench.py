@@ -7,6 +7,9 @@ Run through bench/run.sh (as root), which prepares the peers' virtualenv. Sectio
   3. kernel time per dump (eBPF run-time stats) and how long the target is stopped per dump
   4. exec -> dumpable, with pytrace tracing the whole host
   5. pytrace's memory before and after many short-lived Python processes
+  6. sampling: slowdown of a CPU-bound run under each sampler
+  7. `pytrace dump` (no signal) for 1 and 50 processes against py-spy dump and pystack remote,
+     and how long each stops the target
 
 Every section prints what it measured; the report goes to standard output and to --report.
 """
@@ -1376,13 +1379,173 @@ f27()
             self.fail("5. churn", "pytrace did not dump a new target correctly after the churn")
 
 
+    # 7. on-demand dumps ---------------------------------------------------------------------
+
+    def timed(self, cmd):
+        """Wall time of a whole command, its exit code, its stdout and the last line of stderr."""
+        t0 = clock()
+        try:
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, timeout=120)
+        except subprocess.TimeoutExpired:
+            return clock() - t0, -1, "", "timed out after 120 s"
+        t = clock() - t0
+        err = ANSI_RE.sub("", r.stderr.decode("utf-8", "replace")).strip()
+        return t, r.returncode, r.stdout.decode("utf-8", "replace"), (err.splitlines() or [""])[-1]
+
+    def section_ondemand(self):
+        a = self.a
+        n = a.ondemand_procs
+        reps = a.ondemand_reps
+        self.out("", f"7. On-demand dumps without a signal: `pytrace dump` and one-shot peers, wall time of the "
+                     f"whole command  (ms)")
+        target = Target(a.python, a.threads, a.depth, a.signal, ticker=True)
+        log(f"on-demand: starting {n} sleeping Pythons")
+        procs, pythons = self.sleepers(n)
+        pids = [p.pid for p in procs]
+        peers = {p.name: p for p in self.peers if p.problem is None}
+        spy = peers.get("py-spy dump")
+        expect = a.threads + 2  # the workers, the ticker thread and the main thread
+        one = {"pytrace dump --pid P": [a.pytrace, "dump", "--pid", str(target.pid)]}
+        for name in ("py-spy dump", "py-spy dump --nonblocking", "pystack remote", "pystack remote --no-block"):
+            if name in peers:
+                p = peers[name]
+                one[name] = [p.exe] + [x.replace("{pid}", str(target.pid)) for x in p.argv[1:]]
+        many_pids = [a.pytrace, "dump"] + [x for pid in pids for x in ("--pid", str(pid))]
+        walls = {k: [] for k in list(one) + [f"pytrace dump, {n} --pid", "pytrace dump, whole host",
+                                             f"py-spy dump loop over the {n}"]}
+        busy_name = "no tool: a process busy 100 ms"
+        busy_cmd = [sys.executable, "-c", "import time\nt = time.time() + 0.1\nwhile time.time() < t: pass"]
+        gaps = {k: [] for k in list(one) + ["no tool: idle 100 ms", busy_name]}
+        seen = {k: [] for k in walls}
+        fails = {k: [] for k in walls}
+        ratio_1, ratio_n = {}, {}
+        host_total = []
+        try:
+            log(f"on-demand: {reps} interleaved rounds")
+            for r in range(reps):
+                target.gap()
+                time.sleep(0.1)
+                gaps["no tool: idle 100 ms"].append(target.gap())
+                # pytrace reads without stopping anything, but its own start-up runs on the same
+                # CPUs: this row shows what any 100 ms of CPU work does to the ticker.
+                target.gap()
+                subprocess.run(busy_cmd)
+                gaps[busy_name].append(target.gap())
+                round_1 = {}
+                for name, cmd in one.items():
+                    target.gap()
+                    t, rc, out, err = self.timed(cmd)
+                    g = target.gap()
+                    if rc != 0:
+                        fails[name].append(err or f"exit {rc}")
+                        continue
+                    walls[name].append(t)
+                    gaps[name].append(g)
+                    round_1[name] = t
+                    if name.startswith("pytrace"):
+                        seen[name].append(sum(1 for l in out.splitlines() if THREAD_RE.match(l)))
+                    else:
+                        seen[name].append(len(peers[name].thread_re.findall(ANSI_RE.sub("", out))))
+                base = round_1.get("pytrace dump --pid P")
+                for name, t in round_1.items():
+                    if base:
+                        ratio_1.setdefault(name, []).append(t / base)
+                round_n = {}
+                name = f"pytrace dump, {n} --pid"
+                t, rc, out, err = self.timed(many_pids)
+                dumped = {int(m.group(1)) for m in map(HEADER_RE.match, out.splitlines()) if m}
+                if rc != 0:
+                    fails[name].append(err or f"exit {rc}")
+                else:
+                    walls[name].append(t)
+                    round_n[name] = t
+                    seen[name].append(len(dumped & set(pids)))
+                name = "pytrace dump, whole host"
+                t, rc, out, err = self.timed([a.pytrace, "dump"])
+                dumped = {int(m.group(1)) for m in map(HEADER_RE.match, out.splitlines()) if m}
+                if rc not in (0, 4):  # 4: a process of the host exited while it was read
+                    fails[name].append(err or f"exit {rc}")
+                else:
+                    walls[name].append(t)
+                    round_n[name] = t
+                    seen[name].append(len(dumped & set(pids)))
+                    host_total.append(len(dumped))
+                if spy is not None:
+                    name = f"py-spy dump loop over the {n}"
+                    t0 = clock()
+                    ok = 0
+                    for pid in pids:
+                        _, rc, _, err = spy.run(pid)
+                        if rc == 0:
+                            ok += 1
+                        else:
+                            fails[name].append(err.splitlines()[-1] if err else f"exit {rc}")
+                    walls[name].append(clock() - t0)
+                    round_n[name] = walls[name][-1]
+                    seen[name].append(ok)
+                base = round_n.get(f"pytrace dump, {n} --pid")
+                for name, t in round_n.items():
+                    if base:
+                        ratio_n.setdefault(name, []).append(t / base)
+            if target.proc.poll() is not None:
+                raise BenchError(f"target exited with {target.proc.returncode}")
+        finally:
+            target.close()
+            for p in procs:
+                reap(p)
+        rows = []
+        for name, xs in walls.items():
+            ratio = ratio_1.get(name) or ratio_n.get(name)
+            rows.append([name] + ms_cells(xs)[:2] + [ms_cells(xs)[4], str(len(fails[name])), counts(seen[name]),
+                                                     fmt_ratio(statistics.median(ratio)) if ratio else "n/a"])
+        for p in self.peers:
+            if p.problem is not None and p.name in ("py-spy dump", "pystack remote"):
+                rows.append([p.name, p.problem, "", "", "", "", ""])
+        self.out(*table(["command", "median", "p90", "n", "failed", "seen", "vs pytrace"], rows))
+        vers = ", ".join(re.search(r"versions/([\d.]+)/", p).group(1) for p in pythons)
+        self.out(f"  one PID: the {a.threads} x {a.depth} target (+ ticker and main thread, {expect} threads; "
+                 f"'seen' = threads printed); {n} PIDs: sleepers round-robin over {vers} ('seen' = of them dumped"
+                 f"{'' if spy is None else ', for py-spy: dumps that succeeded'})")
+        if host_total:
+            self.out(f"  whole host: {min(host_total)} to {max(host_total)} Python processes dumped in all "
+                     f"(the {n} and whatever else ran on the host)")
+        self.out(f"  'vs pytrace' = median over the {reps} rounds of (command / pytrace in the same round): "
+                 f"one-PID rows against `pytrace dump --pid P`, {n}-process rows against `pytrace dump` with "
+                 f"{n} --pid")
+        rows = []
+        pauses = {p.name: p.pauses for p in self.peers}
+        pauses["pytrace dump --pid P"] = "no"
+        for name, xs in gaps.items():
+            s = summary(xs)
+            rows.append([name, pauses.get(name, "-")] + ([fmt_ms(s["median"]), fmt_ms(s["max"])] if s else ["n/a"] * 2))
+        self.out("", "  Target stopped per one-PID dump: longest gap of the target's ticker thread (wakes every "
+                     "0.5 ms) over the whole command  (ms)")
+        self.out(*table(["tool", "stops target", "gap median", "gap max"], rows))
+        self.out("  pytrace dump reads the target from a sleepable BPF task iterator: nothing is stopped or "
+                 "signalled; its own start-up competes for the CPUs,")
+        self.out("  so compare its gap with the 'busy 100 ms' row (the same CPU work by another process) "
+                 "rather than the idle one.")
+        for name, fs in fails.items():
+            if fs:
+                self.out(f"  {name}: {len(fs)} failure(s), e.g. {fs[0]}")
+        bad = [x for x in seen["pytrace dump --pid P"] if x != expect]
+        if bad or fails["pytrace dump --pid P"]:
+            self.fail("7. on-demand", f"pytrace dump of the target: {counts(bad)} threads instead of {expect}; "
+                      f"{len(fails['pytrace dump --pid P'])} failure(s)")
+        bad = [x for x in seen[f"pytrace dump, {n} --pid"] if x != n]
+        if bad or fails[f"pytrace dump, {n} --pid"]:
+            self.fail("7. on-demand", f"pytrace dump of the {n}: {counts(bad)} dumped instead of {n}; "
+                      f"{len(fails[f'pytrace dump, {n} --pid'])} failure(s)")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="about one minute: fewer repetitions, churn of 500")
-    ap.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run, e.g. 2,3")
+    ap.add_argument("--sections", default="1,2,3,4,5,6,7", help="which sections to run, e.g. 2,3")
     ap.add_argument("--pytrace", default=os.environ.get("PYTRACE_BIN") or os.path.join(ROOT, "target/release/pytrace"))
     ap.add_argument("--python", default=os.path.join(PYENV_VERSIONS, "3.11.7/bin/python3.11"),
                     help="interpreter for the targets")
@@ -1402,10 +1565,12 @@ def parse_args():
     ap.add_argument("--spawn-reps", type=int, help="fresh targets in section 4 (20; quick 5)")
     ap.add_argument("--churn", type=int, help="short-lived Pythons in section 5 (10000; quick 500)")
     ap.add_argument("--churn-parallel", type=int, default=2)
+    ap.add_argument("--ondemand-procs", type=int, default=50, help="sleeping Pythons in section 7")
+    ap.add_argument("--ondemand-reps", type=int, help="interleaved rounds in section 7 (7; quick 3)")
     a = ap.parse_args()
     defaults = {
         "attach_reps": (5, 3), "procs": (200, 100), "latency_iters": (200, 40), "peer_reps": (20, 5),
-        "kernel_runs": (3, 1), "stall_reps": (10, 3), "spawn_reps": (20, 5), "churn": (10000, 500),
+        "kernel_runs": (3, 1), "stall_reps": (10, 3), "ondemand_reps": (7, 3), "spawn_reps": (20, 5), "churn": (10000, 500),
     }
     for k, (full, quick) in defaults.items():
         if getattr(a, k) is None:
@@ -1452,7 +1617,8 @@ def main():
     t_start = clock()
     sections = [("1", "1. attach", b.section_attach), ("2", "2. latency", b.section_latency),
                 ("3", "3. kernel time", b.section_kernel), ("4", "4. exec", b.section_exec),
-                ("5", "5. churn", b.section_churn), ("6", "6. sampling", b.section_sampling)]
+                ("5", "5. churn", b.section_churn), ("6", "6. sampling", b.section_sampling),
+                ("7", "7. on-demand", b.section_ondemand)]
     interrupted = False
     try:
         for key, name, fn in sections:

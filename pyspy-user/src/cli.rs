@@ -68,6 +68,20 @@ pub struct DumpArgs {
     #[arg(long, short = 'p', value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Vec<u32>,
 
+    /// Without --signal: dump again every SECS seconds (fractions allowed, at least 0.01)
+    /// until SIGINT/SIGTERM (or --duration), the programs staying loaded; without --pid,
+    /// processes started since are included; with --pid, a process that exits gets its line
+    /// and pytrace ends once none is left.
+    #[arg(long, value_name = "SECS", value_parser = parse_period)]
+    pub watch: Option<Duration>,
+
+    /// Without --signal: a hang detector. Dump every second (or every --watch SECS, or every
+    /// half SECS when that is shorter) and print only the threads whose Python stack has been
+    /// read the same for at least SECS, each with how long. Alone, it reports once, SECS after
+    /// the first dump, and exits; with --watch, at every dump where a thread qualifies.
+    #[arg(long, value_name = "SECS", value_parser = parse_period)]
+    pub stuck: Option<Duration>,
+
     /// Exit after this many dumps (at least 1).
     #[arg(long, short = 'n', value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
@@ -159,6 +173,18 @@ pub const MAX_RINGBUF_MIB: u32 = 1024;
 
 /// Longest `--duration`: a year (longer runs need no `--duration`).
 pub const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// Shortest `--watch` and `--stuck` period: 10 ms.
+pub const MIN_PERIOD_SECS: f64 = 0.01;
+
+/// `--watch` and `--stuck`: a finite number of seconds from [`MIN_PERIOD_SECS`] to a year.
+fn parse_period(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.as_secs_f64() < MIN_PERIOD_SECS {
+        return Err(format!("must be at least {MIN_PERIOD_SECS} seconds"));
+    }
+    Ok(d)
+}
 
 /// `--count`: at least 1.
 fn parse_count(text: &str) -> Result<u64, String> {
@@ -260,6 +286,30 @@ mod tests {
         );
         assert_eq!(parse(&["--count", "1"]).unwrap().dump.count, Some(1));
         assert_eq!(parse(&[]).unwrap().dump.max_dumps_per_sec, 10);
+    }
+
+    #[test]
+    fn watch_and_stuck_periods() {
+        let dump = |args: &[&str]| {
+            Cli::try_parse_from(["pytrace", "dump"].iter().chain(args)).map(|c| match c.command {
+                Some(Command::Dump(d)) => (d.watch, d.stuck),
+                _ => panic!("not a dump"),
+            })
+        };
+        assert_eq!(
+            dump(&["--watch", "0.5", "--stuck", "3"]).unwrap(),
+            (
+                Some(Duration::from_millis(500)),
+                Some(Duration::from_secs(3))
+            )
+        );
+        for bad in ["0", "0.001", "-1", "inf", "x", "31536001"] {
+            for opt in ["--watch", "--stuck"] {
+                let e = dump(&[&format!("{opt}={bad}")]).unwrap_err();
+                assert_eq!(e.exit_code(), 2, "{opt} {bad}");
+                assert!(one_line(&e).contains(opt), "{opt} {bad}: {}", one_line(&e));
+            }
+        }
     }
 
     #[test]

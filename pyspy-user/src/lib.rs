@@ -23,6 +23,8 @@ pub mod run;
 pub mod schedule;
 pub mod session;
 pub mod signals;
+pub mod startup;
+pub mod stuck;
 pub mod symbolize;
 pub mod thread_names;
 pub mod top;

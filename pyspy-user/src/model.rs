@@ -84,6 +84,9 @@ pub struct ThreadStack {
     /// What the kernel's task said of this thread at an on-demand dump: its host tid, its
     /// name (`comm`), whether it was on a CPU. `None` for other captures.
     pub task: Option<ThreadTask>,
+    /// `pytrace dump --stuck`: for how long, in milliseconds, this stack has been read the
+    /// same at every round (at least; from its first such read). `None` for other captures.
+    pub unchanged_ms: Option<u64>,
 }
 
 /// A thread's kernel task at an on-demand dump.

@@ -2,10 +2,11 @@
 //! needs, runs it, and reports.
 
 use std::{
+    collections::BTreeSet,
     fs::File,
     io::{self, BufWriter, IsTerminal, Write},
     path::PathBuf,
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use pytrace_common::Counter;
@@ -16,15 +17,23 @@ use crate::{
     escape,
     format::{self, Output},
     model::Capture,
-    privileges,
+    privileges, process,
     profile::{Options, Profile, ProfileOutput},
     ratelimit::RateLimit,
     record::{reason, Recorder},
     session::{Consumer, DumpOutcome, Flow, Mode, Session, SessionConfig},
     signals,
+    stuck::{Stuck, StuckFilter},
 };
 
 pub fn main(cli: Cli) -> Result<(), Error> {
+    let verbose = match &cli.command {
+        Some(Command::Dump(a)) => a.common.verbose,
+        Some(Command::Record(a)) => a.common.verbose,
+        Some(Command::Top(a)) => a.common.verbose,
+        None => cli.dump.common.verbose,
+    };
+    crate::startup::begin(verbose > 0);
     privileges::check()?;
     check_procfs()?;
     match cli.command {
@@ -54,7 +63,12 @@ async fn dump(args: DumpArgs) -> Result<(), Error> {
         if args.hold {
             return Err(Error::Usage("--hold needs --signal".into()));
         }
-        return dump_now(args);
+        return dump_now(args).await;
+    }
+    if args.watch.is_some() || args.stuck.is_some() {
+        return Err(Error::Usage(
+            "--watch and --stuck repeat `pytrace dump` without --signal".into(),
+        ));
     }
     let watched = signals::parse_list(&args.signal)?;
     check_watchable(&watched, args.hold)?;
@@ -89,6 +103,7 @@ async fn dump(args: DumpArgs) -> Result<(), Error> {
         count: args.count,
         printed: 0,
         limit: RateLimit::new(args.max_dumps_per_sec),
+        closed: false,
     };
     let result = session.run(&mut printer).await;
     session.report_with(
@@ -131,8 +146,8 @@ fn check_watchable(watched: &[u32], hold: bool) -> Result<(), Error> {
 /// `pytrace dump` without a signal: every CPython process (or each `--pid`) read from outside
 /// by the kernel's task iterator, written in PID order. A `--pid` that cannot be dumped gets a
 /// line on standard error; the exit status is the first such error's (after the others are
-/// dumped).
-fn dump_now(args: DumpArgs) -> Result<(), Error> {
+/// dumped). `--watch` and `--stuck` repeat the read ([`watch`]).
+async fn dump_now(args: DumpArgs) -> Result<(), Error> {
     let mut session = Session::start(SessionConfig {
         mode: Mode::OnDemand,
         pids: args.pid.clone(),
@@ -154,9 +169,15 @@ fn dump_now(args: DumpArgs) -> Result<(), Error> {
         out,
         count: None,
         printed: 0,
-        // One dump per process: nothing to limit.
+        // One dump per process and round: nothing to limit.
         limit: RateLimit::new(0),
+        closed: false,
     };
+    if args.watch.is_some() || args.stuck.is_some() {
+        let result = watch(&args, &mut session, &mut printer).await;
+        session.report(("printed", printer.printed));
+        return result;
+    }
     let outcomes = session.dump_now(&mut printer)?;
     session.report(("printed", printer.printed));
     let mut errors = Vec::new();
@@ -175,11 +196,113 @@ fn dump_now(args: DumpArgs) -> Result<(), Error> {
         1 => Err(errors.remove(0)),
         _ => {
             for e in &errors {
-                eprintln!("pytrace: error: {e}");
+                eprintln!("pytrace: error: {}", escape::field(&e.to_string()));
             }
             Err(Error::Reported(errors))
         }
     }
+}
+
+/// `--stuck` without `--watch` dumps this often (or twice per SECS, when that is shorter).
+const STUCK_PERIOD: Duration = Duration::from_secs(1);
+
+/// `--watch` / `--stuck`: rounds of on-demand dumps with the programs kept loaded, until
+/// SIGINT/SIGTERM, `--duration`, a closed output, the exit of every `--pid`, or (`--stuck`
+/// alone) the one report. Errors get their line as they come, once per process; a `--pid`
+/// that has exited (or could not be dumped at all) is not read again, and once none is left
+/// the status is the first one's error.
+async fn watch(args: &DumpArgs, session: &mut Session, printer: &mut Printer) -> Result<(), Error> {
+    let period = match (args.watch, args.stuck) {
+        (Some(every), _) => every,
+        (None, Some(secs)) => (secs / 2)
+            .min(STUCK_PERIOD)
+            .max(Duration::from_secs_f64(crate::cli::MIN_PERIOD_SECS)),
+        (None, None) => STUCK_PERIOD,
+    };
+    // `--stuck` alone: one report, from the first round that starts SECS after the first
+    // round ended (so every thread reported was read the same over at least SECS).
+    let one_shot = args.watch.is_none();
+    let mut stuck = args.stuck.map(Stuck::new);
+    // `--duration` bounds a watch; a one-shot `--stuck` ends with its report.
+    let deadline = args
+        .duration
+        .filter(|_| !one_shot)
+        .map(|d| Instant::now() + d);
+    let mut first_round_end: Option<Instant> = None;
+    let mut reported_errors: BTreeSet<(u32, String)> = BTreeSet::new();
+    let mut ended: Vec<Error> = Vec::new();
+    let mut stuck_reported = 0usize;
+    loop {
+        let round_start = Instant::now();
+        let last = match (first_round_end, args.stuck) {
+            (Some(end), Some(secs)) if one_shot => round_start >= end + secs,
+            _ => false,
+        };
+        let outcomes = match &mut stuck {
+            None => session.dump_now(printer)?,
+            Some(stuck) => {
+                let mut filter = StuckFilter {
+                    stuck,
+                    inner: printer,
+                    report: !one_shot || last,
+                    reported: 0,
+                };
+                let outcomes = session.dump_now(&mut filter)?;
+                stuck_reported += filter.reported;
+                stuck.end_round();
+                outcomes
+            }
+        };
+        first_round_end.get_or_insert_with(Instant::now);
+        for (pid, outcome) in outcomes {
+            let DumpOutcome::Failed(e) = outcome else {
+                continue;
+            };
+            let asked = args.pid.contains(&pid);
+            if !asked && matches!(e, Error::NoSuchProcess(_)) {
+                // Found by a scan, gone before it was read: nothing to report.
+                continue;
+            }
+            if reported_errors.insert((pid, e.to_string())) {
+                eprintln!("pytrace: error: {}", escape::field(&e.to_string()));
+            }
+            if asked && (!session.is_registered(pid) || process::is_gone(pid)) {
+                // Exited (or never dumpable): the watch ends for it.
+                session.forget_on_demand(pid);
+                ended.push(e);
+            }
+        }
+        if printer.closed || last {
+            break;
+        }
+        for pid in session.refresh_on_demand() {
+            if args.pid.contains(&pid) {
+                let e = Error::NoSuchProcess(pid);
+                if reported_errors.insert((pid, e.to_string())) {
+                    eprintln!("pytrace: error: {e}");
+                }
+                ended.push(e);
+            }
+        }
+        if session.registered_count() == 0 && !args.pid.is_empty() {
+            // Every --pid has exited (or could not be dumped): their status.
+            return Err(Error::Reported(ended));
+        }
+        let next = round_start + period;
+        let until = deadline.map_or(next, |d| d.min(next));
+        if !session.pause_until(until.into()).await || deadline.is_some_and(|d| d <= until) {
+            break;
+        }
+    }
+    if one_shot && stuck_reported == 0 && !printer.closed {
+        if let Some(secs) = args.stuck {
+            eprintln!(
+                "pytrace: no thread's Python stack was read unchanged for {} s",
+                secs.as_secs_f64()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Writes each capture as it comes and flushes it, within `--max-dumps-per-sec`.
@@ -190,6 +313,8 @@ struct Printer {
     count: Option<u64>,
     printed: u64,
     limit: RateLimit,
+    /// The reader has gone (`| head`): nothing more is written.
+    closed: bool,
 }
 
 impl Printer {
@@ -216,6 +341,9 @@ impl Printer {
 
 impl Consumer for Printer {
     fn capture(&mut self, capture: Capture) -> Result<Flow, Error> {
+        if self.closed {
+            return Ok(Flow::Stop);
+        }
         if !self.within_limit(&capture) {
             return Ok(Flow::Continue);
         }
@@ -226,7 +354,10 @@ impl Consumer for Printer {
         {
             Ok(()) => self.printed += 1,
             // The reader is gone (`| head`): end quietly, as command-line tools do.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Flow::Stop),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                return Ok(Flow::Stop);
+            }
             Err(e) => return Err(Error::Output(format!("writing a dump: {e}"))),
         }
         Ok(match self.count {

@@ -3,7 +3,7 @@
 //! assemble → symbolize — and hands each finished [`Capture`] to a [`Consumer`] until told to
 //! stop. What a capture becomes (text, JSON, a profile) is the consumer's business.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeMap, os::fd::OwnedFd, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind, time::Instant};
@@ -121,8 +121,9 @@ pub struct Session {
     started: Instant,
     /// Online CPUs the timer is attached on.
     pub cpus: usize,
-    /// On-demand mode: the processes registered, and those of `--pid` that could not be.
-    registered: BTreeSet<u32>,
+    /// On-demand mode: the processes registered (each with a pidfd, which tells its exit
+    /// even once its PID is reused), and those of `--pid` that could not be.
+    registered: BTreeMap<u32, Option<OwnedFd>>,
     rejected: Vec<(u32, Error)>,
 }
 
@@ -137,15 +138,7 @@ impl Session {
         for &pid in &config.pids {
             let checked = process::inspect(pid)
                 .map_err(tracker::inspect_error)
-                .map_err(|e| match e {
-                    // A process that exits while being inspected can look like anything on the
-                    // way out (its maps torn down first): say that it exited.
-                    _ if process::procfs::exited_unreaped(pid) => Error::Zombie(pid),
-                    Error::NotPython { .. } | Error::Inspect { .. } if process::is_gone(pid) => {
-                        Error::NoSuchProcess(pid)
-                    }
-                    e => e,
-                });
+                .map_err(|e| exit_aware(pid, e));
             if let Err(e) = checked {
                 if !on_demand {
                     return Err(e);
@@ -153,6 +146,7 @@ impl Session {
                 rejected.push((pid, e));
             }
         }
+        crate::startup::step("requested processes inspected");
         // `--ringbuf-mib` is checked by the command line (1 to 1024).
         let ringbuf_bytes = config.ringbuf_mib.next_power_of_two() * 1024 * 1024;
         let mut probes = Probes::load(&ProbeConfig {
@@ -166,12 +160,14 @@ impl Session {
             wake_batch_bytes: ringbuf_bytes / BATCH_FRACTION,
             run_time_stats: config.verbose > 0,
             kernel_log: config.verbose > 1,
+            on_demand_only: on_demand,
         })?;
         let mut sym = Symbolizer::default();
         let mut tracker = Tracker::default();
         let mut schedule = Schedule::default();
         let ring = probes.events()?;
-        let mut registered = BTreeSet::new();
+        crate::startup::step("ring buffer mapped");
+        let mut registered = BTreeMap::new();
         if on_demand {
             probes.load_task_iterator()?;
             let scan = config.pids.is_empty();
@@ -188,14 +184,14 @@ impl Session {
             for pid in pids {
                 match tracker.register(pid, &mut probes, &mut sym) {
                     Ok(()) => {
-                        registered.insert(pid);
+                        registered.insert(pid, pidfd(pid));
                     }
                     Err(e) if scan => {
                         if config.verbose > 0 {
                             eprintln!("pytrace: skipping {e}");
                         }
                     }
-                    Err(e) => rejected.push((pid, e)),
+                    Err(e) => rejected.push((pid, exit_aware(pid, e))),
                 }
             }
         } else if config.pids.is_empty() {
@@ -242,6 +238,7 @@ impl Session {
             Mode::Timer { hz } => probes.attach_cpu_clock(hz)?,
             Mode::OnDemand => 0,
         };
+        crate::startup::step("processes registered, programs attached");
         // Installed before "attached" is printed: a SIGTERM right after it must detach cleanly.
         let stop = Stop::install()?;
         Ok(Session {
@@ -277,8 +274,9 @@ impl Session {
         &mut self,
         consumer: &mut dyn Consumer,
     ) -> Result<Vec<(u32, DumpOutcome)>, Error> {
-        let pids: Vec<u32> = self.registered.iter().copied().collect();
+        let pids: Vec<u32> = self.registered.keys().copied().collect();
         let run = self.probes.dump_now(&pids)?;
+        crate::startup::step("task iterator run");
         let mut collected = Collect::default();
         let mut ring = self
             .ring
@@ -287,13 +285,15 @@ impl Session {
         let drained = self.drain(&mut ring, &mut collected);
         self.ring = Some(ring);
         drained?;
+        crate::startup::step("captures decoded and symbolized");
+        crate::startup::finish();
         let mut outcomes: Vec<(u32, DumpOutcome)> = std::mem::take(&mut self.rejected)
             .into_iter()
             .map(|(pid, e)| (pid, DumpOutcome::Failed(e)))
             .collect();
         for (pid, state) in run.states {
             let captured = collected.0.remove(&pid);
-            let gone = process::is_gone(pid);
+            let gone = process::is_gone(pid) || process::procfs::is_exiting(pid);
             let outcome = match captured {
                 Some(mut capture) => {
                     for t in capture.threads.iter_mut().chain(&mut capture.other_threads) {
@@ -333,6 +333,72 @@ impl Session {
         }
         outcomes.sort_by_key(|(pid, _)| *pid);
         Ok(outcomes)
+    }
+
+    /// On-demand mode, between two rounds of `--watch`: forgets the processes that have
+    /// exited and, without `--pid`, registers the CPython processes started since. Returns the
+    /// processes found exited.
+    pub fn refresh_on_demand(&mut self) -> Vec<u32> {
+        let gone: Vec<u32> = self
+            .registered
+            .iter()
+            .filter(|(&pid, fd)| match fd {
+                Some(fd) => has_exited(fd),
+                None => process::is_gone(pid),
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        for &pid in &gone {
+            self.forget_on_demand(pid);
+        }
+        if self.config.pids.is_empty() {
+            for pid in process::candidate_pids() {
+                if self.registered.contains_key(&pid) {
+                    continue;
+                }
+                match self.tracker.register(pid, &mut self.probes, &mut self.sym) {
+                    Ok(()) => {
+                        self.registered.insert(pid, pidfd(pid));
+                        if self.config.verbose > 0 {
+                            eprintln!("pytrace: now dumping new process {pid}");
+                        }
+                    }
+                    Err(e) if self.config.verbose > 1 => {
+                        eprintln!("pytrace: skipping {}", escape::field(&e.to_string()))
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        gone
+    }
+
+    /// On-demand mode: how many processes the next round reads.
+    pub fn registered_count(&self) -> usize {
+        self.registered.len()
+    }
+
+    /// On-demand mode: no longer dumps `pid` (it has exited, or `--watch` ends for it).
+    pub fn forget_on_demand(&mut self, pid: u32) {
+        if self.registered.remove(&pid).is_some() {
+            self.tracker
+                .unregister(pid, &mut self.probes, &mut self.sym);
+        }
+    }
+
+    /// Whether `pid` is dumped at the next on-demand round.
+    pub fn is_registered(&self, pid: u32) -> bool {
+        self.registered.contains_key(&pid)
+    }
+
+    /// Waits until `until`; false when SIGINT or SIGTERM came first (or had come meanwhile).
+    pub async fn pause_until(&mut self, until: Instant) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.stop.interrupt.recv() => false,
+            _ = self.stop.terminate.recv() => false,
+            _ = tokio::time::sleep_until(until) => true,
+        }
     }
 
     /// Python processes known now.
@@ -748,6 +814,40 @@ impl Consumer for Collect {
         self.0.insert(capture.pid, capture);
         Ok(Flow::Continue)
     }
+}
+
+/// An inspection error, unless the process has exited or is exiting: one that exits while
+/// being inspected can look like anything on the way out (its maps torn down first), so say
+/// that it exited.
+fn exit_aware(pid: u32, e: Error) -> Error {
+    match e {
+        _ if process::procfs::exited_unreaped(pid) => Error::Zombie(pid),
+        _ if process::is_gone(pid) || process::procfs::is_exiting(pid) => Error::NoSuchProcess(pid),
+        e => e,
+    }
+}
+
+/// A pidfd for `pid` (`None` when it cannot be had: the process's exit is then learnt from
+/// `/proc`).
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    use std::os::fd::{FromRawFd, RawFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: `fd` is a descriptor just returned to us and owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether the process of a pidfd has exited (the pidfd is readable then).
+fn has_exited(fd: &OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid, initialised pollfd, without waiting.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    n > 0 && poll.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// A kernel `comm` (NUL-padded) as text.

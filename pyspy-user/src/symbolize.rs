@@ -296,6 +296,7 @@ impl Symbolizer {
                 holds_gil: hdr.flags & thread_flags::HOLDS_GIL != 0,
                 raced: hdr.flags & thread_flags::RACED != 0,
                 task: None,
+                unchanged_ms: None,
                 chain,
                 chain_continues: hdr.flags & thread_flags::CHAIN_CONTINUES != 0,
                 torn: hdr.flags & (thread_flags::READ_FAILED | thread_flags::RACED) != 0,

@@ -15,6 +15,12 @@
 //!   adds for the time of the test when the host has no swap): dumped completely.
 //! - Exit codes: a PID that does not exist (4), a non-Python process (5), a process that has
 //!   exited (4), and a process exiting while pytrace is reading it.
+//! - `--watch`: round after round of a parked target, each equal to its faulthandler dump,
+//!   until SIGINT (exit 0); a `--pid` exiting during the watch gets its line and is not read
+//!   again, and pytrace ends with code 4 once no `--pid` is left.
+//! - `--stuck`: a target with a parked thread and a thread that never stops changing its
+//!   stack (`stuck_busy.py`): only the parked threads are reported, each exactly as
+//!   faulthandler prints it, unchanged for at least SECS (text and JSON).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -436,6 +442,13 @@ fn exit_codes_for_missing_non_python_and_exited_pids() {
         let pid = exited.id();
         exited.wait().map_err(|e| e.to_string())?;
         expect_exit(&dump_args(&[pid], "text"), 4, "an exited PID")?;
+        for option in ["--watch", "--stuck"] {
+            let args: Vec<String> = ["dump", "--signal", "SIGUSR1", option, "1"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            expect_exit(&args, 2, &format!("{option} with --signal"))?;
+        }
         Ok(())
     })();
     if let Err(e) = result {
@@ -488,6 +501,325 @@ fn processes_exiting_during_the_dump() {
             }
         }
         eprintln!("dumped {}, gone {}", outcomes.0, outcomes.1);
+        Ok(())
+    });
+}
+
+/// `pytrace dump` with `extra` options, for the target `pid`.
+fn dump_args_with(pid: u32, format: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = dump_args(&[pid], format);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Waits until pytrace has written `n` text dumps (or fails if it ends first).
+fn wait_for_dumps(pytrace: &mut Pytrace, n: usize) -> Result<()> {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while split_text_output(&pytrace.stdout()).map_or(0, |d| d.len()) < n {
+        if Instant::now() > deadline || !pytrace.running() {
+            return Err(format!("fewer than {n} dumps\n{}", pytrace.describe()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// `--watch SECS` dumps again and again until SIGINT, each round the parked target's own
+/// faulthandler dump.
+#[test]
+fn watch_repeats_the_dump_until_interrupted() {
+    for_each_interpreter(|interp| {
+        let case = &THREAD_DEPTHS;
+        let mut target = Target::start(interp, case.script, case.registered)?;
+        target.kill(case.watched)?;
+        let expected = without_current_marker(&target.wait_output(0, DUMP_TIMEOUT)?);
+        let mut pytrace =
+            Pytrace::spawn(&dump_args_with(target.pid(), "text", &["--watch", "0.2"]))?;
+        wait_for_dumps(&mut pytrace, 3)?;
+        let status = pytrace.interrupt(RUN_TIMEOUT)?;
+        if !status.success() {
+            return Err(format!(
+                "exit {status:?} after SIGINT\n{}",
+                pytrace.describe()
+            ));
+        }
+        let dumps = split_text_output(&pytrace.stdout())?;
+        let mut times = Vec::new();
+        for dump in &dumps {
+            if dump.pid != target.pid() {
+                return Err(format!("a dump of {}", dump.pid));
+            }
+            check_header(&dump.header)?;
+            times.push(dump.header.rsplit(", ").next().unwrap_or("").to_string());
+            compare(
+                &expected,
+                &dump.body,
+                &format!("on-demand watch {}", interp.name),
+            )?;
+        }
+        if dumps.len() < 3 || times.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "{} rounds, times not increasing: {times:?}",
+                dumps.len()
+            ));
+        }
+        Ok(())
+    });
+}
+
+/// `--watch` into a pipe closed after the first line (`| head -n 1`): pytrace ends quietly,
+/// status 0, at its next write (killed after 60 s, it would fail with 137).
+#[test]
+fn watch_ends_quietly_when_the_output_is_closed() {
+    let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
+    let interp = &interpreters[0];
+    let result = (|| -> Result<()> {
+        let target = Target::start(interp, THREAD_DEPTHS.script, THREAD_DEPTHS.registered)?;
+        let script = format!(
+            "timeout -s KILL 60 '{}' dump --pid {} --watch 0.1 2>\"$1\" | head -n 1 >/dev/null; \
+             echo ${{PIPESTATUS[0]}}",
+            pytrace_binary().display(),
+            target.pid()
+        );
+        let dir = TempDir::new()?;
+        let err_path = dir.path().join("stderr");
+        let out = Command::new("bash")
+            .args(["-c", &script, "bash"])
+            .arg(&err_path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let status = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+        if status != "0" || !stderr.is_empty() {
+            return Err(format!(
+                "pytrace exit {status:?} after its reader left: {stderr}"
+            ));
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        panic!("{}: {e}", interp.name);
+    }
+}
+
+/// A `--pid` that exits during `--watch`: one line for it, later rounds read only the
+/// others; once none is left pytrace exits with the code of "no such process" (4).
+#[test]
+fn watch_ends_for_a_pid_that_exits() {
+    let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
+    let interp = &interpreters[interpreters.len() - 1];
+    let result = (|| -> Result<()> {
+        let case = &THREAD_DEPTHS;
+        let a = Target::start(interp, case.script, case.registered)?;
+        let b = Target::start(interp, case.script, case.registered)?;
+        let (pid_a, pid_b) = (a.pid(), b.pid());
+        let mut args = dump_args(&[pid_a, pid_b], "text");
+        args.extend(["--watch".to_string(), "0.2".to_string()]);
+        let mut pytrace = Pytrace::spawn(&args)?;
+        wait_for_dumps(&mut pytrace, 2)?;
+        drop(a);
+        let gone_line = format!("pytrace: error: no process with PID {pid_a}\n");
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        while !pytrace.stderr().contains(&gone_line) {
+            if Instant::now() > deadline || !pytrace.running() {
+                return Err(format!(
+                    "no line for the exited {pid_a}\n{}",
+                    pytrace.describe()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Rounds after that line: only b.
+        let seen = split_text_output(&pytrace.stdout())?.len();
+        wait_for_dumps(&mut pytrace, seen + 2)?;
+        if !pytrace.running() {
+            return Err(format!("ended while {pid_b} runs\n{}", pytrace.describe()));
+        }
+        drop(b);
+        let status = pytrace.wait_exit(RUN_TIMEOUT)?;
+        let stderr = pytrace.stderr();
+        let lines: Vec<&str> = stderr.lines().collect();
+        let expected = [
+            format!("pytrace: error: no process with PID {pid_a}"),
+            format!("pytrace: error: no process with PID {pid_b}"),
+        ];
+        if status.code() != Some(4) || lines != expected {
+            return Err(format!(
+                "exit {status:?}, expected 4 and one line per exited PID\n{}",
+                pytrace.describe()
+            ));
+        }
+        let dumps = split_text_output(&pytrace.stdout())?;
+        let last_a = dumps
+            .iter()
+            .rposition(|d| d.pid == pid_a)
+            .ok_or("no dump of a")?;
+        let after_a = dumps[last_a + 1..]
+            .iter()
+            .filter(|d| d.pid == pid_b)
+            .count();
+        for dump in &dumps {
+            check_header(&dump.header)?;
+        }
+        if after_a < 2 || dumps.iter().any(|d| d.pid != pid_a && d.pid != pid_b) {
+            return Err(format!(
+                "{after_a} dumps of {pid_b} after {pid_a}'s last\n{}",
+                pytrace.describe()
+            ));
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        panic!("{}: {e}", interp.name);
+    }
+}
+
+/// faulthandler's thread blocks (each ends with its last frame line).
+fn thread_blocks(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .split("\n\n")
+        .map(|b| b.trim_end_matches('\n').to_string())
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
+/// The parked threads of `stuck_busy.py` in its faulthandler dump (main thread and `hang`).
+fn stuck_busy_oracle(target: &mut Target) -> Result<Vec<String>> {
+    target.kill(SIGUSR1)?;
+    let expected = without_current_marker(&target.wait_output(0, DUMP_TIMEOUT)?);
+    // faulthandler reads the busy thread while it runs (it holds no lock on it), so that
+    // block can be anything: only the parked ones are its oracle.
+    let parked: Vec<String> = thread_blocks(&expected)
+        .into_iter()
+        .filter(|b| b.contains(" in hang\n") || b.contains(" in serve\n"))
+        .collect();
+    if parked.len() != 2 || !parked.iter().any(|b| b.contains(" in hang\n")) {
+        return Err(format!(
+            "unexpected faulthandler dump:\n{}",
+            String::from_utf8_lossy(&expected)
+        ));
+    }
+    Ok(parked)
+}
+
+/// `--stuck SECS` alone: one report, SECS after the first read, of the two parked threads
+/// only (the busy one changes its stack all the time), each as faulthandler prints it and
+/// unchanged for at least SECS.
+#[test]
+fn stuck_reports_only_threads_whose_stack_does_not_change() {
+    const SECS: f64 = 1.5;
+    for_each_interpreter(|interp| {
+        let mut target = Target::start(interp, "stuck_busy.py", &[SIGUSR1])?;
+        let parked = stuck_busy_oracle(&mut target)?;
+        let run = Pytrace::run(
+            &dump_args_with(target.pid(), "text", &["--stuck", &SECS.to_string()]),
+            RUN_TIMEOUT,
+        )?;
+        let context = || {
+            format!(
+                "--- stdout ---\n{}\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&run.stdout),
+                run.stderr
+            )
+        };
+        if !run.status.success() {
+            return Err(format!("exit {:?}\n{}", run.status, context()));
+        }
+        let dumps = split_text_output(&run.stdout)?;
+        let [dump] = dumps.as_slice() else {
+            return Err(format!("expected one report\n{}", context()));
+        };
+        check_header(&dump.header)?;
+        let mut reported = Vec::new();
+        for block in thread_blocks(&dump.body) {
+            let (first, rest) = block.split_once('\n').unwrap_or((&block, ""));
+            let secs: f64 = first
+                .strip_prefix("Stack unchanged for at least ")
+                .and_then(|s| s.strip_suffix(" s:"))
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("no unchanged time before {block:?}\n{}", context()))?;
+            if secs < SECS {
+                return Err(format!("unchanged {secs} s < {SECS}\n{}", context()));
+            }
+            reported.push(rest.to_string());
+        }
+        let mut expected = parked.clone();
+        expected.sort();
+        reported.sort();
+        if reported != expected {
+            return Err(format!(
+                "reported threads differ from the parked ones:\nexpected:\n{}\n{}",
+                expected.join("\n\n"),
+                context()
+            ));
+        }
+        Ok(())
+    });
+}
+
+/// `--stuck SECS --watch W --format json`: every round reports the parked threads with
+/// `unchanged_secs` ≥ SECS (and growing), never the busy one.
+#[test]
+fn stuck_with_watch_reports_unchanged_secs_in_json() {
+    const SECS: f64 = 0.5;
+    for_each_interpreter(|interp| {
+        let mut target = Target::start(interp, "stuck_busy.py", &[SIGUSR1])?;
+        stuck_busy_oracle(&mut target)?;
+        let run = Pytrace::run(
+            &dump_args_with(
+                target.pid(),
+                "json",
+                &[
+                    "--stuck",
+                    &SECS.to_string(),
+                    "--watch",
+                    "0.25",
+                    "--duration",
+                    "2",
+                ],
+            ),
+            RUN_TIMEOUT,
+        )?;
+        if !run.status.success() {
+            return Err(format!("exit {:?}: {}", run.status, run.stderr));
+        }
+        let text = String::from_utf8_lossy(&run.stdout);
+        let mut last_hang = 0.0;
+        let mut rounds = 0;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+            let threads = v["threads"].as_array().ok_or("no threads")?;
+            let names: Vec<String> = threads
+                .iter()
+                .map(|t| t["frames"][0]["name"].as_str().unwrap_or("").to_string())
+                .collect();
+            let bottom: Vec<&str> = threads
+                .iter()
+                .flat_map(|t| t["frames"].as_array().into_iter().flatten())
+                .filter_map(|f| f["name"].as_str())
+                .collect();
+            if v["pid"] != target.pid() || bottom.contains(&"busy") || threads.len() != 2 {
+                return Err(format!("unexpected report ({names:?}): {line}"));
+            }
+            for t in threads {
+                let secs = t["unchanged_secs"].as_f64().ok_or("no unchanged_secs")?;
+                if secs < SECS {
+                    return Err(format!("unchanged_secs {secs} < {SECS}: {line}"));
+                }
+                if t["frames"].to_string().contains("\"name\":\"hang\"") {
+                    if secs <= last_hang {
+                        return Err(format!("unchanged_secs not growing: {line}"));
+                    }
+                    last_hang = secs;
+                }
+            }
+            rounds += 1;
+        }
+        // Rounds at 0, 0.25, …, 2 s: reports from 0.5 s on.
+        if rounds < 3 {
+            return Err(format!("{rounds} reports\n{text}\n{}", run.stderr));
+        }
         Ok(())
     });
 }

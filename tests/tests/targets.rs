@@ -31,7 +31,7 @@ target_tests! {
 }
 
 /// Scripts the on-demand tests (`ondemand.rs`) start themselves, with their own checks.
-const USED_BY_ONDEMAND_TESTS: &[&str] = &["marked_park.py", "paged_out.py"];
+const USED_BY_ONDEMAND_TESTS: &[&str] = &["marked_park.py", "paged_out.py", "stuck_busy.py"];
 
 /// From 3.14 faulthandler writes the thread's OS name raw in its thread header, and this
 /// target's name holds a newline: there its output has no parseable shape (hostile.rs compares

@@ -1,6 +1,6 @@
 //! Kernel structure offsets read from the running kernel's BTF (Rust eBPF has no CO-RE).
 
-use btf_rs::{Btf, Type};
+use btf_rs::{Backend, Btf, Type};
 
 use crate::error::Error;
 
@@ -49,8 +49,7 @@ pub struct SignalOffsets {
 }
 
 pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
-    let btf = Btf::from_file(VMLINUX_BTF)
-        .map_err(|e| Error::KernelSupport(format!("cannot read {VMLINUX_BTF}: {e}")))?;
+    let btf = open_kernel_btf()?;
     let find = |root: &str, path: &[&str]| {
         member_offset(&btf, root, path).ok_or_else(|| {
             Error::KernelSupport(format!("{root}.{} not found in BTF", path.join(".")))
@@ -72,6 +71,15 @@ pub fn kernel_offsets() -> Result<KernelOffsets, Error> {
             oom_mm: find("signal_struct", &["oom_mm"])?,
         },
     })
+}
+
+/// The kernel's BTF, mapped and read where it is looked at (Linux 6.16+ lets
+/// `/sys/kernel/btf/vmlinux` be mapped): the few look-ups pytrace makes cost far less than
+/// parsing every type up front, which takes 150–250 ms. Older kernels: parsed whole.
+fn open_kernel_btf() -> Result<Btf, Error> {
+    Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
+        .or_else(|_| Btf::from_file(VMLINUX_BTF))
+        .map_err(|e| Error::KernelSupport(format!("cannot read {VMLINUX_BTF}: {e}")))
 }
 
 fn thread_list_offsets(btf: &Btf) -> ThreadListOffsets {

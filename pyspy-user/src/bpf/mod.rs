@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use pytrace_common::{CodeKey, Counter, ProcInfo, TaskKey, TaskSnapshot, COUNTER_COUNT};
 
-use crate::error::Error;
+use crate::{error::Error, startup};
 
 /// The compiled eBPF object, built from `pyspy-ebpf` by this crate's build script.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pyspy"));
@@ -37,6 +37,10 @@ pub struct ProbeConfig {
     /// Print the programs' debug messages (`-vv`). Off, the messages' code is dropped by the
     /// verifier (`AYA_LOG_LEVEL` 0 is read-only data) and nothing reads their buffer.
     pub kernel_log: bool,
+    /// Only the task iterator will run (`pytrace dump`): the maps that only the signal, timer
+    /// and lifecycle programs use are made as small as they can be (one entry), so that their
+    /// preallocation does not slow the start.
+    pub on_demand_only: bool,
 }
 
 /// `aya_log_common::Level::Debug`: the level of the programs' messages.
@@ -61,6 +65,9 @@ impl log::Log for KernelLog {
 /// ([`Probes::flush_kernel_log`]).
 type KernelLogger = aya_log::EbpfLogger<KernelLog>;
 
+/// Maps no program of an on-demand dump touches (each an LRU cache, correct at any size).
+const NOT_ON_DEMAND_MAPS: [&str; 4] = ["NOTED", "DEATHS", "RECENTLY_REPORTED", "THREAD_STATES"];
+
 pub struct Probes {
     ebpf: Ebpf,
     /// The kernel's BTF, parsed once for every program to load against.
@@ -84,9 +91,22 @@ impl Probes {
     /// Checks kernel support, then loads (but does not attach) the programs (privileges are
     /// checked once at start, `privileges::check`).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
-        let k = btf::kernel_offsets()?;
-        let kernel_btf = Btf::from_sys_fs()
+        // Three independent reads of the kernel's BTF, side by side (each takes tens of
+        // milliseconds): the offsets pytrace patches into the object, aya's parse for program
+        // loads, and the loader's own parse (`EbpfLoader::new` always makes one).
+        let (k, kernel_btf, loader) = std::thread::scope(|s| {
+            let for_loads = s.spawn(Btf::from_sys_fs);
+            let loader = s.spawn(EbpfLoader::new);
+            let k = btf::kernel_offsets();
+            (k, for_loads.join(), loader.join())
+        });
+        let k = k?;
+        let kernel_btf = kernel_btf
+            .map_err(|_| Error::Runtime("reading the kernel's BTF panicked".into()))?
             .map_err(|e| Error::KernelSupport(format!("cannot read the kernel's BTF: {e}")))?;
+        let loader =
+            loader.map_err(|_| Error::Runtime("preparing the eBPF loader panicked".into()))?;
+        startup::step("kernel BTF read (offsets, program loads, loader; in parallel)");
         // Bit n - 1 for signal n, 1 to 64.
         let mask = config
             .signals
@@ -103,7 +123,13 @@ impl Probes {
             0
         };
         raise_memlock_limit();
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = loader;
+        if config.on_demand_only {
+            for name in NOT_ON_DEMAND_MAPS {
+                loader.map_max_entries(name, 1);
+            }
+        }
+        let mut ebpf = loader
             .override_global("FSBASE_OFFSET", &k.fsbase, true)
             .override_global("TASK_PID_OFFSET", &k.task_pid, true)
             .override_global("TASK_TGID_OFFSET", &k.task_tgid, true)
@@ -130,6 +156,7 @@ impl Probes {
             .map_max_entries("EVENTS", config.ringbuf_bytes)
             .load(OBJECT)
             .map_err(|e| Error::KernelSupport(format!("loading the eBPF object failed: {e}")))?;
+        startup::step("eBPF object: maps created");
         let procs = HashMap::try_from(take_map(&mut ebpf, "PROCS")?)
             .map_err(|e| Error::Runtime(format!("map PROCS: {e}")))?;
         let sent_codes = HashMap::try_from(take_map(&mut ebpf, "SENT_CODES")?)
@@ -334,13 +361,15 @@ impl Probes {
             .ok_or_else(|| Error::KernelSupport("the task iterator is missing".into()))?
             .try_into()
             .map_err(|e| Error::KernelSupport(format!("the task iterator: {e}")))?;
-        program.load("task", &self.btf).map_err(|e| {
+        let loaded = program.load("task", &self.btf).map_err(|e| {
             Error::KernelSupport(format!(
                 "this kernel cannot run a sleepable task iterator reading other tasks' memory \
                  (iter.s/task with bpf_copy_from_user_task, Linux 5.18+): {}",
                 verifier_summary(&e)
             ))
-        })
+        });
+        startup::step("task iterator verified and loaded");
+        loaded
     }
 
     /// Runs the task iterator once over every task of the host: each process of `pids` (with a

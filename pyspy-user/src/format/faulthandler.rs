@@ -174,6 +174,16 @@ pub fn write_threads(out: &mut Vec<u8>, dump: &Capture, style: &Style) {
 }
 
 fn write_thread(out: &mut Vec<u8>, thread: &ThreadStack, gc_collecting: bool, style: &Style) {
+    // `pytrace dump --stuck` only: pytrace's own line before faulthandler's block.
+    if let Some(ms) = thread.unchanged_ms {
+        out.extend_from_slice(
+            format!(
+                "Stack unchanged for at least {:.1} s:\n",
+                ms as f64 / 1000.0
+            )
+            .as_bytes(),
+        );
+    }
     out.extend_from_slice(if thread.current {
         b"Current thread 0x".as_slice()
     } else {

@@ -119,6 +119,9 @@ struct JsonThread {
     torn: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     raced: bool,
+    /// `--stuck`: seconds the stack has been read unchanged (at least).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unchanged_secs: Option<f64>,
     frames: Vec<JsonFrame>,
 }
 
@@ -171,6 +174,7 @@ fn thread(t: &ThreadStack, gil_known: bool) -> JsonThread {
         name: t.task.as_ref().map(|k| k.name.clone()),
         on_cpu: t.task.as_ref().map(|k| k.on_cpu),
         raced: t.raced,
+        unchanged_secs: t.unchanged_ms.map(|ms| ms as f64 / 1000.0),
         interpreter: t.interp,
         thread_id: t.thread_id,
         native_id: t.native_id,

@@ -91,6 +91,23 @@ pub fn is_gone(pid: u32) -> bool {
     }
 }
 
+/// Whether `pid` has begun to exit (`PF_EXITING` in `/proc/PID/stat`'s flags): from then on its
+/// address space may be torn down before it is a zombie, so it can look like anything.
+pub fn is_exiting(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    fs::read_to_string(proc_dir(pid).join("stat"))
+        .ok()
+        .and_then(|stat| stat_flags(&stat))
+        .is_some_and(|flags| flags & PF_EXITING != 0)
+}
+
+/// The `flags` field of a `/proc/PID/stat` line: `pid (comm) state ppid pgrp session tty_nr
+/// tpgid flags …` (comm may hold spaces and `)`).
+fn stat_flags(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(6)?.parse().ok()
+}
+
 /// Whether `pid` has exited but is still listed (a zombie, not yet reaped by its parent).
 pub fn exited_unreaped(pid: u32) -> bool {
     read_status(pid).is_ok_and(|s| s.is_gone())
@@ -173,6 +190,17 @@ pub fn thread_ns_tid(pid: u32, tid: u32) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_process_is_not_exiting() {
+        assert_eq!(
+            stat_flags("7 (a) b) c) S 1 7 7 0 -1 4194564 99 0 0 0 1 2 0 0 20 0 1 0"),
+            Some(4194564)
+        );
+        assert_eq!(stat_flags("7 (a"), None);
+        assert!(!is_exiting(std::process::id()));
+        assert!(!is_exiting(u32::MAX));
+    }
 
     #[test]
     fn status_fields() {
