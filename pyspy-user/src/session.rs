@@ -296,20 +296,7 @@ impl Session {
             let gone = process::is_gone(pid) || process::procfs::is_exiting(pid);
             let outcome = match captured {
                 Some(mut capture) => {
-                    for t in capture.threads.iter_mut().chain(&mut capture.other_threads) {
-                        let task = run.tasks.get(&(pid, t.thread_id));
-                        // The OS name, as the kernel had it when the iterator passed the task.
-                        t.os_name = task.map(|k| {
-                            let end = k.comm.iter().position(|&b| b == 0).unwrap_or(k.comm.len());
-                            k.comm[..end].to_vec()
-                        });
-                        t.task = task.map(|k| ThreadTask {
-                            tid: k.tid,
-                            name: comm_text(&k.comm),
-                            on_cpu: k.on_cpu != 0,
-                        });
-                    }
-                    capture.thread_names_unknown = capture.threads.iter().any(|t| t.task.is_none());
+                    name_threads(&mut capture, &run.tasks);
                     if gone
                         && (capture.interpreter_state != InterpreterState::Initialised
                             || capture.threads.iter().any(|t| t.torn))
@@ -653,12 +640,8 @@ impl Session {
                         {
                             // The thread the signal was addressed to is faulthandler's current
                             // thread, as it would have been at the delivery.
+                            name_threads(&mut capture, &run.tasks);
                             for t in &mut capture.threads {
-                                t.task = run.tasks.get(&(h.pid, t.thread_id)).map(|k| ThreadTask {
-                                    tid: k.tid,
-                                    name: comm_text(&k.comm),
-                                    on_cpu: k.on_cpu != 0,
-                                });
                                 t.current = t.task.as_ref().is_some_and(|k| k.tid == h.tid);
                             }
                             capture.trigger = TriggerInfo::Signal {
@@ -908,4 +891,27 @@ fn boot_to_epoch_ns() -> i128 {
         ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
     };
     now(libc::CLOCK_REALTIME) - now(libc::CLOCK_BOOTTIME)
+}
+
+/// Gives each thread of an on-demand capture its kernel task as the iterator saw it: host tid,
+/// whether it was on a CPU, and its OS name (the raw comm 3.14+ prints after the thread's
+/// header), and marks the names unknown when a thread had no task.
+fn name_threads(
+    capture: &mut Capture,
+    tasks: &std::collections::HashMap<(u32, u64), pytrace_common::TaskSnapshot>,
+) {
+    let pid = capture.pid;
+    for t in capture.threads.iter_mut().chain(&mut capture.other_threads) {
+        let task = tasks.get(&(pid, t.thread_id));
+        t.os_name = task.map(|k| {
+            let end = k.comm.iter().position(|&b| b == 0).unwrap_or(k.comm.len());
+            k.comm[..end].to_vec()
+        });
+        t.task = task.map(|k| ThreadTask {
+            tid: k.tid,
+            name: comm_text(&k.comm),
+            on_cpu: k.on_cpu != 0,
+        });
+    }
+    capture.thread_names_unknown = capture.threads.iter().any(|t| t.task.is_none());
 }
