@@ -9,6 +9,7 @@ use crate::{
     capture::{self, CaptureRequest, NoRecord},
     counters::bump,
     emit::Wake,
+    maps::PROCS,
     walker::SCOPE_ONLY_THREAD,
 };
 
@@ -18,6 +19,13 @@ pub fn on_tick() {
     let pid = (pid_tgid >> 32) as u32;
     if pid == 0 {
         // The idle task or a kernel thread on this CPU.
+        return;
+    }
+    // Most ticks interrupt a task outside the traced processes: one look-up, and not the read
+    // of the task's FS base the request needs (the capture looks the process up again).
+    // SAFETY: lookup only; the value is not used.
+    if unsafe { PROCS.get(&pid) }.is_none() {
+        bump(Counter::SampleNotPython);
         return;
     }
     let req = CaptureRequest {

@@ -1053,6 +1053,7 @@ mod tests {
             unicode_state: 32,
             bytes_size: 16,
             bytes_data: 32,
+            code_version: 92,
             ..Default::default()
         };
         let w = ReadWindows::of(&off).unwrap();
@@ -1066,6 +1067,12 @@ mod tests {
             ..off
         };
         assert_eq!(ReadWindows::of(&no_owner).unwrap().frame_len, 64);
+        // A version without `co_version` reads the same code window (3.12 has it inside).
+        let no_version = PyOffsets {
+            code_version: NO_OFFSET,
+            ..off
+        };
+        assert_eq!(ReadWindows::of(&no_version), ReadWindows::of(&off));
         let far = PyOffsets {
             frame_instr: 400,
             ..off

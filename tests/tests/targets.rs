@@ -75,6 +75,7 @@ fn every_case_is_listed() {
             "c_to_python.py",
             "gil_released.py",
             "cpu_split.py",
+            "deep_busy.py",
         ];
         if name.ends_with(".py")
             && !own_test.contains(&name.as_str())
