@@ -1119,12 +1119,14 @@ if sys.argv[1] == "calibrate":
 else:
     print("ready", flush=True)
     sys.stdin.readline()
-    t0 = time.perf_counter(); work(int(sys.argv[1])); print(time.perf_counter() - t0, flush=True)
+    t0 = time.perf_counter(); c0 = time.process_time(); work(int(sys.argv[1]))
+    print(time.perf_counter() - t0, time.process_time() - c0, flush=True)
 """
 
     def sampling_run(self, units, tool):
         """One timed run of the benchmark under `tool` (argv with {pid}/{out}, or None);
-        returns (seconds, tool rusage or None, tool stderr)."""
+        returns (wall seconds, the target's own CPU seconds for the work, tool rusage or None,
+        tool stderr)."""
         target = spawn([self.a.python, "-c", self.SAMPLING_TARGET, str(units)],
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if target.stdout.readline().strip() != "ready":
@@ -1157,11 +1159,11 @@ else:
                 pass
             reap(proc, sig=signal.SIGINT)
         try:
-            seconds = float(line)
+            seconds, cpu = (float(x) for x in line.split())
         except ValueError:
             raise BenchError(f"sampling target printed {line!r}")
         stderr = open(err_path).read() if err_path else ""
-        return seconds, usage, stderr
+        return seconds, cpu, usage, stderr
 
     # A thread busy under 30 frames of 29 distinct functions (or idle in the same place):
     # <module> -> f27 -> ... -> f0 -> leaf.
@@ -1232,14 +1234,16 @@ f27()
                 configs.append((f"austin -i {interval}", [austin, "-i", interval, "-p", "{pid}", "-o", "{out}"]))
         reps = 3 if a.quick else 10
         times = {name: [] for name, _ in configs}
+        cpus = {name: [] for name, _ in configs}
         usage = {name: [] for name, _ in configs}
         kernel = []
         for rep in range(reps):
             order = list(configs)
             random.shuffle(order)
             for name, tool in order:
-                seconds, ru, stderr = self.sampling_run(units, tool)
+                seconds, target_cpu, ru, stderr = self.sampling_run(units, tool)
                 times[name].append(seconds)
+                cpus[name].append(target_cpu)
                 if ru is not None:
                     usage[name].append((ru.ru_utime + ru.ru_stime, ru.ru_maxrss))
                 m = re.search(r"bpf: cpu_clock runs=(\d+) ns=(\d+)", stderr)
@@ -1248,19 +1252,29 @@ f27()
                     kernel.append((int(m.group(1)), int(m.group(2)), int(w.group(1))))
             log(f"  sampling: round {rep + 1}/{reps} done")
         base = statistics.median(times["no tool"])
+        cpu_base = statistics.median(cpus["no tool"])
         rows = []
         for name, _ in configs:
             xs = times[name]
             med = statistics.median(xs)
+            cmed = statistics.median(cpus[name])
             cpu = [u[0] for u in usage[name]]
             rss = [u[1] for u in usage[name]]
             rows.append([name, f"{med:.3f} s", f"{(med / base - 1) * 100:+.1f}%",
                          f"{min(xs):.3f}-{max(xs):.3f}",
+                         f"{cmed:.3f} s", f"{(cmed / cpu_base - 1) * 100:+.1f}%",
+                         f"{min(cpus[name]):.3f}-{max(cpus[name]):.3f}",
                          f"{statistics.median(cpu):.2f} s" if cpu else "-",
                          f"{max(rss) // 1024} MiB" if rss else "-"])
+        # Wall time includes waiting for a CPU (the tool's own work competes with the target
+        # on a small host) and a blocking tool's pauses; the target's CPU time includes what
+        # the tool makes it spend (pytrace's eBPF program runs in the interrupted task) and
+        # varies less with the host's other load.
         self.out("", f"6. sampling: a {base:.1f} s CPU-bound pure-Python run ({units} x fib(22)), "
-                 f"{reps} interleaved rounds; slowdown of the median against no tool",
-                 *table(["tool", "median", "slowdown", "min-max", "tool CPU", "tool max RSS"], rows))
+                 f"{reps} interleaved rounds; slowdown of the median against no tool, in wall "
+                 f"time and in the target's own CPU time (time.process_time)",
+                 *table(["tool", "wall", "slowdown", "min-max", "target CPU", "slowdown",
+                         "min-max", "tool CPU", "tool max RSS"], rows))
         # Before 3.12 every code object is proven anew in each sample; from 3.12 its
         # `co_version` proves it in one read (README, Performance).
         py312 = os.path.join(PYENV_VERSIONS, "3.12.1/bin/python3.12")
