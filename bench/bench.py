@@ -1280,11 +1280,13 @@ f27()
         py312 = os.path.join(PYENV_VERSIONS, "3.12.1/bin/python3.12")
         for python in [a.python] + ([py312] if os.access(py312, os.X_OK) else []):
             per_tick, per_sample = self.sample_cost(python, 3 if a.quick else 5)
+            share = statistics.median(per_sample) / 1e9
             self.out(f"  pytrace kernel time per sample of a 30-frame stack (29 distinct functions, "
                      f"{os.path.basename(python)}, 999 Hz, {len(per_sample)} runs of 3 s): median "
                      f"{statistics.median(per_sample) / 1000:.1f} us (runs "
                      f"{min(per_sample) / 1000:.1f}-{max(per_sample) / 1000:.1f}); other ticks "
-                     f"{statistics.median(per_tick):.0f} ns each (idle run)")
+                     f"{statistics.median(per_tick):.0f} ns each (idle run); charged to the sampled "
+                     f"thread: {share * 99 * 100:.2f}% of its time at 99 Hz, {share * 999 * 100:.2f}% at 999 Hz")
         if kernel:
             runs = sum(k[0] for k in kernel)
             ns = sum(k[1] for k in kernel)
