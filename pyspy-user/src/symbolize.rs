@@ -673,30 +673,8 @@ mod tests {
             }
             records.push(rec);
         }
-        let mut interps = [0u64; pytrace_common::MAX_INTERPRETERS as usize];
-        interps[0] = 0x5555_0000;
-        records.push(bytes_of(&CaptureEnd {
-            kind: kind::CAPTURE_END,
-            capture_id: 9,
-            nthreads: 2,
-            ninterps: 1,
-            interps,
-            ..Default::default()
-        }));
-
-        let mut asm = Assembler::default();
-        let mut dumps = Vec::new();
-        for r in &records {
-            match decode(r).unwrap() {
-                Record::Begin(b) => asm.begin(b),
-                Record::Signal(s) => asm.signal(s),
-                Record::Thread(h, f) => asm.thread(h, f),
-                Record::Tasks(t) => asm.tasks(t),
-                Record::Code(c) => sym.add_code(c),
-                Record::End(e) => dumps.extend(asm.end(e)),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        records.push(end_record(9, 2));
+        let dumps = assemble(&mut sym, &records);
         assert_eq!(dumps.len(), 1);
         let dump = sym.symbolize(&dumps[0], 0);
         assert_eq!(
@@ -734,6 +712,39 @@ mod tests {
              File \"/srv/b.py\", line 10 in <module>\n\
              \n"
         );
+    }
+
+    /// The end record of a capture of `nthreads` threads in one interpreter.
+    fn end_record(capture_id: u64, nthreads: u32) -> Vec<u8> {
+        let mut interps = [0u64; pytrace_common::MAX_INTERPRETERS as usize];
+        interps[0] = 0x5555_0000;
+        bytes_of(&CaptureEnd {
+            kind: kind::CAPTURE_END,
+            capture_id,
+            nthreads,
+            ninterps: 1,
+            interps,
+            ..Default::default()
+        })
+    }
+
+    /// Decodes `records` as the session does, code records into `sym`, and returns the
+    /// captures they complete.
+    fn assemble(sym: &mut Symbolizer, records: &[Vec<u8>]) -> Vec<RawCapture> {
+        let mut asm = Assembler::default();
+        let mut dumps = Vec::new();
+        for r in records {
+            match decode(r).unwrap() {
+                Record::Begin(b) => asm.begin(b),
+                Record::Signal(s) => asm.signal(s),
+                Record::Thread(h, f) => asm.thread(h, f),
+                Record::Tasks(t) => asm.tasks(t),
+                Record::Code(c) => sym.add_code(c),
+                Record::End(e) => dumps.extend(asm.end(e)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        dumps
     }
 
     fn meta_3_12() -> ProcessMeta {
@@ -961,27 +972,8 @@ mod tests {
             }));
         }
         records.push(rec);
-        let mut interps = [0u64; pytrace_common::MAX_INTERPRETERS as usize];
-        interps[0] = 0x5555_0000;
-        records.push(bytes_of(&CaptureEnd {
-            kind: kind::CAPTURE_END,
-            capture_id: 5,
-            nthreads: 1,
-            ninterps: 1,
-            interps,
-            ..Default::default()
-        }));
-        let mut asm = Assembler::default();
-        let mut dumps = Vec::new();
-        for r in &records {
-            match decode(r).unwrap() {
-                Record::Begin(b) => asm.begin(b),
-                Record::Thread(h, f) => asm.thread(h, f),
-                Record::Code(c) => sym.add_code(c),
-                Record::End(e) => dumps.extend(asm.end(e)),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        records.push(end_record(5, 1));
+        let dumps = assemble(&mut sym, &records);
         let dump = sym.symbolize(&dumps[0], 0);
         assert_eq!(dump.unsymbolized_frames, 0);
         let mut out = Vec::new();
@@ -1180,27 +1172,8 @@ mod tests {
             rec.extend(bytes_of(e));
         }
         records.push(rec);
-        let mut interps = [0u64; pytrace_common::MAX_INTERPRETERS as usize];
-        interps[0] = 0x5555_0000;
-        records.push(bytes_of(&CaptureEnd {
-            kind: kind::CAPTURE_END,
-            capture_id: 6,
-            nthreads: 1,
-            ninterps: 1,
-            interps,
-            ..Default::default()
-        }));
-        let mut asm = Assembler::default();
-        let mut dumps = Vec::new();
-        for r in &records {
-            match decode(r).unwrap() {
-                Record::Begin(b) => asm.begin(b),
-                Record::Thread(h, f) => asm.thread(h, f),
-                Record::Code(c) => sym.add_code(c),
-                Record::End(e) => dumps.extend(asm.end(e)),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        records.push(end_record(6, 1));
+        let dumps = assemble(&mut sym, &records);
         let dump = sym.symbolize(&dumps[0], 0);
         assert_eq!(dump.unsymbolized_frames, 0);
         let mut out = Vec::new();
