@@ -1,7 +1,11 @@
 """Main thread blocked in serve(); one worker parked under hang() (its stack never changes);
-one worker, "busy", that never stops changing its stack: it alternates between spin_a() and
-spin_b(), each at a recursion depth that cycles from 0 to 39, a few hundred microseconds per
-call, so no two reads of it a fraction of a second apart find the same stack."""
+and, once SIGUSR2 arrives, one worker, "busy", that never stops changing its stack: it
+alternates between spin_a() and spin_b(), each at a recursion depth that cycles from 0 to 39,
+a few hundred microseconds per call, so no two reads of it a fraction of a second apart find
+the same stack. The busy worker starts only then so that faulthandler's own dump, the test's
+oracle for the parked threads, is taken before it runs: faulthandler reads a running thread's
+frames without any lock and can print garbage or crash on them."""
+import signal
 import threading
 
 import fhtarget as fh
@@ -32,9 +36,13 @@ def busy():
         i += 1
 
 
+def start_busy(signum, frame):
+    worker = threading.Thread(target=busy, name="busy")
+    worker.daemon = True
+    worker.start()
+
+
 fh.register()
 fh.start(hang)
-worker = threading.Thread(target=busy, name="busy")
-worker.daemon = True
-worker.start()
+signal.signal(signal.SIGUSR2, start_busy)
 fh.serve()

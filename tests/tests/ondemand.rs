@@ -684,12 +684,13 @@ fn thread_blocks(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The parked threads of `stuck_busy.py` in its faulthandler dump (main thread and `hang`).
+/// The parked threads of `stuck_busy.py` in its faulthandler dump (main thread and `hang`),
+/// taken before its busy thread starts (faulthandler reads a running thread's frames without a
+/// lock and can print garbage or crash on them); then starts the busy thread (SIGUSR2) and
+/// waits until it runs.
 fn stuck_busy_oracle(target: &mut Target) -> Result<Vec<String>> {
     target.kill(SIGUSR1)?;
     let expected = without_current_marker(&target.wait_output(0, DUMP_TIMEOUT)?);
-    // faulthandler reads the busy thread while it runs (it holds no lock on it), so that
-    // block can be anything: only the parked ones are its oracle.
     let parked: Vec<String> = thread_blocks(&expected)
         .into_iter()
         .filter(|b| b.contains(" in hang\n") || b.contains(" in serve\n"))
@@ -699,6 +700,15 @@ fn stuck_busy_oracle(target: &mut Target) -> Result<Vec<String>> {
             "unexpected faulthandler dump:\n{}",
             String::from_utf8_lossy(&expected)
         ));
+    }
+    target.kill(SIGUSR2)?;
+    let tasks = format!("/proc/{}/task", target.pid());
+    let deadline = Instant::now() + DUMP_TIMEOUT;
+    while std::fs::read_dir(&tasks).map_or(0, |d| d.count()) < 3 {
+        if Instant::now() >= deadline {
+            return Err("stuck_busy.py did not start its busy thread".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(parked)
 }
