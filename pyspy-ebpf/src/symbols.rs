@@ -118,6 +118,21 @@ struct ProvenSlot {
     generation: u32,
 }
 
+impl ProvenSlot {
+    /// Whether this slot proves `code` the same object (see the module's header): proven in
+    /// full with the same header (address and non-zero `co_version` included), in the same
+    /// process and table generation, and its record still in user space (`epoch` current).
+    #[inline(always)]
+    fn proves(&self, code: u64, pid: u32, generation: u32, header: u64, epoch: u64) -> bool {
+        epoch != NO_EPOCH
+            && self.epoch == epoch
+            && self.code == code
+            && self.header == header
+            && self.pid == pid
+            && self.generation == generation
+    }
+}
+
 /// The slot of `PROVEN` for `code`.
 #[inline(always)]
 fn slot_index(code: u64) -> usize {
@@ -209,10 +224,9 @@ pub fn known<M: Memory>(mem: M, pid: u32, dump_id: u64, code: u64, proc: &ProcIn
     // SAFETY: per-CPU scratch owned by this walk.
     let buf = unsafe { &mut (*scratch).code };
     let hdr = Window::read(mem, buf, code, win.code_start, win.code_len)?;
+    let header = mix(hdr.mix_into(code, win.code_len), pid as u64);
     if hdr.u32_at(off.code_version) == 0
-        || slot.header != mix(hdr.mix_into(code, win.code_len), pid as u64)
-        || slot.generation != proc.generation
-        || slot.epoch != codes_epoch()
+        || !slot.proves(code, pid, proc.generation, header, codes_epoch())
     {
         return None;
     }
@@ -257,13 +271,7 @@ fn look_up<M: Memory>(
     } else {
         NO_EPOCH
     };
-    if epoch != NO_EPOCH
-        && slot.epoch == epoch
-        && slot.code == code
-        && slot.header == header
-        && slot.pid == pid
-        && slot.generation == proc.generation
-    {
+    if slot.proves(code, pid, proc.generation, header, epoch) {
         bump(Counter::CodesByVersion);
         return (slot.fingerprint, header, epoch);
     }

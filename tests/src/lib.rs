@@ -655,6 +655,17 @@ pub struct Finished {
     pub stderr: String,
 }
 
+impl Finished {
+    /// Its standard output and error, for failure messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&self.stdout),
+            self.stderr
+        )
+    }
+}
+
 impl Pytrace {
     pub fn spawn<S: AsRef<str>>(args: &[S]) -> Result<Pytrace> {
         let binary = pytrace_binary();
@@ -837,11 +848,7 @@ impl Drop for Pytrace {
 /// a panic's 101, exactly one line on stderr and no panic or backtrace in it, nothing on
 /// stdout. Returns the code and the line; `command` names the run in messages.
 pub fn plain_error(run: &Finished, command: &str) -> Result<(i32, String)> {
-    let context = format!(
-        "{command}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        run.stderr
-    );
+    let context = format!("{command}\n{}", run.describe());
     let code = run
         .status
         .code()

@@ -69,13 +69,7 @@ fn dump_args(pids: &[u32], format: &str) -> Vec<String> {
 /// `pid`, whose header names no signal and no thread; returns its body.
 fn dump_one(pid: u32) -> Result<Vec<u8>> {
     let run = Pytrace::run(&dump_args(&[pid], "text"), RUN_TIMEOUT)?;
-    let context = || {
-        format!(
-            "--- stdout ---\n{}\n--- stderr ---\n{}",
-            String::from_utf8_lossy(&run.stdout),
-            run.stderr
-        )
-    };
+    let context = || run.describe();
     if !run.status.success() {
         return Err(format!(
             "pytrace dump exited with {:?}\n{}",
@@ -726,13 +720,7 @@ fn stuck_reports_only_threads_whose_stack_does_not_change() {
             &dump_args_with(target.pid(), "text", &["--stuck", &SECS.to_string()]),
             RUN_TIMEOUT,
         )?;
-        let context = || {
-            format!(
-                "--- stdout ---\n{}\n--- stderr ---\n{}",
-                String::from_utf8_lossy(&run.stdout),
-                run.stderr
-            )
-        };
+        let context = || run.describe();
         if !run.status.success() {
             return Err(format!("exit {:?}\n{}", run.status, context()));
         }
