@@ -3,7 +3,7 @@
 //! transaction (busy guard, every field set), sends the begin record and the trigger's own
 //! record, walks, sends the end record and releases the state.
 
-use aya_ebpf::{
+use crate::platform::{
     helpers::{bpf_get_current_task, bpf_ktime_get_boot_ns, generated::bpf_get_smp_processor_id},
     macros::map,
     maps::PerCpuArray,
@@ -13,7 +13,7 @@ use pytrace_common::{
     NO_OFFSET,
 };
 
-use aya_log_ebpf::debug;
+use crate::platform::debug;
 
 use crate::{
     counters::bump,

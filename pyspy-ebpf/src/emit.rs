@@ -3,7 +3,7 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::Global;
+use crate::platform::Global;
 use pytrace_common::Counter;
 
 use crate::{counters::bump, maps::EVENTS};

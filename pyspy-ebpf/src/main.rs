@@ -14,6 +14,7 @@ mod hold;
 mod lifecycle;
 mod maps;
 mod ondemand;
+mod platform;
 mod read;
 mod signal;
 mod symbols;

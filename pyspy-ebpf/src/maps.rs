@@ -2,7 +2,7 @@
 //! processes (`PROCS`), the ring buffer to user space (`EVENTS`), the counters, and the task
 //! layout from BTF. A leaf: each feature's own maps live with the feature.
 
-use aya_ebpf::{
+use crate::platform::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
     Global,

@@ -11,7 +11,7 @@
 //! Kernel memory is read with the free functions; target structures are read in one piece
 //! with [`Window`].
 
-use aya_ebpf::{
+use crate::platform::{
     bindings::task_struct,
     helpers::{
         bpf_get_current_comm, bpf_probe_read_kernel, bpf_probe_read_user,

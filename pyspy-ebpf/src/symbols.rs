@@ -50,7 +50,7 @@
 //! bytes) is the old one; nor can any 64-bit hash rule out a collision. A field that does
 //! change (a hash computed later, a string interned later) only costs one more record.
 
-use aya_ebpf::{
+use crate::platform::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
@@ -70,7 +70,7 @@ use crate::{
 /// Code objects already sent to user space, by (process, generation, address, fingerprint).
 /// User space removes the keys of records it drops.
 #[map]
-static SENT_CODES: LruHashMap<CodeKey, u8> = LruHashMap::with_max_entries(65536, 0);
+pub(crate) static SENT_CODES: LruHashMap<CodeKey, u8> = LruHashMap::with_max_entries(65536, 0);
 
 #[map]
 static CODE_SCRATCH: PerCpuArray<CodeRecord> = PerCpuArray::with_max_entries(1, 0);
@@ -88,7 +88,7 @@ static PROVEN: PerCpuArray<ProvenCodes> = PerCpuArray::with_max_entries(1, 0);
 /// Bumped by user space each time it forgets code records (and removes their `SENT_CODES`
 /// keys): slots proven before no longer vouch that the record is there.
 #[map]
-static CODES_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+pub(crate) static CODES_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Slots of `PROVEN` (a power of two).
 const PROVEN_SLOTS: usize = 512;

@@ -17,7 +17,7 @@
 
 use core::{ffi::c_void, mem::size_of};
 
-use aya_ebpf::{
+use crate::platform::{
     helpers::generated::bpf_loop,
     macros::map,
     maps::{LruHashMap, PerCpuArray},

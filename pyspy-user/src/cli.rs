@@ -82,6 +82,13 @@ pub struct DumpArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_period)]
     pub stuck: Option<Duration>,
 
+    /// Without --signal: how the targets' memory is read. `kernel`: a sleepable BPF task
+    /// iterator (bpf_copy_from_user_task, Linux 5.18+); `process-vm`: process_vm_readv from
+    /// user space, no BPF program loaded (needs ptrace read access); `auto`: the kernel's
+    /// iterator where this kernel has it, else process_vm_readv. -v says which was used.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub reader: Reader,
+
     /// Exit after this many dumps (at least 1).
     #[arg(long, short = 'n', value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
@@ -173,6 +180,14 @@ pub const MAX_RINGBUF_MIB: u32 = 1024;
 
 /// Longest `--duration`: a year (longer runs need no `--duration`).
 pub const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// `pytrace dump --reader`: where an on-demand dump reads its targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reader {
+    Auto,
+    Kernel,
+    ProcessVm,
+}
 
 /// Shortest `--watch` and `--stuck` period: 10 ms.
 pub const MIN_PERIOD_SECS: f64 = 0.01;

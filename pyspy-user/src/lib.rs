@@ -4,6 +4,7 @@
 //! [`symbolize`] → an output ([`format`]), driven by [`session`] for every command in [`run`].
 //! [`process`], [`python`] and [`tracker`] turn a PID into the per-process table the walker
 //! needs.
+pub mod backend;
 pub mod bpf;
 pub mod cli;
 pub mod decode;

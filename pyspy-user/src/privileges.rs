@@ -25,9 +25,10 @@ fn has(cap: Capability) -> bool {
     caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false)
 }
 
-/// The required capabilities missing from the effective set, by name.
-pub fn missing() -> Vec<Capability> {
-    let admin = has(Capability::CAP_SYS_ADMIN);
+/// The required capabilities missing from the effective set, by name (`bpf`: the eBPF
+/// programs will be loaded; `pytrace dump --reader process-vm` loads none).
+pub fn missing(bpf: bool) -> Vec<Capability> {
+    let admin = has(Capability::CAP_SYS_ADMIN) || !bpf;
     [
         (Capability::CAP_BPF, admin),
         (Capability::CAP_PERFMON, admin),
@@ -44,8 +45,8 @@ pub fn missing() -> Vec<Capability> {
 }
 
 /// Refuses to start without every required capability, naming those missing.
-pub fn check() -> Result<(), Error> {
-    let missing = missing();
+pub fn check(bpf: bool) -> Result<(), Error> {
+    let missing = missing(bpf);
     if missing.is_empty() {
         return Ok(());
     }

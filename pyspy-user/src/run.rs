@@ -34,7 +34,10 @@ pub fn main(cli: Cli) -> Result<(), Error> {
         None => cli.dump.common.verbose,
     };
     crate::startup::begin(verbose > 0);
-    privileges::check()?;
+    // `pytrace dump --reader process-vm` loads no eBPF program.
+    let bpf = !matches!(&cli.command,
+        Some(Command::Dump(a)) if a.signal.is_empty() && a.reader == crate::cli::Reader::ProcessVm);
+    privileges::check(bpf)?;
     check_procfs()?;
     match cli.command {
         Some(Command::Dump(args)) => block_on(dump(args)),
@@ -70,6 +73,13 @@ async fn dump(args: DumpArgs) -> Result<(), Error> {
             "--watch and --stuck repeat `pytrace dump` without --signal".into(),
         ));
     }
+    if args.reader != crate::cli::Reader::Auto {
+        return Err(Error::Usage(
+            "--reader chooses how `pytrace dump` without --signal reads; a signal's dump is \
+             always read in the kernel"
+                .into(),
+        ));
+    }
     let watched = signals::parse_list(&args.signal)?;
     check_watchable(&watched, args.hold)?;
     let mut session = Session::start(SessionConfig {
@@ -82,6 +92,7 @@ async fn dump(args: DumpArgs) -> Result<(), Error> {
         ringbuf_mib: args.common.ringbuf_mib,
         duration: args.duration.map(|d| d.as_secs_f64()),
         stop_when_targets_exit: !args.pid.is_empty(),
+        reader: crate::cli::Reader::Kernel,
     })?;
     let (out, terminal) = create_output(args.output.as_deref())?;
     if args.hold {
@@ -155,12 +166,13 @@ async fn dump_now(args: DumpArgs) -> Result<(), Error> {
         ringbuf_mib: args.common.ringbuf_mib,
         duration: None,
         stop_when_targets_exit: false,
+        reader: args.reader,
     })?;
     if args.common.verbose > 0 {
         eprintln!(
-            "pytrace: reading {} Python process(es) through the kernel's task iterator \
-             (bpf_copy_from_user_task)",
-            session.process_count()
+            "pytrace: reading {} Python process(es) through {}",
+            session.process_count(),
+            session.reader()
         );
     }
     let (out, terminal) = create_output(args.output.as_deref())?;
@@ -400,6 +412,7 @@ async fn record(args: RecordArgs) -> Result<(), Error> {
         ringbuf_mib: args.common.ringbuf_mib,
         duration: args.duration.map(|d| d.as_secs_f64()),
         stop_when_targets_exit: !args.pid.is_empty(),
+        reader: crate::cli::Reader::Kernel,
     })?;
     eprintln!(
         "pytrace: attached to a {} Hz CPU clock on {} CPU(s); {} Python process(es) known; \
@@ -466,6 +479,7 @@ async fn top(args: TopArgs) -> Result<(), Error> {
         ringbuf_mib: args.common.ringbuf_mib,
         duration: None,
         stop_when_targets_exit: !args.pid.is_empty(),
+        reader: crate::cli::Reader::Kernel,
     })?;
     eprintln!(
         "pytrace: attached to a {} Hz CPU clock on {} CPU(s); {} Python process(es) known",

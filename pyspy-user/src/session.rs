@@ -9,7 +9,9 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind, time::Instant};
 
 use crate::{
+    backend::Backend,
     bpf::{ProbeConfig, Probes},
+    cli::Reader,
     decode::{self, Assembler, Record},
     error::Error,
     escape,
@@ -55,6 +57,8 @@ pub struct SessionConfig {
     pub duration: Option<f64>,
     /// Stop once every process of `pids` has exited.
     pub stop_when_targets_exit: bool,
+    /// On-demand mode: where the targets' memory is read.
+    pub reader: Reader,
 }
 
 /// Whether the session goes on after a capture.
@@ -95,7 +99,8 @@ const BATCH_FRACTION: u32 = 4;
 
 pub struct Session {
     config: SessionConfig,
-    probes: Probes,
+    /// The eBPF programs, or the walker compiled for the host (on-demand mode only).
+    probes: Backend,
     sym: Symbolizer,
     tracker: Tracker,
     schedule: Schedule,
@@ -147,29 +152,32 @@ impl Session {
             }
         }
         crate::startup::step("requested processes inspected");
-        // `--ringbuf-mib` is checked by the command line (1 to 1024).
-        let ringbuf_bytes = config.ringbuf_mib.next_power_of_two() * 1024 * 1024;
-        let mut probes = Probes::load(&ProbeConfig {
-            signals: match &config.mode {
-                Mode::Signal { signals, .. } => signals.clone(),
-                Mode::Timer { .. } | Mode::OnDemand => vec![],
+        let (mut probes, ring) = match config.reader {
+            Reader::ProcessVm if on_demand => (Backend::ProcessVm, None),
+            Reader::Auto if on_demand => match Self::load_kernel(&config) {
+                Ok((probes, ring)) => (Backend::Kernel(probes), Some(ring)),
+                Err(Error::KernelSupport(why)) => {
+                    if config.verbose > 0 {
+                        eprintln!(
+                            "pytrace: the kernel cannot read other processes from BPF ({}); \
+                             reading with process_vm_readv instead",
+                            escape::field(&why)
+                        );
+                    }
+                    (Backend::ProcessVm, None)
+                }
+                Err(e) => return Err(e),
             },
-            hold: matches!(config.mode, Mode::Signal { hold: true, .. }),
-            pid_filter: !config.pids.is_empty(),
-            ringbuf_bytes,
-            wake_batch_bytes: ringbuf_bytes / BATCH_FRACTION,
-            run_time_stats: config.verbose > 0,
-            kernel_log: config.verbose > 1,
-            on_demand_only: on_demand,
-        })?;
+            _ => {
+                let (probes, ring) = Self::load_kernel(&config)?;
+                (Backend::Kernel(probes), Some(ring))
+            }
+        };
         let mut sym = Symbolizer::default();
         let mut tracker = Tracker::default();
         let mut schedule = Schedule::default();
-        let ring = probes.events()?;
-        crate::startup::step("ring buffer mapped");
         let mut registered = BTreeMap::new();
         if on_demand {
-            probes.load_task_iterator()?;
             let scan = config.pids.is_empty();
             let pids = if scan {
                 process::candidate_pids()
@@ -197,7 +205,7 @@ impl Session {
         } else if config.pids.is_empty() {
             // Attach the lifecycle probes first, so a process started during the scan is not
             // missed.
-            for failure in probes.attach_lifecycle(&dynamic_loaders())? {
+            for failure in kernel(&mut probes)?.attach_lifecycle(&dynamic_loaders())? {
                 let why = if privileges::can_attach_uprobes() {
                     ""
                 } else {
@@ -219,7 +227,7 @@ impl Session {
         } else {
             if config.stop_when_targets_exit {
                 // To notice that the chosen processes are all gone.
-                probes.attach_exits()?;
+                kernel(&mut probes)?.attach_exits()?;
             }
             for &pid in &config.pids {
                 tracker.register(pid, &mut probes, &mut sym)?;
@@ -227,6 +235,7 @@ impl Session {
         }
         let cpus = match config.mode {
             Mode::Signal { hold, .. } => {
+                let probes = kernel(&mut probes)?;
                 if hold {
                     // A held process is dumped by the task iterator, as `pytrace dump` does.
                     probes.load_task_iterator()?;
@@ -235,7 +244,7 @@ impl Session {
                 probes.attach_signal()?;
                 0
             }
-            Mode::Timer { hz } => probes.attach_cpu_clock(hz)?,
+            Mode::Timer { hz } => kernel(&mut probes)?.attach_cpu_clock(hz)?,
             Mode::OnDemand => 0,
         };
         crate::startup::step("processes registered, programs attached");
@@ -251,7 +260,7 @@ impl Session {
             tracker,
             schedule,
             asm: Assembler::default(),
-            ring: Some(ring),
+            ring,
             stop,
             captures: 0,
             decode_errors: 0,
@@ -267,6 +276,38 @@ impl Session {
         })
     }
 
+    /// Loads the eBPF programs the mode needs and maps the ring buffer (for an on-demand
+    /// dump: the task iterator, whose load says whether this kernel can run it).
+    fn load_kernel(config: &SessionConfig) -> Result<(Probes, RingBuf<MapData>), Error> {
+        let on_demand = matches!(config.mode, Mode::OnDemand);
+        // `--ringbuf-mib` is checked by the command line (1 to 1024).
+        let ringbuf_bytes = config.ringbuf_mib.next_power_of_two() * 1024 * 1024;
+        let mut probes = Probes::load(&ProbeConfig {
+            signals: match &config.mode {
+                Mode::Signal { signals, .. } => signals.clone(),
+                Mode::Timer { .. } | Mode::OnDemand => vec![],
+            },
+            hold: matches!(config.mode, Mode::Signal { hold: true, .. }),
+            pid_filter: !config.pids.is_empty(),
+            ringbuf_bytes,
+            wake_batch_bytes: ringbuf_bytes / BATCH_FRACTION,
+            run_time_stats: config.verbose > 0,
+            kernel_log: config.verbose > 1,
+            on_demand_only: on_demand,
+        })?;
+        let ring = probes.events()?;
+        crate::startup::step("ring buffer mapped");
+        if on_demand {
+            probes.load_task_iterator()?;
+        }
+        Ok((probes, ring))
+    }
+
+    /// Which reader on-demand dumps use, for `-v`.
+    pub fn reader(&self) -> &'static str {
+        self.probes.describe()
+    }
+
     /// On-demand mode: dumps every registered process now (one run of the task iterator) and
     /// hands the captures to `consumer` in PID order. Returns every process asked for (the
     /// registered ones and the `--pid`s that could not be) with its outcome, in PID order.
@@ -275,16 +316,19 @@ impl Session {
         consumer: &mut dyn Consumer,
     ) -> Result<Vec<(u32, DumpOutcome)>, Error> {
         let pids: Vec<u32> = self.registered.keys().copied().collect();
-        let run = self.probes.dump_now(&pids)?;
-        crate::startup::step("task iterator run");
+        let mut run = self.probes.dump_now(&pids)?;
+        crate::startup::step("processes read");
         let mut collected = Collect::default();
-        let mut ring = self
-            .ring
-            .take()
-            .ok_or_else(|| Error::Runtime("the ring buffer is gone".into()))?;
-        let drained = self.drain(&mut ring, &mut collected);
-        self.ring = Some(ring);
-        drained?;
+        // The host walk's records, where the kernel's come from the ring buffer: the same
+        // decoding from here on.
+        for record in std::mem::take(&mut run.records) {
+            self.handle(&record, &mut collected)?;
+        }
+        if let Some(mut ring) = self.ring.take() {
+            let drained = self.drain(&mut ring, &mut collected);
+            self.ring = Some(ring);
+            drained?;
+        }
         crate::startup::step("captures decoded and symbolized");
         crate::startup::finish();
         let mut outcomes: Vec<(u32, DumpOutcome)> = std::mem::take(&mut self.rejected)
@@ -292,11 +336,22 @@ impl Session {
             .map(|(pid, e)| (pid, DumpOutcome::Failed(e)))
             .collect();
         for (pid, state) in run.states {
+            if let Some(i) = run.refused.iter().position(|(p, _)| *p == pid) {
+                outcomes.push((pid, DumpOutcome::Failed(run.refused.swap_remove(i).1)));
+                continue;
+            }
             let captured = collected.0.remove(&pid);
             let gone = process::is_gone(pid) || process::procfs::is_exiting(pid);
             let outcome = match captured {
                 Some(mut capture) => {
-                    name_threads(&mut capture, &run.tasks);
+                    match run.proc_tasks.as_ref() {
+                        Some(procs) => {
+                            let tasks = procs.get(&pid).map(Vec::as_slice).unwrap_or_default();
+                            let tasks = crate::backend::task_map(&capture, tasks);
+                            name_threads(&mut capture, &tasks);
+                        }
+                        None => name_threads(&mut capture, &run.tasks),
+                    }
                     if gone
                         && (capture.interpreter_state != InterpreterState::Initialised
                             || capture.threads.iter().any(|t| t.torn))
@@ -489,7 +544,9 @@ impl Session {
             if flow == Flow::Stop {
                 // What is already in the ring buffer belongs to the run: keep it.
                 if drain_clock {
-                    self.probes.detach_cpu_clock();
+                    if let Some(probes) = self.probes.kernel_mut() {
+                        probes.detach_cpu_clock();
+                    }
                     self.drain(fd.get_mut(), consumer)?;
                 }
                 return Ok(());
@@ -802,6 +859,13 @@ impl Consumer for Collect {
 /// An inspection error, unless the process has exited or is exiting: one that exits while
 /// being inspected can look like anything on the way out (its maps torn down first), so say
 /// that it exited.
+/// The eBPF programs, for the modes that only run in the kernel.
+fn kernel(backend: &mut Backend) -> Result<&mut Probes, Error> {
+    backend
+        .kernel_mut()
+        .ok_or_else(|| Error::Runtime("this mode needs the kernel's programs".into()))
+}
+
 fn exit_aware(pid: u32, e: Error) -> Error {
     match e {
         _ if process::procfs::exited_unreaped(pid) => Error::Zombie(pid),

@@ -4,7 +4,7 @@
 use pytrace_common::{ProcInfo, ReadWindows};
 
 use crate::{
-    bpf::Probes,
+    backend::Backend,
     error::Error,
     process::{self, InspectError, PythonProcess},
     python::{
@@ -27,7 +27,7 @@ impl Tracker {
     pub fn register(
         &mut self,
         pid: u32,
-        probes: &mut Probes,
+        probes: &mut Backend,
         sym: &mut Symbolizer,
     ) -> Result<(), Error> {
         let p = process::inspect(pid).map_err(inspect_error)?;
@@ -56,7 +56,7 @@ impl Tracker {
     }
 
     /// Forgets a process (the kernel side has already dropped it on exit).
-    pub fn unregister(&mut self, pid: u32, probes: &mut Probes, sym: &mut Symbolizer) {
+    pub fn unregister(&mut self, pid: u32, probes: &mut Backend, sym: &mut Symbolizer) {
         probes.remove_process(pid);
         sym.remove_process(pid);
     }

@@ -435,7 +435,13 @@ impl Probes {
             .filter_map(Result::ok)
             .map(|(k, v)| ((k.tgid, k.fsbase), v))
             .collect();
-        Ok(IteratorRun { states, tasks })
+        Ok(IteratorRun {
+            states,
+            tasks,
+            records: Vec::new(),
+            proc_tasks: None,
+            refused: Vec::new(),
+        })
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map, Error> {
@@ -516,12 +522,18 @@ pub const DUMP_PENDING: u32 = 0;
 pub const DUMP_CAPTURED: u32 = 1;
 pub const DUMP_FAILED: u32 = 2;
 
-/// What one run of the task iterator left.
+/// What one run of the task iterator (or of the host walk, `backend.rs`) left.
 pub struct IteratorRun {
     /// Each requested PID with its `DUMP_*` state.
     pub states: Vec<(u32, u32)>,
     /// Threads of those processes by (pid, FS base = `pthread_self()`).
     pub tasks: std::collections::HashMap<(u32, u64), TaskSnapshot>,
+    /// The host walk's records (the kernel's are in the ring buffer).
+    pub records: Vec<Vec<u8>>,
+    /// The host walk: each process's threads as `/proc` listed them (`tasks` is empty then).
+    pub proc_tasks: Option<std::collections::HashMap<u32, Vec<crate::backend::ProcTask>>>,
+    /// The host walk: processes `process_vm_readv` refused, with why.
+    pub refused: Vec<(u32, Error)>,
 }
 
 const _: () = assert!(COUNTER_COUNT as usize == Counter::ALL.len());
