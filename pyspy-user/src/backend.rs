@@ -49,9 +49,8 @@ impl Backend {
     pub fn add_process(&mut self, pid: u32, info: &ProcInfo) -> Result<(), Error> {
         match self {
             Backend::Kernel(p) => p.add_process(pid, info),
-            Backend::ProcessVm => host::add_process(pid, info).map_err(|e| {
-                Error::Runtime(format!("registering process {pid}: error {e}"))
-            }),
+            Backend::ProcessVm => host::add_process(pid, info)
+                .map_err(|e| Error::Runtime(format!("registering process {pid}: error {e}"))),
         }
     }
 
@@ -166,7 +165,11 @@ pub fn proc_tasks(pid: u32) -> Vec<ProcTask> {
     };
     let mut tasks = Vec::new();
     for entry in entries.flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read(entry.path().join("stat")) else {
@@ -267,7 +270,10 @@ mod tests {
     fn this_process_threads_are_listed_and_matched() {
         let pid = std::process::id();
         let tasks = proc_tasks(pid);
-        let me = tasks.iter().find(|t| t.tid == pid).expect("main thread listed");
+        let me = tasks
+            .iter()
+            .find(|t| t.tid == pid)
+            .expect("main thread listed");
         // The test thread runs while it looks.
         assert!(tasks.iter().any(|t| t.running), "{tasks:?}");
         assert_eq!(me.ns_tid, pid);

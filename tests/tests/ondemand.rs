@@ -1,8 +1,9 @@
-//! `pytrace dump` without a signal: processes read from outside by the kernel's task iterator,
-//! never signalled or stopped.
+//! `pytrace dump` without a signal: processes read from outside by the kernel's task iterator
+//! (or, with `--reader process-vm`, by the same walker compiled for the host, through
+//! `process_vm_readv`), never signalled or stopped.
 //!
-//! - Every parked target of every selected interpreter: the dump equals, thread for thread,
-//!   the faulthandler dump the target took just before. Only the `Current thread` marker (and
+//! - Every parked target of every selected interpreter: the dump through each reader equals,
+//!   thread for thread, the faulthandler dump the target took just before. Only the `Current thread` marker (and
 //!   the `Garbage-collecting` line faulthandler writes under it) may differ: the target's
 //!   faulthandler marks the thread that received its signal, an on-demand dump the thread
 //!   holding the GIL, and no parked thread holds it. From 3.14 each thread header ends with
@@ -13,8 +14,11 @@
 //!   after its PID), in PID order, and no non-Python process.
 //! - A target whose private memory was paged out (`MADV_PAGEOUT`, to a swap file the test
 //!   adds for the time of the test when the host has no swap): dumped completely.
-//! - Exit codes: a PID that does not exist (4), a non-Python process (5), a process that has
-//!   exited (4), and a process exiting while pytrace is reading it.
+//! - The JSON form through each reader: each thread's task (tid, name, not on a CPU), one task
+//!   per thread (3.6 and 3.7 record no native id: the host walk ties thread to tid through
+//!   glibc's `struct pthread`), and `-v` naming the reader used.
+//! - Exit codes, through each reader: a PID that does not exist (4), a non-Python process (5),
+//!   a process that has exited (4); and a process exiting while pytrace is reading it.
 //! - `--watch`: round after round of a parked target, each equal to its faulthandler dump,
 //!   until SIGINT (exit 0); a `--pid` exiting during the watch gets its line and is not read
 //!   again, and pytrace ends with code 4 once no `--pid` is left.
@@ -65,10 +69,17 @@ fn dump_args(pids: &[u32], format: &str) -> Vec<String> {
     args
 }
 
-/// Runs `pytrace dump --pid PID` to completion; requires success and exactly one dump, of
-/// `pid`, whose header names no signal and no thread; returns its body.
-fn dump_one(pid: u32) -> Result<Vec<u8>> {
-    let run = Pytrace::run(&dump_args(&[pid], "text"), RUN_TIMEOUT)?;
+/// The two ways `pytrace dump` reads a target: the kernel's task iterator and the same walker
+/// compiled for the host, reading with `process_vm_readv`.
+const READERS: [&str; 2] = ["kernel", "process-vm"];
+
+/// Runs `pytrace dump --pid PID --reader READER` to completion; requires success and exactly
+/// one dump, of `pid`, whose header names no signal and no thread; returns its body.
+fn dump_one(pid: u32, reader: &str) -> Result<Vec<u8>> {
+    let run = Pytrace::run(
+        &dump_args_with(pid, "text", &["--reader", reader]),
+        RUN_TIMEOUT,
+    )?;
     let context = || run.describe();
     if !run.status.success() {
         return Err(format!(
@@ -116,8 +127,11 @@ fn check_header(header: &str) -> Result<()> {
 /// each thread's OS name in its header, a newline included): the body is everything between
 /// pytrace's own header line, which must be one line, its control characters escaped, and the
 /// empty line that ends the dump.
-fn dump_one_raw(pid: u32) -> Result<Vec<u8>> {
-    let run = Pytrace::run(&dump_args(&[pid], "text"), RUN_TIMEOUT)?;
+fn dump_one_raw(pid: u32, reader: &str) -> Result<Vec<u8>> {
+    let run = Pytrace::run(
+        &dump_args_with(pid, "text", &["--reader", reader]),
+        RUN_TIMEOUT,
+    )?;
     if !run.status.success() {
         return Err(format!(
             "pytrace dump exited with {:?}: {}",
@@ -139,9 +153,10 @@ fn dump_one_raw(pid: u32) -> Result<Vec<u8>> {
         .to_vec())
 }
 
-/// The target's faulthandler dump, then pytrace's on-demand dump of the same parked process.
-/// From 3.14 the thread headers carry each thread's OS name, which the on-demand dump reads
-/// from the kernel when it runs: both must agree byte for byte, raw names included.
+/// The target's faulthandler dump, then pytrace's on-demand dumps of the same parked process,
+/// through each reader. From 3.14 the thread headers carry each thread's OS name, which the
+/// on-demand dump reads from the kernel's task (or `/proc`) when it runs: both must agree
+/// byte for byte, raw names included.
 fn check_case(interp: &Interpreter, case: &Case) -> Result<()> {
     let mut target = Target::start(interp, case.script, case.registered)?;
     let before = target.output().len();
@@ -149,18 +164,24 @@ fn check_case(interp: &Interpreter, case: &Case) -> Result<()> {
     // From 3.14 faulthandler writes the hostile name (a newline in it) raw in its thread
     // header: the oracle is its bytes as they are, unparsed (as in hostile.rs).
     let raw_names = case.name == HOSTILE_NAME.name && interp.at_least(3, 14);
-    let (expected, body) = if raw_names {
-        let expected = target.wait_output(before, DUMP_TIMEOUT)?;
-        (expected, dump_one_raw(target.pid())?)
+    let expected = if raw_names {
+        target.wait_output(before, DUMP_TIMEOUT)?
     } else {
-        let expected = take_oracle(&mut target, case, interp, before)?;
-        (expected, dump_one(target.pid())?)
+        take_oracle(&mut target, case, interp, before)?
     };
-    compare(
-        &without_current_marker(&expected),
-        &body,
-        &format!("on-demand {} {}", case.name, interp.name),
-    )
+    for reader in READERS {
+        let body = if raw_names {
+            dump_one_raw(target.pid(), reader)?
+        } else {
+            dump_one(target.pid(), reader)?
+        };
+        compare(
+            &without_current_marker(&expected),
+            &body,
+            &format!("on-demand ({reader}) {} {}", case.name, interp.name),
+        )?;
+    }
+    Ok(())
 }
 
 #[test]
@@ -189,46 +210,73 @@ fn json_names_each_threads_task() {
     for_each_interpreter(|interp| {
         let case = &THREAD_DEPTHS;
         let target = Target::start(interp, case.script, case.registered)?;
-        let run = Pytrace::run(&dump_args(&[target.pid()], "json"), RUN_TIMEOUT)?;
-        if !run.status.success() {
-            return Err(format!("exit {:?}: {}", run.status, run.stderr));
-        }
-        let text = String::from_utf8_lossy(&run.stdout);
-        let lines: Vec<&str> = text.lines().collect();
-        let [line] = lines.as_slice() else {
-            return Err(format!("expected one JSON line, got {}", lines.len()));
-        };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let complete = v["incomplete"].as_array().is_some_and(|a| a.is_empty())
-            && v["torn_threads"] == 0
-            && v["raced_threads"] == 0
-            && v["lost_records"] == 0
-            && v["unsymbolized_frames"] == 0;
-        if v["pid"] != target.pid() || v["trigger"] != "on_demand" || !complete {
-            return Err(format!("unexpected dump {v}"));
-        }
-        let threads = v["threads"].as_array().ok_or("no threads")?;
-        if threads.len() != 5 {
-            return Err(format!("expected 5 threads, got {}", threads.len()));
-        }
-        let task_dir = format!("/proc/{}/task", target.pid());
-        for t in threads {
-            let tid = t["tid"].as_u64().ok_or_else(|| format!("no tid in {t}"))?;
-            if !Path::new(&format!("{task_dir}/{tid}")).exists() {
-                return Err(format!("tid {tid} is not a thread of the target: {t}"));
-            }
-            if !t["native_id"].is_null() && t["native_id"] != tid {
-                return Err(format!("native_id and tid differ: {t}"));
-            }
-            let comm = fs::read_to_string(format!("{task_dir}/{tid}/comm")).unwrap_or_default();
-            if t["name"] != comm.trim_end() || t["on_cpu"] != false || t["current"] != false {
-                return Err(format!(
-                    "thread {t} (comm {comm:?}): wrong name, on_cpu or current"
-                ));
-            }
+        for reader in READERS {
+            check_json_tasks(&target, reader).map_err(|e| format!("--reader {reader}: {e}"))?;
         }
         Ok(())
     });
+}
+
+/// One JSON dump of `target` through `reader`, with `-v`, which names the reader used (and,
+/// for the kernel's, the BPF programs run; the host walk loads none).
+fn check_json_tasks(target: &Target, reader: &str) -> Result<()> {
+    let run = Pytrace::run(
+        &dump_args_with(target.pid(), "json", &["--reader", reader, "-v"]),
+        RUN_TIMEOUT,
+    )?;
+    if !run.status.success() {
+        return Err(format!("exit {:?}: {}", run.status, run.stderr));
+    }
+    let (says, bpf_ran) = match reader {
+        "kernel" => ("through the kernel's task iterator", true),
+        _ => ("through process_vm_readv", false),
+    };
+    if !run.stderr.contains(says) || run.stderr.contains("pytrace: bpf: ") != bpf_ran {
+        return Err(format!("-v does not say {says:?}: {}", run.stderr));
+    }
+    let text = String::from_utf8_lossy(&run.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let [line] = lines.as_slice() else {
+        return Err(format!("expected one JSON line, got {}", lines.len()));
+    };
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let complete = v["incomplete"].as_array().is_some_and(|a| a.is_empty())
+        && v["torn_threads"] == 0
+        && v["raced_threads"] == 0
+        && v["lost_records"] == 0
+        && v["unsymbolized_frames"] == 0;
+    if v["pid"] != target.pid() || v["trigger"] != "on_demand" || !complete {
+        return Err(format!("unexpected dump {v}"));
+    }
+    let threads = v["threads"].as_array().ok_or("no threads")?;
+    if threads.len() != 5 {
+        return Err(format!("expected 5 threads, got {}", threads.len()));
+    }
+    let task_dir = format!("/proc/{}/task", target.pid());
+    let mut tids: Vec<u64> = threads.iter().filter_map(|t| t["tid"].as_u64()).collect();
+    tids.sort_unstable();
+    tids.dedup();
+    if tids.len() != threads.len() {
+        return Err(format!(
+            "threads without a task, or sharing one: {threads:?}"
+        ));
+    }
+    for t in threads {
+        let tid = t["tid"].as_u64().ok_or_else(|| format!("no tid in {t}"))?;
+        if !Path::new(&format!("{task_dir}/{tid}")).exists() {
+            return Err(format!("tid {tid} is not a thread of the target: {t}"));
+        }
+        if !t["native_id"].is_null() && t["native_id"] != tid {
+            return Err(format!("native_id and tid differ: {t}"));
+        }
+        let comm = fs::read_to_string(format!("{task_dir}/{tid}/comm")).unwrap_or_default();
+        if t["name"] != comm.trim_end() || t["on_cpu"] != false || t["current"] != false {
+            return Err(format!(
+                "thread {t} (comm {comm:?}): wrong name, on_cpu or current"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A process started with `command`, killed on drop.
@@ -400,7 +448,7 @@ fn paged_out_target_is_dumped_completely() {
                 "the target was not paged out ({reply:?}, VmSwap {swapped} kB)"
             ));
         }
-        let body = dump_one(target.pid())?;
+        let body = dump_one(target.pid(), "kernel")?;
         compare(
             &without_current_marker(&expected),
             &body,
@@ -424,23 +472,31 @@ fn exit_codes_for_missing_non_python_and_exited_pids() {
     let _serial = serial();
     let result = (|| -> Result<()> {
         let missing = 4_000_000 + std::process::id() % 100_000;
-        expect_exit(&dump_args(&[missing], "text"), 4, "a missing PID")?;
         let sleeper = Other(
             Command::new("sleep")
                 .arg("600")
                 .spawn()
                 .map_err(|e| e.to_string())?,
         );
-        expect_exit(&dump_args(&[sleeper.0.id()], "text"), 5, "a non-Python PID")?;
         let mut exited = Command::new("true").spawn().map_err(|e| e.to_string())?;
-        let pid = exited.id();
+        let exited_pid = exited.id();
         exited.wait().map_err(|e| e.to_string())?;
-        expect_exit(&dump_args(&[pid], "text"), 4, "an exited PID")?;
-        for option in ["--watch", "--stuck"] {
-            let args: Vec<String> = ["dump", "--signal", "SIGUSR1", option, "1"]
+        for reader in ["auto", "kernel", "process-vm"] {
+            let with = |pid| dump_args_with(pid, "text", &["--reader", reader]);
+            expect_exit(&with(missing), 4, &format!("a missing PID, {reader}"))?;
+            expect_exit(
+                &with(sleeper.0.id()),
+                5,
+                &format!("a non-Python PID, {reader}"),
+            )?;
+            expect_exit(&with(exited_pid), 4, &format!("an exited PID, {reader}"))?;
+        }
+        for option in ["--watch 1", "--stuck 1", "--reader process-vm"] {
+            let mut args: Vec<String> = ["dump", "--signal", "SIGUSR1"]
                 .iter()
                 .map(|a| a.to_string())
                 .collect();
+            args.extend(option.split(' ').map(str::to_string));
             expect_exit(&args, 2, &format!("{option} with --signal"))?;
         }
         Ok(())
