@@ -8,8 +8,8 @@ Run through bench/run.sh (as root), which prepares the peers' virtualenv. Sectio
   4. exec -> dumpable, with pytrace tracing the whole host
   5. pytrace's memory before and after many short-lived Python processes
   6. sampling: slowdown of a CPU-bound run under each sampler
-  7. `pytrace dump` (no signal) for 1 and 50 processes against py-spy dump and pystack remote,
-     and how long each stops the target
+  7. `pytrace dump` (no signal; the kernel's reader and --reader process-vm) for 1 and 50
+     processes against py-spy dump and pystack remote, and how long each stops the target
 
 Every section prints what it measured; the report goes to standard output and to --report.
 """
@@ -1426,13 +1426,16 @@ f27()
         peers = {p.name: p for p in self.peers if p.problem is None}
         spy = peers.get("py-spy dump")
         expect = a.threads + 2  # the workers, the ticker thread and the main thread
-        one = {"pytrace dump --pid P": [a.pytrace, "dump", "--pid", str(target.pid)]}
+        vm = "pytrace dump --reader process-vm"
+        one = {"pytrace dump --pid P": [a.pytrace, "dump", "--pid", str(target.pid)],
+               f"{vm} --pid P": [a.pytrace, "dump", "--reader", "process-vm", "--pid", str(target.pid)]}
         for name in ("py-spy dump", "py-spy dump --nonblocking", "pystack remote", "pystack remote --no-block"):
             if name in peers:
                 p = peers[name]
                 one[name] = [p.exe] + [x.replace("{pid}", str(target.pid)) for x in p.argv[1:]]
         many_pids = [a.pytrace, "dump"] + [x for pid in pids for x in ("--pid", str(pid))]
         walls = {k: [] for k in list(one) + [f"pytrace dump, {n} --pid", "pytrace dump, whole host",
+                                             f"{vm}, {n} --pid", f"{vm}, whole host",
                                              f"py-spy dump loop over the {n}"]}
         busy_name = "no tool: a process busy 100 ms"
         busy_cmd = [sys.executable, "-c", "import time\nt = time.time() + 0.1\nwhile time.time() < t: pass"]
@@ -1481,16 +1484,27 @@ f27()
                     walls[name].append(t)
                     round_n[name] = t
                     seen[name].append(len(dumped & set(pids)))
-                name = "pytrace dump, whole host"
-                t, rc, out, err = self.timed([a.pytrace, "dump"])
+                name = f"{vm}, {n} --pid"
+                t, rc, out, err = self.timed(many_pids[:2] + ["--reader", "process-vm"] + many_pids[2:])
                 dumped = {int(m.group(1)) for m in map(HEADER_RE.match, out.splitlines()) if m}
-                if rc not in (0, 4):  # 4: a process of the host exited while it was read
+                if rc != 0:
                     fails[name].append(err or f"exit {rc}")
                 else:
                     walls[name].append(t)
                     round_n[name] = t
                     seen[name].append(len(dumped & set(pids)))
-                    host_total.append(len(dumped))
+                for name, cmd in (("pytrace dump, whole host", [a.pytrace, "dump"]),
+                                  (f"{vm}, whole host", [a.pytrace, "dump", "--reader", "process-vm"])):
+                    t, rc, out, err = self.timed(cmd)
+                    dumped = {int(m.group(1)) for m in map(HEADER_RE.match, out.splitlines()) if m}
+                    if rc not in (0, 4):  # 4: a process of the host exited while it was read
+                        fails[name].append(err or f"exit {rc}")
+                    else:
+                        walls[name].append(t)
+                        round_n[name] = t
+                        seen[name].append(len(dumped & set(pids)))
+                        if name == "pytrace dump, whole host":
+                            host_total.append(len(dumped))
                 if spy is not None:
                     name = f"py-spy dump loop over the {n}"
                     t0 = clock()
@@ -1536,13 +1550,15 @@ f27()
         rows = []
         pauses = {p.name: p.pauses for p in self.peers}
         pauses["pytrace dump --pid P"] = "no"
+        pauses[f"{vm} --pid P"] = "no"
         for name, xs in gaps.items():
             s = summary(xs)
             rows.append([name, pauses.get(name, "-")] + ([fmt_ms(s["median"]), fmt_ms(s["max"])] if s else ["n/a"] * 2))
         self.out("", "  Target stopped per one-PID dump: longest gap of the target's ticker thread (wakes every "
                      "0.5 ms) over the whole command  (ms)")
         self.out(*table(["tool", "stops target", "gap median", "gap max"], rows))
-        self.out("  pytrace dump reads the target from a sleepable BPF task iterator: nothing is stopped or "
+        self.out("  pytrace dump reads the target from a sleepable BPF task iterator (or, with --reader process-vm, "
+                 "process_vm_readv from user space, no BPF program loaded): nothing is stopped or "
                  "signalled; its own start-up competes for the CPUs,")
         self.out("  so compare its gap with the 'busy 100 ms' row (the same CPU work by another process) "
                  "rather than the idle one.")
@@ -1553,10 +1569,15 @@ f27()
         if bad or fails["pytrace dump --pid P"]:
             self.fail("7. on-demand", f"pytrace dump of the target: {counts(bad)} threads instead of {expect}; "
                       f"{len(fails['pytrace dump --pid P'])} failure(s)")
-        bad = [x for x in seen[f"pytrace dump, {n} --pid"] if x != n]
-        if bad or fails[f"pytrace dump, {n} --pid"]:
-            self.fail("7. on-demand", f"pytrace dump of the {n}: {counts(bad)} dumped instead of {n}; "
-                      f"{len(fails[f'pytrace dump, {n} --pid'])} failure(s)")
+        bad = [x for x in seen[f"{vm} --pid P"] if x != expect]
+        if bad or fails[f"{vm} --pid P"]:
+            self.fail("7. on-demand", f"{vm} of the target: {counts(bad)} threads instead of {expect}; "
+                      f"{len(fails[f'{vm} --pid P'])} failure(s)")
+        for name in (f"pytrace dump, {n} --pid", f"{vm}, {n} --pid"):
+            bad = [x for x in seen[name] if x != n]
+            if bad or fails[name]:
+                self.fail("7. on-demand", f"{name}: {counts(bad)} dumped instead of {n}; "
+                          f"{len(fails[name])} failure(s)")
 
 
 # ---------------------------------------------------------------------------------------------

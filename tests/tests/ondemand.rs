@@ -17,8 +17,12 @@
 //! - The JSON form through each reader: each thread's task (tid, name, not on a CPU), one task
 //!   per thread (3.6 and 3.7 record no native id: the host walk ties thread to tid through
 //!   glibc's `struct pthread`), and `-v` naming the reader used.
+//! - `auto` on a kernel that cannot load the task iterator (simulated: the kernel's BTF made
+//!   empty in a mount namespace of pytrace's own): the dump read with `process_vm_readv`
+//!   equals faulthandler's, and `-v` says so; `--reader kernel` there is exit 9.
 //! - Exit codes, through each reader: a PID that does not exist (4), a non-Python process (5),
-//!   a process that has exited (4); and a process exiting while pytrace is reading it.
+//!   a process that has exited (4); and a process exiting while pytrace is reading it
+//!   (through each reader).
 //! - `--watch`: round after round of a parked target, each equal to its faulthandler dump,
 //!   until SIGINT (exit 0); a `--pid` exiting during the watch gets its line and is not read
 //!   again, and pytrace ends with code 4 once no `--pid` is left.
@@ -279,6 +283,75 @@ fn check_json_tasks(target: &Target, reader: &str) -> Result<()> {
     Ok(())
 }
 
+/// pytrace in a mount namespace of its own where the kernel's BTF reads as empty (`/dev/null`
+/// bound over `/sys/kernel/btf/vmlinux`): a kernel on which no BPF program can be loaded.
+fn pytrace_without_kernel_btf<S: AsRef<str>>(args: &[S]) -> Result<Pytrace> {
+    let mut command = Command::new("unshare");
+    command.args([
+        "--mount",
+        "sh",
+        "-c",
+        "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec \"$0\" \"$@\"",
+    ]);
+    command.arg(pytrace_binary());
+    Pytrace::spawn_command(command, args)
+}
+
+/// Where the kernel cannot run the task iterator, `--reader kernel` is exit 9 and `auto`
+/// (the default) reads with `process_vm_readv`, says so under `-v`, and prints what
+/// faulthandler printed.
+#[test]
+fn auto_reads_with_process_vm_where_the_kernel_cannot() {
+    let interpreters = match selected_interpreters() {
+        Ok(all) => all,
+        Err(e) => panic!("{e}"),
+    };
+    let Some(interp) = interpreters.last() else {
+        panic!("no interpreter selected");
+    };
+    let result = (|| -> Result<()> {
+        let case = &THREAD_DEPTHS;
+        let mut target = Target::start(interp, case.script, case.registered)?;
+        let before = target.output().len();
+        target.trigger(case.trigger, case.watched)?;
+        let expected = take_oracle(&mut target, case, interp, before)?;
+        let pid = target.pid();
+        let kernel =
+            pytrace_without_kernel_btf(&dump_args_with(pid, "text", &["--reader", "kernel"]))?
+                .finish(RUN_TIMEOUT)?;
+        let (code, line) = plain_error(&kernel, "--reader kernel without the kernel's BTF")?;
+        if code != 9 {
+            return Err(format!("--reader kernel: exit {code}, expected 9: {line}"));
+        }
+        let auto = pytrace_without_kernel_btf(&dump_args_with(pid, "text", &["-v"]))?
+            .finish(RUN_TIMEOUT)?;
+        if !auto.status.success()
+            || !auto
+                .stderr
+                .contains("reading with process_vm_readv instead")
+            || !auto.stderr.contains("through process_vm_readv")
+        {
+            return Err(format!(
+                "auto without the kernel's BTF:\n{}",
+                auto.describe()
+            ));
+        }
+        let dumps = split_text_output(&auto.stdout)?;
+        let [dump] = dumps.as_slice() else {
+            return Err(format!("expected one dump\n{}", auto.describe()));
+        };
+        check_header(&dump.header)?;
+        compare(
+            &without_current_marker(&expected),
+            &dump.body,
+            &format!("auto, falling back, {}", interp.name),
+        )
+    })();
+    if let Err(e) = result {
+        panic!("{}: {e}", interp.name);
+    }
+}
+
 /// A process started with `command`, killed on drop.
 struct Other(Child);
 
@@ -513,10 +586,13 @@ fn exit_codes_for_missing_non_python_and_exited_pids() {
 fn processes_exiting_during_the_dump() {
     for_each_interpreter(|interp| {
         let mut outcomes = (0, 0);
-        for delay_ms in [0u64, 50, 150, 300, 600, 900] {
+        // The host walk reads a process in about a millisecond: only short delays race it.
+        let kernel = [0u64, 50, 150, 300, 600, 900].map(|d| ("kernel", d));
+        let process_vm = [0u64, 1, 2].map(|d| ("process-vm", d));
+        for (reader, delay_ms) in kernel.into_iter().chain(process_vm) {
             let target = Target::start(interp, THREAD_DEPTHS.script, THREAD_DEPTHS.registered)?;
             let pid = target.pid();
-            let pytrace = Pytrace::spawn(&dump_args(&[pid], "text"))?;
+            let pytrace = Pytrace::spawn(&dump_args_with(pid, "text", &["--reader", reader]))?;
             std::thread::sleep(Duration::from_millis(delay_ms));
             drop(target);
             let started = Instant::now();
@@ -531,7 +607,7 @@ fn processes_exiting_during_the_dump() {
                             || dumps[0].header.contains("(incomplete: "));
                     if !complete {
                         return Err(format!(
-                            "exit 0 without one dump of {pid}:\n{}",
+                            "{reader}: exit 0 without one dump of {pid}:\n{}",
                             String::from_utf8_lossy(&run.stdout)
                         ));
                     }
@@ -540,14 +616,12 @@ fn processes_exiting_during_the_dump() {
                 Some(4) if run.stdout.is_empty() && run.stderr.lines().count() == 1 => {
                     outcomes.1 += 1
                 }
-                _ => {
-                    return Err(format!(
-                        "exit {code:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                        started.elapsed(),
-                        String::from_utf8_lossy(&run.stdout),
-                        run.stderr
-                    ))
-                }
+                _ => return Err(format!(
+                    "{reader}: exit {code:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    started.elapsed(),
+                    String::from_utf8_lossy(&run.stdout),
+                    run.stderr
+                )),
             }
         }
         eprintln!("dumped {}, gone {}", outcomes.0, outcomes.1);

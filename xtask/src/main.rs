@@ -67,6 +67,11 @@ fn main() -> Result<()> {
             build(&root)?;
             test_tools(&root);
             cpython::install_all()?;
+            if args.is_empty() {
+                // The kernel crate is not a default member (its binary is BPF only): its
+                // library, the walker compiled for the host, has its own unit tests.
+                run(cargo(&root).args(["test", "--release", "-p", "pyspy-ebpf", "--lib"]))?;
+            }
             run(cargo(&root)
                 .args(["test", "--release", "--no-fail-fast"])
                 .args(args)
