@@ -304,6 +304,25 @@ mod tests {
     }
 
     #[test]
+    fn reader_names() {
+        let reader = |args: &[&str]| {
+            Cli::try_parse_from(["pytrace", "dump"].iter().chain(args)).map(|c| match c.command {
+                Some(Command::Dump(d)) => d.reader,
+                _ => panic!("not a dump"),
+            })
+        };
+        assert_eq!(reader(&[]).unwrap(), Reader::Auto);
+        assert_eq!(reader(&["--reader", "kernel"]).unwrap(), Reader::Kernel);
+        assert_eq!(
+            reader(&["--reader", "process-vm"]).unwrap(),
+            Reader::ProcessVm
+        );
+        let e = reader(&["--reader", "ptrace"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(one_line(&e).contains("--reader"), "{}", one_line(&e));
+    }
+
+    #[test]
     fn watch_and_stuck_periods() {
         let dump = |args: &[&str]| {
             Cli::try_parse_from(["pytrace", "dump"].iter().chain(args)).map(|c| match c.command {

@@ -32,8 +32,9 @@ pub enum Mode {
     Signal { signals: Vec<u32>, hold: bool },
     /// A sample of the interrupted thread at this many ticks per second on every CPU.
     Timer { hz: u64 },
-    /// Dumps taken when asked ([`Session::dump_now`]), by the task iterator reading each
-    /// process from outside: nothing is attached, nothing is signalled.
+    /// Dumps taken when asked ([`Session::dump_now`]), by the task iterator (or the host
+    /// walk, `SessionConfig::reader`) reading each process from outside: nothing is attached,
+    /// nothing is signalled.
     OnDemand,
 }
 
@@ -308,7 +309,8 @@ impl Session {
         self.probes.describe()
     }
 
-    /// On-demand mode: dumps every registered process now (one run of the task iterator) and
+    /// On-demand mode: dumps every registered process now (one run of the task iterator, or
+    /// the host walk of each process) and
     /// hands the captures to `consumer` in PID order. Returns every process asked for (the
     /// registered ones and the `--pid`s that could not be) with its outcome, in PID order.
     pub fn dump_now(
@@ -856,9 +858,6 @@ impl Consumer for Collect {
     }
 }
 
-/// An inspection error, unless the process has exited or is exiting: one that exits while
-/// being inspected can look like anything on the way out (its maps torn down first), so say
-/// that it exited.
 /// The eBPF programs, for the modes that only run in the kernel.
 fn kernel(backend: &mut Backend) -> Result<&mut Probes, Error> {
     backend
@@ -866,6 +865,9 @@ fn kernel(backend: &mut Backend) -> Result<&mut Probes, Error> {
         .ok_or_else(|| Error::Runtime("this mode needs the kernel's programs".into()))
 }
 
+/// An inspection error, unless the process has exited or is exiting: one that exits while
+/// being inspected can look like anything on the way out (its maps torn down first), so say
+/// that it exited.
 fn exit_aware(pid: u32, e: Error) -> Error {
     match e {
         _ if process::procfs::exited_unreaped(pid) => Error::Zombie(pid),

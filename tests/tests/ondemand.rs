@@ -616,12 +616,14 @@ fn processes_exiting_during_the_dump() {
                 Some(4) if run.stdout.is_empty() && run.stderr.lines().count() == 1 => {
                     outcomes.1 += 1
                 }
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "{reader}: exit {code:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
                     started.elapsed(),
                     String::from_utf8_lossy(&run.stdout),
                     run.stderr
-                )),
+                ))
+                }
             }
         }
         eprintln!("dumped {}, gone {}", outcomes.0, outcomes.1);
