@@ -21,7 +21,7 @@ use crate::{
 };
 
 pub enum Backend {
-    Kernel(Probes),
+    Kernel(Box<Probes>),
     /// The walker compiled for the host (its state is `pyspy_ebpf::host`'s).
     ProcessVm,
 }

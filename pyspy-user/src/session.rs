@@ -156,7 +156,7 @@ impl Session {
         let (mut probes, ring) = match config.reader {
             Reader::ProcessVm if on_demand => (Backend::ProcessVm, None),
             Reader::Auto if on_demand => match Self::load_kernel(&config) {
-                Ok((probes, ring)) => (Backend::Kernel(probes), Some(ring)),
+                Ok((probes, ring)) => (Backend::Kernel(Box::new(probes)), Some(ring)),
                 Err(Error::KernelSupport(why)) => {
                     if config.verbose > 0 {
                         eprintln!(
@@ -171,7 +171,7 @@ impl Session {
             },
             _ => {
                 let (probes, ring) = Self::load_kernel(&config)?;
-                (Backend::Kernel(probes), Some(ring))
+                (Backend::Kernel(Box::new(probes)), Some(ring))
             }
         };
         let mut sym = Symbolizer::default();
