@@ -90,7 +90,9 @@ def fmt_ms(seconds):
 def fmt_ratio(x):
     if x is None:
         return "n/a"
-    return f"{x:.0f}x" if x >= 100 else f"{x:.1f}x"
+    if x >= 100:
+        return f"{x:.0f}x"
+    return f"{x:.1f}x" if x >= 0.1 else f"{x:.2f}x"
 
 
 def ms_cells(xs):
