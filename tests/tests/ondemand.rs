@@ -24,8 +24,8 @@
 //!   a process that has exited (4); and a process exiting while pytrace is reading it
 //!   (through each reader).
 //! - `--watch`: round after round of a parked target, each equal to its faulthandler dump,
-//!   until SIGINT (exit 0); a `--pid` exiting during the watch gets its line and is not read
-//!   again, and pytrace ends with code 4 once no `--pid` is left.
+//!   until SIGINT (exit 0), through each reader; a `--pid` exiting during the watch gets its
+//!   line and is not read again, and pytrace ends with code 4 once no `--pid` is left.
 //! - `--stuck`: a target with a parked thread and a thread that never stops changing its
 //!   stack (`stuck_busy.py`): only the parked threads are reported, each exactly as
 //!   faulthandler prints it, unchanged for at least SECS (text and JSON).
@@ -659,35 +659,40 @@ fn watch_repeats_the_dump_until_interrupted() {
         let mut target = Target::start(interp, case.script, case.registered)?;
         target.kill(case.watched)?;
         let expected = without_current_marker(&target.wait_output(0, DUMP_TIMEOUT)?);
-        let mut pytrace =
-            Pytrace::spawn(&dump_args_with(target.pid(), "text", &["--watch", "0.2"]))?;
-        wait_for_dumps(&mut pytrace, 3)?;
-        let status = pytrace.interrupt(RUN_TIMEOUT)?;
-        if !status.success() {
-            return Err(format!(
-                "exit {status:?} after SIGINT\n{}",
-                pytrace.describe()
-            ));
-        }
-        let dumps = split_text_output(&pytrace.stdout())?;
-        let mut times = Vec::new();
-        for dump in &dumps {
-            if dump.pid != target.pid() {
-                return Err(format!("a dump of {}", dump.pid));
+        for reader in READERS {
+            let mut pytrace = Pytrace::spawn(&dump_args_with(
+                target.pid(),
+                "text",
+                &["--watch", "0.2", "--reader", reader],
+            ))?;
+            wait_for_dumps(&mut pytrace, 3)?;
+            let status = pytrace.interrupt(RUN_TIMEOUT)?;
+            if !status.success() {
+                return Err(format!(
+                    "{reader}: exit {status:?} after SIGINT\n{}",
+                    pytrace.describe()
+                ));
             }
-            check_header(&dump.header)?;
-            times.push(dump.header.rsplit(", ").next().unwrap_or("").to_string());
-            compare(
-                &expected,
-                &dump.body,
-                &format!("on-demand watch {}", interp.name),
-            )?;
-        }
-        if dumps.len() < 3 || times.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!(
-                "{} rounds, times not increasing: {times:?}",
-                dumps.len()
-            ));
+            let dumps = split_text_output(&pytrace.stdout())?;
+            let mut times = Vec::new();
+            for dump in &dumps {
+                if dump.pid != target.pid() {
+                    return Err(format!("{reader}: a dump of {}", dump.pid));
+                }
+                check_header(&dump.header)?;
+                times.push(dump.header.rsplit(", ").next().unwrap_or("").to_string());
+                compare(
+                    &expected,
+                    &dump.body,
+                    &format!("on-demand watch ({reader}) {}", interp.name),
+                )?;
+            }
+            if dumps.len() < 3 || times.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!(
+                    "{reader}: {} rounds, times not increasing: {times:?}",
+                    dumps.len()
+                ));
+            }
         }
         Ok(())
     });
