@@ -331,6 +331,27 @@ fn missing_capabilities_are_named() {
             );
         }
     }
+    // `pytrace dump --reader process-vm` loads no eBPF program: without CAP_BPF and
+    // CAP_PERFMON it gets past the check (a non-Python PID is then exit 5), where the kernel's
+    // reader is refused naming them.
+    let mut sleeper = Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap_or_else(|e| panic!("sleep: {e}"));
+    let pid = sleeper.id().to_string();
+    let caps = "+sys_ptrace,+dac_read_search";
+    for (reader, code, named) in [("process-vm", 5, None), ("kernel", 8, Some("CAP_BPF"))] {
+        let finished = with_capabilities(caps, &["dump", "--reader", reader, "--pid", &pid])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (got, line) = plain_error(&finished, &format!("setpriv {caps} pytrace {reader}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, code, "{caps} --reader {reader}: {line}");
+        if let Some(cap) = named {
+            assert!(line.contains(cap) && line.contains("CAP_PERFMON"), "{line}");
+        }
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
     // CAP_DAC_OVERRIDE (a container's default) stands in for CAP_DAC_READ_SEARCH.
     let caps = "+bpf,+perfmon,+sys_ptrace,+dac_override";
     let finished = with_capabilities(caps, &["--signal", "SIGUSR1", "--duration", "0.5"])
