@@ -13,7 +13,8 @@
 //!   of the 50 exactly once, under its own PID (its main thread is parked in a function named
 //!   after its PID), in PID order, and no non-Python process.
 //! - A target whose private memory was paged out (`MADV_PAGEOUT`, to a swap file the test
-//!   adds for the time of the test when the host has no swap): dumped completely.
+//!   adds for the time of the test when the host has no swap): dumped completely, through
+//!   each reader (`bpf_copy_from_user_task` and `process_vm_readv` both fault pages in).
 //! - The JSON form through each reader: each thread's task (tid, name, not on a CPU), one task
 //!   per thread (3.6 and 3.7 record no native id: the host walk ties thread to tid through
 //!   glibc's `struct pthread`), and `-v` naming the reader used.
@@ -510,23 +511,27 @@ fn paged_out_target_is_dumped_completely() {
     let swap = TemporarySwap::ensure().unwrap_or_else(|e| panic!("cannot add swap: {e}"));
     let interpreters = selected_interpreters().unwrap_or_else(|e| panic!("{e}"));
     each_interpreter(&interpreters, |interp| {
-        let mut target = Target::start(interp, "paged_out.py", &[SIGUSR1])?;
-        target.kill(SIGUSR1)?;
-        let expected = target.wait_output(0, DUMP_TIMEOUT)?;
-        target.command("pageout")?;
-        let reply = target.read_line()?;
-        let swapped = swapped_kb(target.pid());
-        if !reply.starts_with("paged out ") || swapped < 1024 {
-            return Err(format!(
-                "the target was not paged out ({reply:?}, VmSwap {swapped} kB)"
-            ));
+        // A target each: the first dump faults its pages back in.
+        for reader in READERS {
+            let mut target = Target::start(interp, "paged_out.py", &[SIGUSR1])?;
+            target.kill(SIGUSR1)?;
+            let expected = target.wait_output(0, DUMP_TIMEOUT)?;
+            target.command("pageout")?;
+            let reply = target.read_line()?;
+            let swapped = swapped_kb(target.pid());
+            if !reply.starts_with("paged out ") || swapped < 1024 {
+                return Err(format!(
+                    "the target was not paged out ({reply:?}, VmSwap {swapped} kB)"
+                ));
+            }
+            let body = dump_one(target.pid(), reader)?;
+            compare(
+                &without_current_marker(&expected),
+                &body,
+                &format!("on-demand ({reader}) paged out {}", interp.name),
+            )?;
         }
-        let body = dump_one(target.pid(), "kernel")?;
-        compare(
-            &without_current_marker(&expected),
-            &body,
-            &format!("on-demand paged out {}", interp.name),
-        )
+        Ok(())
     });
     drop(swap);
 }
