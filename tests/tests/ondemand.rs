@@ -9,9 +9,9 @@
 //!   holding the GIL, and no parked thread holds it. From 3.14 each thread header ends with
 //!   the thread's OS name (` [name]`, raw), which the on-demand dump reads from the kernel's
 //!   task as the iterator passes it: compared too, the hostile name's newline included.
-//! - 50 processes of mixed versions and two non-Python processes, dumped host-wide: every one
-//!   of the 50 exactly once, under its own PID (its main thread is parked in a function named
-//!   after its PID), in PID order, and no non-Python process.
+//! - 50 processes of mixed versions and two non-Python processes, dumped host-wide through
+//!   each reader: every one of the 50 exactly once, under its own PID (its main thread is
+//!   parked in a function named after its PID), in PID order, and no non-Python process.
 //! - A target whose private memory was paged out (`MADV_PAGEOUT`, to a swap file the test
 //!   adds for the time of the test when the host has no swap): dumped completely, through
 //!   each reader (`bpf_copy_from_user_task` and `process_vm_readv` both fault pages in).
@@ -391,47 +391,54 @@ fn fifty_processes_of_mixed_versions_all_dumped_non_python_skipped() {
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<_>>()?;
-        let run = Pytrace::run(&["dump"], RUN_TIMEOUT)?;
-        if !run.status.success() {
-            return Err(format!(
-                "pytrace dump exited with {:?}: {}",
-                run.status, run.stderr
-            ));
-        }
-        let dumps = split_text_output(&run.stdout)?;
-        let pids: Vec<u32> = dumps.iter().map(|d| d.pid).collect();
-        if pids.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("dumps not in PID order: {pids:?}"));
-        }
-        for other in &others {
-            if pids.contains(&other.0.id()) {
-                return Err(format!("non-Python process {} was dumped", other.0.id()));
-            }
-        }
-        for (interp, t) in &targets {
-            let pid = t.pid();
-            let mine: Vec<_> = dumps.iter().filter(|d| d.pid == pid).collect();
-            let [dump] = mine.as_slice() else {
+        for reader in READERS {
+            let run = Pytrace::run(&["dump", "--reader", reader], RUN_TIMEOUT)?;
+            if !run.status.success() {
                 return Err(format!(
-                    "{} dumps of PID {pid} ({})\n{}",
-                    mine.len(),
-                    interp.name,
-                    run.stderr
-                ));
-            };
-            check_header(&dump.header)?;
-            let release = format!(" Python {}", interp.release);
-            if !dump.header.contains(&release) {
-                return Err(format!(
-                    "PID {pid} runs {}: header {:?}",
-                    interp.name, dump.header
+                    "pytrace dump --reader {reader} exited with {:?}: {}",
+                    run.status, run.stderr
                 ));
             }
-            let body = String::from_utf8_lossy(&dump.body);
-            let marker = format!(" in park_{pid}\n");
-            let descend = body.matches(" in descend\n").count();
-            if !body.contains(&marker) || descend != 3 {
-                return Err(format!("dump of PID {pid} is not its own:\n{body}"));
+            let dumps = split_text_output(&run.stdout)?;
+            let pids: Vec<u32> = dumps.iter().map(|d| d.pid).collect();
+            if pids.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("{reader}: dumps not in PID order: {pids:?}"));
+            }
+            for other in &others {
+                if pids.contains(&other.0.id()) {
+                    return Err(format!(
+                        "{reader}: non-Python process {} was dumped",
+                        other.0.id()
+                    ));
+                }
+            }
+            for (interp, t) in &targets {
+                let pid = t.pid();
+                let mine: Vec<_> = dumps.iter().filter(|d| d.pid == pid).collect();
+                let [dump] = mine.as_slice() else {
+                    return Err(format!(
+                        "{reader}: {} dumps of PID {pid} ({})\n{}",
+                        mine.len(),
+                        interp.name,
+                        run.stderr
+                    ));
+                };
+                check_header(&dump.header)?;
+                let release = format!(" Python {}", interp.release);
+                if !dump.header.contains(&release) {
+                    return Err(format!(
+                        "PID {pid} runs {}: header {:?}",
+                        interp.name, dump.header
+                    ));
+                }
+                let body = String::from_utf8_lossy(&dump.body);
+                let marker = format!(" in park_{pid}\n");
+                let descend = body.matches(" in descend\n").count();
+                if !body.contains(&marker) || descend != 3 {
+                    return Err(format!(
+                        "{reader}: dump of PID {pid} is not its own:\n{body}"
+                    ));
+                }
             }
         }
         Ok(())
