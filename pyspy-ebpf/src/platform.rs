@@ -11,8 +11,8 @@
 //!   of `bpf_ktime_get_boot_ns`, so capture times convert alike), the CPU is 0, debug
 //!   messages are dropped.
 //!
-//! The host shims are not thread-safe by themselves: every use of them goes through
-//! `host::locked`, which holds one mutex for the whole of a walk or a map update, as a BPF
+//! The host shims are not thread-safe by themselves: every use of them is made under the host
+//! entry's one mutex (`host.rs`), held for the whole of a walk or a map update, as a BPF
 //! program owns its CPU's per-CPU maps while it runs.
 
 #[cfg(target_arch = "bpf")]
@@ -194,7 +194,7 @@ pub mod host {
 
         pub type PerCpuArray<T> = Array<T>;
 
-        // SAFETY: used only under `host::locked`'s mutex (module header of `platform`).
+        // SAFETY: used only under the host entry's mutex (`host.rs`; this module's header).
         unsafe impl<T> Sync for Array<T> {}
 
         impl<T> Array<T> {
@@ -218,9 +218,9 @@ pub mod host {
                 if index >= self.max_entries {
                     return None;
                 }
-                // SAFETY: only under the host lock, and no reference into the vector itself
-                // outlives this call (values are boxed: their addresses stay put, as a BPF
-                // map value's does).
+                // SAFETY: only under the host entry's mutex, and no reference into the vector
+                // itself outlives this call (values are boxed: their addresses stay put, as a
+                // BPF map value's does).
                 let slots = unsafe { &mut *self.slots.get() };
                 while slots.len() < self.max_entries as usize {
                     slots.push(Box::new(zeroed()));
@@ -233,7 +233,7 @@ pub mod host {
                 T: Copy,
             {
                 let slot = self.get_ptr_mut(index).ok_or(-libc::E2BIG)?;
-                // SAFETY: a valid slot, under the host lock.
+                // SAFETY: a valid slot, under the host entry's mutex.
                 unsafe { *slot = *value.borrow() };
                 Ok(())
             }
@@ -251,7 +251,7 @@ pub mod host {
         pub type HashMap<K, V> = Hash<K, V, false>;
         pub type LruHashMap<K, V> = Hash<K, V, true>;
 
-        // SAFETY: used only under `host::locked`'s mutex (module header of `platform`).
+        // SAFETY: used only under the host entry's mutex (`host.rs`; this module's header).
         unsafe impl<K, V, const LRU: bool> Sync for Hash<K, V, LRU> {}
 
         /// A key's bytes. Key types are `#[repr(C)]` integers with explicit padding fields, so
@@ -273,7 +273,7 @@ pub mod host {
 
             #[allow(clippy::mut_from_ref)]
             fn entries(&self) -> &mut BTreeMap<Vec<u8>, Box<V>> {
-                // SAFETY: only under the host lock; callers keep no two of these at once.
+                // SAFETY: only under the host entry's mutex; callers keep no two of these at once.
                 unsafe { &mut *self.entries.get() }
             }
 
@@ -349,7 +349,7 @@ pub mod host {
             records: UnsafeCell<(Vec<Vec<u8>>, usize)>,
         }
 
-        // SAFETY: used only under `host::locked`'s mutex (module header of `platform`).
+        // SAFETY: used only under the host entry's mutex (`host.rs`; this module's header).
         unsafe impl Sync for RingBuf {}
 
         impl RingBuf {
@@ -362,7 +362,7 @@ pub mod host {
 
             #[allow(clippy::mut_from_ref)]
             fn state(&self) -> &mut (Vec<Vec<u8>>, usize) {
-                // SAFETY: only under the host lock; callers keep no two of these at once.
+                // SAFETY: only under the host entry's mutex; callers keep no two of these at once.
                 unsafe { &mut *self.records.get() }
             }
 

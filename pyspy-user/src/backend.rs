@@ -139,8 +139,10 @@ fn dump_process_vm(pids: &[u32]) -> IteratorRun {
         if let Some(tasks) = run.proc_tasks.as_mut() {
             tasks.insert(pid, proc_tasks(pid));
         }
+        // Taken after each process: the ring buffer's byte budget then bounds one process's
+        // records, not the whole host's.
+        run.records.extend(host::drain());
     }
-    run.records = host::drain();
     run
 }
 
