@@ -35,9 +35,13 @@ pub fn main(cli: Cli) -> Result<(), Error> {
     };
     crate::startup::begin(verbose > 0);
     // `pytrace dump --reader process-vm` loads no eBPF program.
-    let bpf = !matches!(&cli.command,
-        Some(Command::Dump(a)) if a.signal.is_empty() && a.reader == crate::cli::Reader::ProcessVm);
-    privileges::check(bpf)?;
+    let loads_bpf = match &cli.command {
+        Some(Command::Dump(a)) => {
+            !(a.signal.is_empty() && a.reader == crate::cli::Reader::ProcessVm)
+        }
+        _ => true,
+    };
+    privileges::check(loads_bpf)?;
     check_procfs()?;
     match cli.command {
         Some(Command::Dump(args)) => block_on(dump(args)),
