@@ -625,7 +625,17 @@ fn processes_exiting_during_the_dump() {
                     }
                     outcomes.0 += 1;
                 }
-                Some(4) if run.stdout.is_empty() && run.stderr.lines().count() == 1 => {
+                // One error line; reads that failed as the process went away are counted,
+                // and counted losses are always reported (`pytrace: stats:`).
+                Some(4)
+                    if run.stdout.is_empty()
+                        && run
+                            .stderr
+                            .lines()
+                            .filter(|l| !l.starts_with("pytrace: stats: "))
+                            .count()
+                            == 1 =>
+                {
                     outcomes.1 += 1
                 }
                 _ => {
