@@ -69,6 +69,7 @@ pub fn on_task(task: *mut task_struct) {
         // faulthandler's current thread in an on-demand dump: the GIL's holder.
         read_gil: true,
         wake: Wake::Later,
+        one_record: false,
     };
     *slot = match capture::run_in(Task(task), &req, &mut NoRecord) {
         Ok(()) => dump_state::CAPTURED,

@@ -23,8 +23,8 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
 };
 use pytrace_common::{
-    end_flags, kind, thread_flags, Counter, FrameEntry, FrameRead, ProcInfo, ThreadHeader,
-    ThreadRecord, MAX_CHAIN, MAX_INTERPRETERS, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
+    end_flags, kind, thread_flags, Counter, FrameEntry, FrameRead, ProcInfo, SampleRecord,
+    ThreadHeader, MAX_CHAIN, MAX_INTERPRETERS, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
 };
 
 use crate::{
@@ -42,8 +42,11 @@ pub const SCOPE_ONLY_THREAD: u32 = 1;
 #[map]
 static WALK: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);
 
+/// The thread being read (`thread`), behind the head of a one-record sample: a sample's
+/// capture sends head and thread together (`WalkState.one_record`), other captures send the
+/// thread alone when it is closed.
 #[map]
-static THREAD_SCRATCH: PerCpuArray<ThreadRecord> = PerCpuArray::with_max_entries(1, 0);
+static THREAD_SCRATCH: PerCpuArray<SampleRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Thread state last found for a thread, by host (tgid << 32 | tid): a capture of one thread
 /// starts there instead of scanning the list. Checked on use (its `thread_id` must still be the
@@ -110,7 +113,13 @@ pub struct WalkState {
     pub top_previous: u64,
     /// Times the open thread was read again because its stack changed under the read.
     pub retries: u32,
-    pub _pad3: u32,
+    /// 1: the thread record is not sent when closed; the capture sends it at its end, in one
+    /// record with its begin and end (`SampleRecord`).
+    pub one_record: u32,
+    /// The frame whose window the frame buffer (`WINDOWS.frame`) still holds because the
+    /// last entry read was left for the next step (its code object needs a full look-up,
+    /// only the first entry of a step makes one); 0 for none. That entry is not read again.
+    pub held_frame: u64,
 }
 
 /// A thread whose stack changed while it was read (a running target) is read again this many
@@ -196,6 +205,15 @@ fn walk_state() -> Option<&'static mut WalkState> {
 #[inline(always)]
 pub fn state() -> Option<&'static mut WalkState> {
     walk_state()
+}
+
+/// This CPU's sample scratch: the capture fills its head and sends it with the thread the
+/// walk left in it (`WalkState.one_record`).
+#[inline(always)]
+pub fn sample_scratch() -> Option<&'static mut SampleRecord> {
+    // SAFETY: per-CPU scratch owned by the capture in progress on this CPU (the walk state's
+    // `busy` flag guards nesting); no other reference to it is alive across this use.
+    THREAD_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
 extern "C" fn walk_step<M: Memory>(_index: u64, ctx: *mut c_void) -> i64 {
@@ -295,7 +313,7 @@ fn open_thread<M: Memory>(mem: M, state: &mut WalkState) {
         return;
     };
     // SAFETY: per-CPU scratch owned by this walk.
-    let hdr = unsafe { &mut (*rec).hdr };
+    let hdr = unsafe { &mut (*rec).thread.hdr };
     let off = &state.proc.offsets;
     let tstate = state.tstate;
     let Some(thread_id) = mem.field_u64(tstate, off.tstate_thread_id) else {
@@ -360,6 +378,7 @@ fn open_thread<M: Memory>(mem: M, state: &mut WalkState) {
         status,
     };
     state.frame = frame;
+    state.held_frame = 0;
     state.top_frame = frame;
     state.nchain = 0;
     state.nreal = 0;
@@ -398,11 +417,20 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
     };
     // SAFETY: per-CPU scratch owned by this walk.
     let buf = unsafe { &mut (*scratch).frame };
-    let Some(w) = Window::read(mem, buf, state.frame, win.frame_start, win.frame_len) else {
-        bump(Counter::FrameReadFailed);
-        state.thread_flags |= thread_flags::READ_FAILED;
-        state.frame = 0;
-        return false;
+    let held = state.held_frame != 0 && state.held_frame == state.frame;
+    state.held_frame = 0;
+    let w = if held {
+        // Read by the previous step's last entry, left for this one: nothing has written the
+        // buffer since (the look-ups use their own).
+        Window::held(buf, win.frame_start)
+    } else {
+        let Some(w) = Window::read(mem, buf, state.frame, win.frame_start, win.frame_len) else {
+            bump(Counter::FrameReadFailed);
+            state.thread_flags |= thread_flags::READ_FAILED;
+            state.frame = 0;
+            return false;
+        };
+        w
     };
     // The frame's fields, decoded as the unit tests decode memory laid out from CPython's
     // headers (`FrameRead`).
@@ -426,7 +454,11 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
             ),
             None => match symbols::known(mem, state.pid, state.capture_id, f.code, &state.proc) {
                 Some(fp) => fp,
-                None => return false,
+                None => {
+                    // Left for the next step, whose first entry takes the window as read.
+                    state.held_frame = state.frame;
+                    return false;
+                }
             },
         };
     }
@@ -440,7 +472,7 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
         state.nreal += 1;
     }
     // SAFETY: per-CPU scratch owned by this walk.
-    let frames = unsafe { &mut (*rec).frames };
+    let frames = unsafe { &mut (*rec).thread.frames };
     // The index is bounded here, where it is used: a check made earlier in the step is lost
     // across the code-object look-up ("R2 unbounded memory access").
     if let Some(slot) = frames.get_mut(state.nchain as usize) {
@@ -482,11 +514,11 @@ fn close_thread<M: Memory>(mem: M, state: &mut WalkState) {
     }
     if let Some(rec) = THREAD_SCRATCH.get_ptr_mut(0) {
         // SAFETY: per-CPU scratch owned by this walk.
-        let rec = unsafe { &mut *rec };
+        let rec = unsafe { &mut (*rec).thread };
         rec.hdr.flags = state.thread_flags;
         rec.hdr.nframes = state.nchain;
         let len = size_of::<ThreadHeader>() + state.nchain as usize * size_of::<FrameEntry>();
-        if !emit::prefix(rec, len, Wake::Later) {
+        if state.one_record == 0 && !emit::prefix(rec, len, Wake::Later) {
             state.lost += 1;
         }
     }

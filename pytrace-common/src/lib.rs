@@ -353,6 +353,8 @@ pub mod kind {
     pub const CODE_CHUNK: u32 = 10;
     pub const TASKS: u32 = 11;
     pub const HELD: u32 = 12;
+    /// A whole timer sample in one record (`SampleHeader`, then at most one thread).
+    pub const SAMPLE: u32 = 13;
 }
 
 /// A process may have become a CPython process: it exec'd a `python*` binary or its dynamic
@@ -640,6 +642,28 @@ pub struct ThreadRecord {
     pub frames: [FrameEntry; MAX_CHAIN],
 }
 
+/// A whole timer sample in one record: the capture's begin and end records as they would
+/// have been sent, then, when `end.nthreads` is 1, the sampled thread's header and its
+/// `nframes` chain entries (the record is cut after the last entry, or after this header
+/// when no thread was found). One ring-buffer write per sample instead of three.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SampleHeader {
+    pub kind: u32,
+    pub _pad: u32,
+    pub begin: CaptureBegin,
+    pub end: CaptureEnd,
+}
+
+/// Scratch layout of a whole sample record (and of every thread record: the walker builds a
+/// thread in `thread`, whatever the trigger).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SampleRecord {
+    pub head: SampleHeader,
+    pub thread: ThreadRecord,
+}
+
 /// A copied `str` object.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -912,8 +936,8 @@ pub enum Counter {
     /// Code objects proven, by their `co_version` and header, to be one already proven and
     /// sent from this CPU: its strings and line table were not read again.
     CodesByVersion,
-    /// Captures lost whole: their begin record did not fit in the ring buffer (the record is
-    /// also counted by `RingbufFull`).
+    /// Captures lost whole: their begin record (a timer sample's one record) did not fit in
+    /// the ring buffer (the record is also counted by `RingbufFull`).
     NotBegun,
 }
 
