@@ -188,6 +188,9 @@ fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut 
     state.retries = 0;
     state.one_record = req.one_record as u32;
     state.held_frame = 0;
+    state.stack_lo = 0;
+    state.stack_len = 0;
+    state._pad4 = 0;
     let begin = CaptureBegin {
         kind: kind::CAPTURE_BEGIN,
         trigger: req.trigger,

@@ -507,7 +507,10 @@ mod tests {
         let Record::Sample(raw) = decode(&bytes).unwrap() else {
             panic!("not a sample");
         };
-        assert_eq!((raw.begin.capture_id, raw.begin.pid, raw.begin.tid), (7, 10, 11));
+        assert_eq!(
+            (raw.begin.capture_id, raw.begin.pid, raw.begin.tid),
+            (7, 10, 11)
+        );
         assert_eq!(raw.end.capture_id, 7);
         assert!(raw.signal.is_none() && raw.tasks.is_none());
         assert_eq!(raw.threads.len(), 1);

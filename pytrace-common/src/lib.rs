@@ -56,6 +56,11 @@ pub const LINETABLE_CHUNKS: u32 = (LINETABLE_LIMIT / LINETABLE_MAX) as u32 - 1;
 /// Largest span of a frame's fields (`frame_previous`, `frame_code`, `frame_instr`,
 /// `frame_owner`) read in one user-memory read, 8-byte aligned.
 pub const FRAME_WINDOW_MAX: u32 = 128;
+/// Target memory page: a data-stack read (`ReadWindows::stack`) covers the frame's page from
+/// its start, mapped whenever the frame is.
+pub const STACK_PAGE: u64 = 4096;
+/// Largest data-stack read: the part of a page below a frame's window, and that window.
+pub const STACK_WINDOW_MAX: u32 = STACK_PAGE as u32 + FRAME_WINDOW_MAX;
 /// Largest span of a code object's header fields (`code_firstlineno` … `code_linetable`) read
 /// in one user-memory read, 8-byte aligned.
 pub const CODE_WINDOW_MAX: u32 = 128;
@@ -239,6 +244,12 @@ pub struct ReadWindows {
     /// A `bytes` object's `ob_size` … the first `BYTES_PREFIX` bytes of its data.
     pub bytes_start: u32,
     pub bytes_len: u32,
+    /// 1 when frames live on their thread's data stack, each caller right below its callee
+    /// (3.11+; set by user space from the version, 0 from `of`): the walker reads a frame's
+    /// page up to it in one piece and finds the callers there (`STACK_WINDOW_MAX`); 0: one
+    /// read per frame.
+    pub stack: u32,
+    pub _pad: u32,
 }
 
 impl ReadWindows {
@@ -281,6 +292,8 @@ impl ReadWindows {
             str_len,
             bytes_start,
             bytes_len,
+            stack: 0,
+            _pad: 0,
         })
     }
 }
