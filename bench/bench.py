@@ -11,6 +11,9 @@ Run through bench/run.sh (as root), which prepares the peers' virtualenv. Sectio
   7. `pytrace dump` (no signal; the kernel's reader and --reader process-vm) for 1 and 50
      processes against py-spy dump and pystack remote, and how long each stops the target
 
+--sample-cost PYTHONS runs only section 6's kernel time per sample of a 30-frame stack, for the
+given interpreters (quick and repeatable: about 15 s per run pair and interpreter).
+
 Every section prints what it measured; the report goes to standard output and to --report.
 """
 
@@ -1211,6 +1214,30 @@ f27()
             per_sample.append((ns - idle * (runs - samples)) / max(samples, 1))
         return per_tick, per_sample
 
+    def report_sample_cost(self, python, reps):
+        """One report line: the kernel time per sample of `python`'s 30-frame stack, median and
+        every run, with the load average around the runs."""
+        load0 = loadavg()
+        per_tick, per_sample = self.sample_cost(python, reps)
+        share = statistics.median(per_sample) / 1e9
+        runs = " ".join(f"{x / 1000:.1f}" for x in per_sample)
+        self.out(f"  pytrace kernel time per sample of a 30-frame stack (29 distinct functions, "
+                 f"{os.path.basename(python)}, 999 Hz, {len(per_sample)} runs of 3 s): median "
+                 f"{statistics.median(per_sample) / 1000:.1f} us (runs "
+                 f"{min(per_sample) / 1000:.1f}-{max(per_sample) / 1000:.1f}: {runs}); other ticks "
+                 f"{statistics.median(per_tick):.0f} ns each (idle run); charged to the sampled "
+                 f"thread: {share * 99 * 100:.2f}% of its time at 99 Hz, {share * 999 * 100:.2f}% at 999 Hz; "
+                 f"load average {load0} before, {loadavg()} after")
+
+    def section_sample_cost(self):
+        """--sample-cost: only the kernel time per sample, for the interpreters asked for."""
+        self.tmp = tempfile.mkdtemp(prefix="pytrace-bench-")
+        try:
+            for python in self.a.sample_cost:
+                self.report_sample_cost(python, self.a.sample_cost_runs)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
     def section_sampling(self):
         a = self.a
         self.tmp = tempfile.mkdtemp(prefix="pytrace-bench-")
@@ -1281,14 +1308,7 @@ f27()
         # `co_version` proves it in one read (README, Performance).
         py312 = os.path.join(PYENV_VERSIONS, "3.12.1/bin/python3.12")
         for python in [a.python] + ([py312] if os.access(py312, os.X_OK) else []):
-            per_tick, per_sample = self.sample_cost(python, 3 if a.quick else 5)
-            share = statistics.median(per_sample) / 1e9
-            self.out(f"  pytrace kernel time per sample of a 30-frame stack (29 distinct functions, "
-                     f"{os.path.basename(python)}, 999 Hz, {len(per_sample)} runs of 3 s): median "
-                     f"{statistics.median(per_sample) / 1000:.1f} us (runs "
-                     f"{min(per_sample) / 1000:.1f}-{max(per_sample) / 1000:.1f}); other ticks "
-                     f"{statistics.median(per_tick):.0f} ns each (idle run); charged to the sampled "
-                     f"thread: {share * 99 * 100:.2f}% of its time at 99 Hz, {share * 999 * 100:.2f}% at 999 Hz")
+            self.report_sample_cost(python, a.sample_cost_runs)
         if kernel:
             runs = sum(k[0] for k in kernel)
             ns = sum(k[1] for k in kernel)
@@ -1585,6 +1605,19 @@ f27()
 # ---------------------------------------------------------------------------------------------
 
 
+def interpreter(spec):
+    """A path, or a pyenv version (3.12.1) or minor (3.12, its newest build), as a path."""
+    if os.sep in spec:
+        return spec
+    minor = ".".join(spec.split(".")[:2])
+    found = sorted((d for d in os.listdir(PYENV_VERSIONS)
+                    if d == spec or (spec == minor and d.startswith(minor + "."))),
+                   key=lambda d: [int(x) if x.isdigit() else -1 for x in d.split(".")])
+    if not found:
+        sys.exit(f"bench: --sample-cost: no pyenv interpreter {spec} under {PYENV_VERSIONS}")
+    return os.path.join(PYENV_VERSIONS, found[-1], "bin", "python" + minor)
+
+
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="about one minute: fewer repetitions, churn of 500")
@@ -1610,15 +1643,26 @@ def parse_args():
     ap.add_argument("--churn-parallel", type=int, default=2)
     ap.add_argument("--ondemand-procs", type=int, default=50, help="sleeping Pythons in section 7")
     ap.add_argument("--ondemand-reps", type=int, help="interleaved rounds in section 7 (7; quick 3)")
+    ap.add_argument("--sample-cost", metavar="PYTHONS",
+                    help="run only the kernel time per sample of a 30-frame stack (from section 6) "
+                         "for these interpreters, comma-separated: paths, pyenv versions (3.12.1) "
+                         "or minors (3.12); --sections is then ignored")
+    ap.add_argument("--sample-cost-runs", type=int,
+                    help="idle/busy run pairs per interpreter for the kernel time per sample (5; quick 3)")
     a = ap.parse_args()
     defaults = {
         "attach_reps": (5, 3), "procs": (200, 100), "latency_iters": (200, 40), "peer_reps": (20, 5),
-        "kernel_runs": (3, 1), "stall_reps": (10, 3), "ondemand_reps": (7, 3), "spawn_reps": (20, 5), "churn": (10000, 500),
+        "kernel_runs": (3, 1), "stall_reps": (10, 3), "ondemand_reps": (7, 3), "sample_cost_runs": (5, 3), "spawn_reps": (20, 5), "churn": (10000, 500),
     }
     for k, (full, quick) in defaults.items():
         if getattr(a, k) is None:
             setattr(a, k, quick if a.quick else full)
     a.sections = {s.strip() for s in a.sections.split(",") if s.strip()}
+    if a.sample_cost is not None:
+        a.sample_cost = [interpreter(x.strip()) for x in a.sample_cost.split(",") if x.strip()]
+        if not a.sample_cost:
+            ap.error("--sample-cost: no interpreter given")
+        a.sections = {"s"}
     if not a.signal.startswith("SIG"):
         a.signal = "SIG" + a.signal
     return a
@@ -1661,7 +1705,8 @@ def main():
     sections = [("1", "1. attach", b.section_attach), ("2", "2. latency", b.section_latency),
                 ("3", "3. kernel time", b.section_kernel), ("4", "4. exec", b.section_exec),
                 ("5", "5. churn", b.section_churn), ("6", "6. sampling", b.section_sampling),
-                ("7", "7. on-demand", b.section_ondemand)]
+                ("7", "7. on-demand", b.section_ondemand),
+                ("s", "kernel time per sample", b.section_sample_cost)]
     interrupted = False
     try:
         for key, name, fn in sections:

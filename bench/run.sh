@@ -37,6 +37,14 @@ if [[ ! -x "$base_python" ]]; then
     exit 2
 fi
 
+# --sample-cost measures pytrace alone: no peers, no virtualenv.
+for arg in "$@"; do
+    if [[ "$arg" == "--sample-cost" || "$arg" == --sample-cost=* ]]; then
+        exec "$base_python" "$here/bench.py" --pytrace "$PYTRACE_BIN" \
+            --report "$root/target/bench-report.txt" "$@"
+    fi
+done
+
 if [[ ! -x "$venv/bin/python" ]]; then
     say "creating $venv"
     "$base_python" -m venv "$venv"

@@ -1,16 +1,19 @@
 //! One capture, whatever triggered it. A trigger adapter describes what it wants in a
 //! [`CaptureRequest`]; [`run`] looks the process up, owns the per-CPU walk state for the whole
 //! transaction (busy guard, every field set), sends the begin record and the trigger's own
-//! record, walks, sends the end record and releases the state.
+//! record, walks, sends the end record and releases the state. A capture of one thread can
+//! instead send begin, thread and end as one record at its end (`SampleRecord`).
 
 use crate::platform::{
     helpers::{bpf_get_current_task, bpf_ktime_get_boot_ns, generated::bpf_get_smp_processor_id},
     macros::map,
     maps::PerCpuArray,
 };
+use core::mem::size_of;
+
 use pytrace_common::{
-    begin_flags, kind, trigger, CaptureBegin, CaptureEnd, Counter, ProcInfo, MAX_INTERPRETERS,
-    NO_OFFSET,
+    begin_flags, kind, trigger, CaptureBegin, CaptureEnd, Counter, FrameEntry, ProcInfo,
+    SampleHeader, ThreadHeader, MAX_FRAMES, MAX_INTERPRETERS, MAX_THREADS, NO_OFFSET,
 };
 
 use crate::platform::debug;
@@ -48,6 +51,32 @@ pub struct CaptureRequest {
     pub read_gil: bool,
     /// How the end record wakes the reader.
     pub wake: Wake,
+    /// Send begin, thread and end as one record once the walk is over (`SampleRecord`), for a
+    /// capture of one thread with no trigger record: one ring-buffer write instead of three.
+    pub one_record: bool,
+}
+
+impl CaptureRequest {
+    /// An on-demand dump of process `pid` (from its task `tid`): every thread with
+    /// faulthandler's bounds, code objects copied, and the GIL's holder noted, since it is
+    /// faulthandler's current thread in such a dump. The kernel's task iterator and the
+    /// host's `process_vm_readv` walk make the same request.
+    #[inline(always)]
+    pub fn on_demand(pid: u32, tid: u32) -> Self {
+        CaptureRequest {
+            trigger: trigger::ON_DEMAND,
+            pid,
+            tid,
+            fsbase: 0,
+            scope: walker::SCOPE_ALL_THREADS,
+            max_threads: MAX_THREADS,
+            max_frames: MAX_FRAMES,
+            copy_code: true,
+            read_gil: true,
+            wake: Wake::Later,
+            one_record: false,
+        }
+    }
 }
 
 /// A trigger's own record, sent right after the begin record with the capture's id.
@@ -180,7 +209,11 @@ fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut 
     state.top_code = 0;
     state.top_previous = 0;
     state.retries = 0;
-    state._pad3 = 0;
+    state.one_record = req.one_record as u32;
+    state.held_frame = 0;
+    state.stack_lo = 0;
+    state.stack_len = 0;
+    state._pad4 = 0;
     let begin = CaptureBegin {
         kind: kind::CAPTURE_BEGIN,
         trigger: req.trigger,
@@ -199,7 +232,14 @@ fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut 
         fsbase: req.fsbase,
         comm: mem.comm(),
     };
-    if !emit::record(&begin, Wake::Later) {
+    if req.one_record {
+        // Sent with the thread and the end, in `finish`.
+        let Some(rec) = walker::sample_scratch() else {
+            state.busy = 0;
+            return Counter::NoScratch as u32;
+        };
+        rec.head.begin = begin;
+    } else if !emit::record(&begin, Wake::Later) {
         state.busy = 0;
         return NOT_BEGUN;
     }
@@ -209,16 +249,55 @@ fn begin<M: Memory, R: TriggerRecord>(mem: M, req: &CaptureRequest, extra: &mut 
     BEGUN
 }
 
-/// Sends the end record and releases the walk state.
+/// Sends the end record (a sample's one record) and releases the walk state.
 #[inline(always)]
 fn finish(req: &CaptureRequest) -> Result<(), Counter> {
     let state = walker::state().ok_or(Counter::NoScratch)?;
-    let Some(end) = END_SCRATCH.get_ptr_mut(0) else {
-        state.busy = 0;
-        return Err(Counter::NoScratch);
+    let end: &CaptureEnd = if req.one_record {
+        let Some(rec) = walker::sample_scratch() else {
+            state.busy = 0;
+            return Err(Counter::NoScratch);
+        };
+        fill_end(&mut rec.head.end, state);
+        rec.head.kind = kind::SAMPLE;
+        rec.head._pad = 0;
+        // Cut after the thread's last entry, or after the head when no thread was sent.
+        let len = if state.thread_index != 0 {
+            size_of::<SampleHeader>()
+                + size_of::<ThreadHeader>()
+                + state.nchain as usize * size_of::<FrameEntry>()
+        } else {
+            size_of::<SampleHeader>()
+        };
+        if !emit::prefix(rec, len, req.wake) {
+            // The whole sample is lost, as when a begin record does not fit.
+            bump(Counter::NotBegun);
+        }
+        &rec.head.end
+    } else {
+        let Some(end) = END_SCRATCH.get_ptr_mut(0) else {
+            state.busy = 0;
+            return Err(Counter::NoScratch);
+        };
+        // SAFETY: per-CPU scratch owned by this capture.
+        let end = unsafe { &mut *end };
+        fill_end(end, state);
+        if !emit::record(end, req.wake) {
+            state.lost += 1;
+        }
+        end
     };
-    // SAFETY: per-CPU scratch owned by this capture.
-    let end = unsafe { &mut *end };
+    // Every dump, but only the samples that went wrong (at up to --hz per CPU).
+    if req.trigger != trigger::TIMER || end.flags != 0 || end.lost_records != 0 {
+        log_end(req, end);
+    }
+    state.busy = 0;
+    Ok(())
+}
+
+/// The end record of the capture the walk state describes.
+#[inline(always)]
+fn fill_end(end: &mut CaptureEnd, state: &walker::WalkState) {
     end.kind = kind::CAPTURE_END;
     end.flags = state.end_flags;
     end.capture_id = state.capture_id;
@@ -229,15 +308,6 @@ fn finish(req: &CaptureRequest) -> Result<(), Counter> {
     end.unreadable_mask = state.unreadable_mask;
     end.gc_mask = state.gc_mask;
     end.interps = state.interps;
-    if !emit::record(end, req.wake) {
-        state.lost += 1;
-    }
-    // Every dump, but only the samples that went wrong (at up to --hz per CPU).
-    if req.trigger != trigger::TIMER || end.flags != 0 || end.lost_records != 0 {
-        log_end(req, end);
-    }
-    state.busy = 0;
-    Ok(())
 }
 
 /// `-vv`: why a capture did not begin. Not inlined, as [`log_end`].

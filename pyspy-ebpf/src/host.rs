@@ -10,16 +10,14 @@
 use core::ffi::c_void;
 use std::sync::{Mutex, MutexGuard};
 
-use pytrace_common::{trigger, CodeKey, Counter, ProcInfo, COUNTER_COUNT, MAX_FRAMES, MAX_THREADS};
+use pytrace_common::{CodeKey, Counter, ProcInfo, COUNTER_COUNT};
 
 use crate::{
     capture::{self, CaptureRequest, NoRecord},
     counters::bump,
-    emit::Wake,
     maps::{COUNTERS, EVENTS, PROCS},
     read::Memory,
     symbols::{CODES_EPOCH, SENT_CODES},
-    walker,
 };
 
 /// Held for every use of the host shims (see the module's header).
@@ -147,19 +145,7 @@ pub fn dump(pid: u32) -> Result<(), DumpError> {
             }
         }
     }
-    let req = CaptureRequest {
-        trigger: trigger::ON_DEMAND,
-        pid,
-        tid: pid,
-        fsbase: 0,
-        scope: walker::SCOPE_ALL_THREADS,
-        max_threads: MAX_THREADS,
-        max_frames: MAX_FRAMES,
-        copy_code: true,
-        // faulthandler's current thread in an on-demand dump: the GIL's holder.
-        read_gil: true,
-        wake: Wake::Later,
-    };
+    let req = CaptureRequest::on_demand(pid, pid);
     capture::run_in(mem, &req, &mut NoRecord).map_err(|c| {
         bump(c);
         DumpError::NotBegun(c)

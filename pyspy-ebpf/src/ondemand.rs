@@ -5,15 +5,13 @@
 //! stopped.
 
 use aya_ebpf::{bindings::task_struct, macros::map, maps::HashMap};
-use pytrace_common::{trigger, TaskKey, TaskSnapshot, MAX_FRAMES, MAX_THREADS};
+use pytrace_common::{TaskKey, TaskSnapshot};
 
 use crate::{
     capture::{self, CaptureRequest, NoRecord},
     counters::bump,
-    emit::Wake,
     maps::{FSBASE_OFFSET, TASK_ON_CPU_OFFSET, TASK_PID_OFFSET, TASK_TGID_OFFSET},
     read::{kernel_i32, kernel_u64, Memory, Task},
-    walker::SCOPE_ALL_THREADS,
 };
 
 /// Processes to dump, by host tgid, with where each stands (`dump_state`), set by user space
@@ -57,19 +55,7 @@ pub fn on_task(task: *mut task_struct) {
     if *slot != dump_state::PENDING {
         return;
     }
-    let req = CaptureRequest {
-        trigger: trigger::ON_DEMAND,
-        pid,
-        tid: tid as u32,
-        fsbase: 0,
-        scope: SCOPE_ALL_THREADS,
-        max_threads: MAX_THREADS,
-        max_frames: MAX_FRAMES,
-        copy_code: true,
-        // faulthandler's current thread in an on-demand dump: the GIL's holder.
-        read_gil: true,
-        wake: Wake::Later,
-    };
+    let req = CaptureRequest::on_demand(pid, tid as u32);
     *slot = match capture::run_in(Task(task), &req, &mut NoRecord) {
         Ok(()) => dump_state::CAPTURED,
         Err(c) => {

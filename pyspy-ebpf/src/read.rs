@@ -223,6 +223,14 @@ impl<'a, const N: usize> Window<'a, N> {
         Some(Window { words: buf, start })
     }
 
+    /// The window a [`Window::read`] of the same `start` left in `buf`, without reading the
+    /// target again: for a caller that knows `buf` still holds it (nothing has written it
+    /// since, and the structure is the same one, read in the same capture).
+    #[inline(always)]
+    pub fn held(buf: &'a [u64; N], start: u32) -> Self {
+        Window { words: buf, start }
+    }
+
     /// The pointer-sized field at structure offset `off` (8-byte aligned); 0 outside.
     #[inline(always)]
     pub fn u64_at(&self, off: u32) -> u64 {

@@ -400,6 +400,7 @@ fn dump(pid: u32, tid: u32, fsbase: u64, record: &mut SignalInfo) {
         copy_code: true,
         read_gil: false,
         wake: Wake::Now,
+        one_record: false,
     };
     match capture::run(&req, record) {
         Ok(()) => {}

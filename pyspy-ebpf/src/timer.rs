@@ -39,6 +39,7 @@ pub fn on_tick() {
         copy_code: true,
         read_gil: true,
         wake: Wake::Batch,
+        one_record: true,
     };
     let result = capture::run(&req, &mut NoRecord);
     if let Err(Counter::NotPython | Counter::PidFiltered) = result {

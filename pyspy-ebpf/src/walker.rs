@@ -23,14 +23,15 @@ use crate::platform::{
     maps::{LruHashMap, PerCpuArray},
 };
 use pytrace_common::{
-    end_flags, kind, thread_flags, Counter, FrameEntry, FrameRead, ProcInfo, ThreadHeader,
-    ThreadRecord, MAX_CHAIN, MAX_INTERPRETERS, MAX_SCAN_THREADS, NO_OFFSET, WALK_STEPS,
+    end_flags, kind, thread_flags, Counter, FrameEntry, FrameRead, ProcInfo, SampleRecord,
+    ThreadHeader, MAX_CHAIN, MAX_INTERPRETERS, MAX_SCAN_THREADS, NO_OFFSET, STACK_PAGE,
+    STACK_WINDOW_MAX, WALK_STEPS,
 };
 
 use crate::{
     counters::bump,
     emit::{self, Wake},
-    read::{Memory, Window, WINDOWS},
+    read::{Memory, Window, WINDOWS, WINDOW_WORDS},
     symbols, tlbc,
 };
 
@@ -42,8 +43,25 @@ pub const SCOPE_ONLY_THREAD: u32 = 1;
 #[map]
 static WALK: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);
 
+/// The thread being read (`thread`), behind the head of a one-record sample: a sample's
+/// capture sends head and thread together (`WalkState.one_record`), other captures send the
+/// thread alone when it is closed.
 #[map]
-static THREAD_SCRATCH: PerCpuArray<ThreadRecord> = PerCpuArray::with_max_entries(1, 0);
+static THREAD_SCRATCH: PerCpuArray<SampleRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Words of the data-stack buffer: a whole read (`STACK_WINDOW_MAX`), and room for a window
+/// copied from anywhere in it.
+const STACK_WORDS: usize = STACK_WINDOW_MAX as usize / 8 + WINDOW_WORDS;
+
+/// How far below the data-stack buffer a caller's frame may lie for its page to be read whole
+/// (a data-stack chunk is 16 KiB at first); a frame farther away (a generator's, another
+/// chunk's) is read alone.
+const STACK_REACH: u64 = 16 * 1024;
+
+/// A thread's data stack as last read (`WalkState.stack_lo`, `stack_len`): on the stack,
+/// it exceeds the 512-byte BPF stack.
+#[map]
+static STACK: PerCpuArray<[u64; STACK_WORDS]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Thread state last found for a thread, by host (tgid << 32 | tid): a capture of one thread
 /// starts there instead of scanning the list. Checked on use (its `thread_id` must still be the
@@ -110,7 +128,18 @@ pub struct WalkState {
     pub top_previous: u64,
     /// Times the open thread was read again because its stack changed under the read.
     pub retries: u32,
-    pub _pad3: u32,
+    /// 1: the thread record is not sent when closed; the capture sends it at its end, in one
+    /// record with its begin and end (`SampleRecord`).
+    pub one_record: u32,
+    /// The frame whose window the frame buffer (`WINDOWS.frame`) still holds because the
+    /// last entry read was left for the next step (its code object needs a full look-up,
+    /// only the first entry of a step makes one); 0 for none. That entry is not read again.
+    pub held_frame: u64,
+    /// Target address of the data-stack buffer's (`STACK`) first byte, and how many bytes it
+    /// holds (0: nothing yet for the open thread).
+    pub stack_lo: u64,
+    pub stack_len: u32,
+    pub _pad4: u32,
 }
 
 /// A thread whose stack changed while it was read (a running target) is read again this many
@@ -196,6 +225,15 @@ fn walk_state() -> Option<&'static mut WalkState> {
 #[inline(always)]
 pub fn state() -> Option<&'static mut WalkState> {
     walk_state()
+}
+
+/// This CPU's sample scratch: the capture fills its head and sends it with the thread the
+/// walk left in it (`WalkState.one_record`).
+#[inline(always)]
+pub fn sample_scratch() -> Option<&'static mut SampleRecord> {
+    // SAFETY: per-CPU scratch owned by the capture in progress on this CPU (the walk state's
+    // `busy` flag guards nesting); no other reference to it is alive across this use.
+    THREAD_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
 extern "C" fn walk_step<M: Memory>(_index: u64, ctx: *mut c_void) -> i64 {
@@ -295,7 +333,7 @@ fn open_thread<M: Memory>(mem: M, state: &mut WalkState) {
         return;
     };
     // SAFETY: per-CPU scratch owned by this walk.
-    let hdr = unsafe { &mut (*rec).hdr };
+    let hdr = unsafe { &mut (*rec).thread.hdr };
     let off = &state.proc.offsets;
     let tstate = state.tstate;
     let Some(thread_id) = mem.field_u64(tstate, off.tstate_thread_id) else {
@@ -360,6 +398,8 @@ fn open_thread<M: Memory>(mem: M, state: &mut WalkState) {
         status,
     };
     state.frame = frame;
+    state.held_frame = 0;
+    state.stack_len = 0;
     state.top_frame = frame;
     state.nchain = 0;
     state.nreal = 0;
@@ -389,8 +429,7 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
         state.frame = 0;
         return false;
     };
-    let off = &state.proc.offsets;
-    let win = &state.proc.windows;
+    let (frame_start, frame_len) = (state.proc.windows.frame_start, state.proc.windows.frame_len);
     let Some(scratch) = WINDOWS.get_ptr_mut(0) else {
         bump(Counter::NoScratch);
         state.frame = 0;
@@ -398,15 +437,24 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
     };
     // SAFETY: per-CPU scratch owned by this walk.
     let buf = unsafe { &mut (*scratch).frame };
-    let Some(w) = Window::read(mem, buf, state.frame, win.frame_start, win.frame_len) else {
-        bump(Counter::FrameReadFailed);
-        state.thread_flags |= thread_flags::READ_FAILED;
-        state.frame = 0;
-        return false;
+    let held = state.held_frame != 0 && state.held_frame == state.frame;
+    state.held_frame = 0;
+    let w = if held || from_stack(mem, state, buf) {
+        // Read by the previous step's last entry, left for this one: nothing has written the
+        // buffer since (the look-ups use their own); or copied from the data stack as read.
+        Window::held(buf, frame_start)
+    } else {
+        let Some(w) = Window::read(mem, buf, state.frame, frame_start, frame_len) else {
+            bump(Counter::FrameReadFailed);
+            state.thread_flags |= thread_flags::READ_FAILED;
+            state.frame = 0;
+            return false;
+        };
+        w
     };
     // The frame's fields, decoded as the unit tests decode memory laid out from CPython's
     // headers (`FrameRead`).
-    let mut f = FrameRead::of(off, &w);
+    let mut f = FrameRead::of(&state.proc.offsets, &w);
     if state.nchain == 0 {
         state.top_code = f.raw_code;
         state.top_previous = f.previous;
@@ -426,7 +474,11 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
             ),
             None => match symbols::known(mem, state.pid, state.capture_id, f.code, &state.proc) {
                 Some(fp) => fp,
-                None => return false,
+                None => {
+                    // Left for the next step, whose first entry takes the window as read.
+                    state.held_frame = state.frame;
+                    return false;
+                }
             },
         };
     }
@@ -440,7 +492,7 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
         state.nreal += 1;
     }
     // SAFETY: per-CPU scratch owned by this walk.
-    let frames = unsafe { &mut (*rec).frames };
+    let frames = unsafe { &mut (*rec).thread.frames };
     // The index is bounded here, where it is used: a check made earlier in the step is lost
     // across the code-object look-up ("R2 unbounded memory access").
     if let Some(slot) = frames.get_mut(state.nchain as usize) {
@@ -454,6 +506,65 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
     }
     state.nchain += 1;
     state.frame = f.previous;
+    true
+}
+
+/// Copies the open frame's window from the thread's data stack into `dst`, reading the stack
+/// first when the frame is not in what was read: from the start of the frame's page (mapped
+/// whenever the frame is) to the end of its window, so its callers below it in the page come
+/// with it. Only for versions whose frames live there (`ReadWindows::stack`), and only for
+/// the thread's first frame or a frame just below what was read (its callers'); any other
+/// frame (a generator's, a shim's on the C stack) is left to a read of its own (`false`).
+#[inline(always)]
+fn from_stack<M: Memory>(mem: M, state: &mut WalkState, dst: &mut [u64; WINDOW_WORDS]) -> bool {
+    let win = &state.proc.windows;
+    if win.stack == 0 {
+        return false;
+    }
+    let Some(stack) = STACK.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch owned by this walk.
+    let stack = unsafe { &mut *stack };
+    let start = state.frame.wrapping_add(win.frame_start as u64);
+    let end = start.wrapping_add(win.frame_len as u64);
+    if start & 7 != 0 || end < start {
+        return false;
+    }
+    let held = state.stack_len != 0
+        && start >= state.stack_lo
+        && end <= state.stack_lo.wrapping_add(state.stack_len as u64);
+    if !held {
+        let below = start < state.stack_lo && state.stack_lo - start <= STACK_REACH;
+        if state.stack_len != 0 && !below {
+            return false;
+        }
+        let lo = start & !(STACK_PAGE - 1);
+        let len = end - lo;
+        // "R2 unbounded memory access": the length is bounded where the verifier sees it.
+        if len > STACK_WINDOW_MAX as u64 {
+            return false;
+        }
+        if !mem.user_bytes(stack.as_mut_ptr() as *mut u8, len as u32, lo) {
+            // The frame's own read says what failed.
+            state.stack_len = 0;
+            return false;
+        }
+        state.stack_lo = lo;
+        state.stack_len = len as u32;
+    }
+    let first = ((start - state.stack_lo) / 8) as usize;
+    if first > STACK_WORDS - WINDOW_WORDS {
+        return false;
+    }
+    for (k, word) in dst.iter_mut().enumerate() {
+        // Bytes past the window read as 0, as after `Window::read`.
+        *word = if (k as u32) * 8 < win.frame_len {
+            stack.get(first + k).copied().unwrap_or(0)
+        } else {
+            0
+        };
+    }
     true
 }
 
@@ -482,11 +593,11 @@ fn close_thread<M: Memory>(mem: M, state: &mut WalkState) {
     }
     if let Some(rec) = THREAD_SCRATCH.get_ptr_mut(0) {
         // SAFETY: per-CPU scratch owned by this walk.
-        let rec = unsafe { &mut *rec };
+        let rec = unsafe { &mut (*rec).thread };
         rec.hdr.flags = state.thread_flags;
         rec.hdr.nframes = state.nchain;
         let len = size_of::<ThreadHeader>() + state.nchain as usize * size_of::<FrameEntry>();
-        if !emit::prefix(rec, len, Wake::Later) {
+        if state.one_record == 0 && !emit::prefix(rec, len, Wake::Later) {
             state.lost += 1;
         }
     }

@@ -7,8 +7,9 @@ use std::{collections::BTreeMap, mem::size_of};
 
 use pytrace_common::{
     code_flags, kind, CaptureBegin, CaptureEnd, CodeChunk, CodeRecord, FrameEntry, HeldSignal,
-    ProcessEvent, PyStr, SignalInfo, Skipped, TaskName, TaskNamesHeader, ThreadHeader,
-    CODE_CHUNK_FIXED, CODE_RECORD_FIXED, LINETABLE_LIMIT, LINETABLE_MAX, MAX_TASKS, STR_MAX_BYTES,
+    ProcessEvent, PyStr, SampleHeader, SignalInfo, Skipped, TaskName, TaskNamesHeader,
+    ThreadHeader, CODE_CHUNK_FIXED, CODE_RECORD_FIXED, LINETABLE_LIMIT, LINETABLE_MAX, MAX_TASKS,
+    STR_MAX_BYTES,
 };
 
 use crate::model::PyText;
@@ -25,6 +26,10 @@ pub enum DecodeError {
     LineTableLength(u32),
     #[error("task-names record claims {claimed} tasks but holds {held}")]
     TaskCount { claimed: u32, held: usize },
+    #[error("sample record claims {0} threads")]
+    SampleThreads(u32),
+    #[error("sample record's parts belong to different captures")]
+    SampleIds,
 }
 
 /// The next piece of a code record's line table.
@@ -68,6 +73,8 @@ pub enum Record {
     Code(CodeInfo),
     CodeChunk(CodeChunkInfo),
     End(CaptureEnd),
+    /// A whole timer sample (begin, at most one thread, end) from one record.
+    Sample(Box<RawCapture>),
     Skipped(Skipped),
     /// `--hold` refused a watched signal to a selected process.
     Held(HeldSignal),
@@ -100,6 +107,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::CODE => decode_code(bytes),
         kind::CODE_CHUNK => decode_chunk(bytes),
         kind::TASKS => decode_tasks(bytes),
+        kind::SAMPLE => decode_sample(bytes),
         kind::MAPPED => Ok(Record::Mapped(read::<ProcessEvent>(bytes)?.pid)),
         kind::EXITED => Ok(Record::Exited(read::<ProcessEvent>(bytes)?.pid)),
         kind::FORKED => {
@@ -126,6 +134,31 @@ fn decode_thread(bytes: &[u8]) -> Result<Record, DecodeError> {
         .map(read::<FrameEntry>)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Record::Thread(hdr, frames))
+}
+
+/// A sample record: the begin and end records it holds, then one thread record (the same
+/// bytes a thread record has) when its end says one thread was sent.
+fn decode_sample(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let head: SampleHeader = read(bytes)?;
+    let (begin, end) = (head.begin, head.end);
+    if begin.capture_id != end.capture_id {
+        return Err(DecodeError::SampleIds);
+    }
+    let threads = match end.nthreads {
+        0 => Vec::new(),
+        1 => match decode_thread(&bytes[size_of::<SampleHeader>()..])? {
+            Record::Thread(hdr, frames) if hdr.capture_id == end.capture_id => vec![(hdr, frames)],
+            _ => return Err(DecodeError::SampleIds),
+        },
+        n => return Err(DecodeError::SampleThreads(n)),
+    };
+    Ok(Record::Sample(Box::new(RawCapture {
+        begin,
+        signal: None,
+        threads,
+        tasks: None,
+        end,
+    })))
 }
 
 /// The OS threads of a process as one dump's task-names record listed them.
@@ -412,7 +445,7 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let mut seed = 0x1234_5678u64;
-        for len in 0..600 {
+        for len in 0..2000 {
             let mut buf = Vec::with_capacity(len);
             for _ in 0..len {
                 seed = seed
@@ -421,11 +454,97 @@ mod tests {
                 buf.push((seed >> 33) as u8);
             }
             if len >= 4 {
-                buf[..4].copy_from_slice(&((len as u32 % 9) + 1).to_le_bytes());
+                buf[..4].copy_from_slice(&((len as u32 % kind::SAMPLE) + 1).to_le_bytes());
             }
             let _ = decode(&buf);
         }
         assert_eq!(decode(&[]).unwrap_err(), DecodeError::Short(0));
+    }
+
+    /// A sample record as the kernel cuts it: head, then the thread and `nframes` entries
+    /// when `end.nthreads` is 1.
+    fn sample_bytes(id: u64, nthreads: u32, nframes: u32) -> Vec<u8> {
+        let head = SampleHeader {
+            kind: kind::SAMPLE,
+            _pad: 0,
+            begin: CaptureBegin {
+                kind: kind::CAPTURE_BEGIN,
+                trigger: pytrace_common::trigger::TIMER,
+                capture_id: id,
+                pid: 10,
+                tid: 11,
+                ..Default::default()
+            },
+            end: CaptureEnd {
+                kind: kind::CAPTURE_END,
+                capture_id: id,
+                nthreads,
+                ..Default::default()
+            },
+        };
+        let mut bytes = bytes_of(&head);
+        if nthreads == 1 {
+            bytes.extend(bytes_of(&ThreadHeader {
+                kind: kind::THREAD,
+                capture_id: id,
+                thread_id: 0x7f00,
+                nframes,
+                ..Default::default()
+            }));
+            for i in 0..nframes as u64 {
+                bytes.extend(bytes_of(&FrameEntry {
+                    code: 0x1000 + i,
+                    ..Default::default()
+                }));
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn sample_record_is_a_whole_capture() {
+        let bytes = sample_bytes(7, 1, 3);
+        let Record::Sample(raw) = decode(&bytes).unwrap() else {
+            panic!("not a sample");
+        };
+        assert_eq!(
+            (raw.begin.capture_id, raw.begin.pid, raw.begin.tid),
+            (7, 10, 11)
+        );
+        assert_eq!(raw.end.capture_id, 7);
+        assert!(raw.signal.is_none() && raw.tasks.is_none());
+        assert_eq!(raw.threads.len(), 1);
+        assert_eq!(raw.threads[0].0.thread_id, 0x7f00);
+        let codes: Vec<u64> = raw.threads[0].1.iter().map(|f| f.code).collect();
+        assert_eq!(codes, vec![0x1000, 0x1001, 0x1002]);
+        // No thread found: the head alone.
+        let Record::Sample(raw) = decode(&sample_bytes(8, 0, 0)).unwrap() else {
+            panic!("not a sample");
+        };
+        assert!(raw.threads.is_empty());
+        assert_eq!(raw.end.capture_id, 8);
+    }
+
+    #[test]
+    fn sample_record_cut_or_inconsistent_is_rejected() {
+        let bytes = sample_bytes(7, 1, 3);
+        // Every cut is an error, never a panic nor a shorter stack.
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "cut at {len}");
+        }
+        assert_eq!(
+            decode(&sample_bytes(7, 2, 0)).unwrap_err(),
+            DecodeError::SampleThreads(2)
+        );
+        // The thread of another capture, or a begin and an end that disagree.
+        let mut other = sample_bytes(7, 1, 1);
+        let at = size_of::<SampleHeader>() + 8;
+        other[at..at + 8].copy_from_slice(&9u64.to_le_bytes());
+        assert_eq!(decode(&other).unwrap_err(), DecodeError::SampleIds);
+        let mut split = sample_bytes(7, 0, 0);
+        let at = std::mem::offset_of!(SampleHeader, end) + 8;
+        split[at..at + 8].copy_from_slice(&9u64.to_le_bytes());
+        assert_eq!(decode(&split).unwrap_err(), DecodeError::SampleIds);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::{
     backend::Backend,
     bpf::{ProbeConfig, Probes},
     cli::Reader,
-    decode::{self, Assembler, Record},
+    decode::{self, Assembler, RawCapture, Record},
     error::Error,
     escape,
     model::{Capture, InterpreterState, SignalAction, ThreadTask, TriggerInfo},
@@ -664,6 +664,46 @@ impl Session {
         }
     }
 
+    /// A capture whose records have all arrived: symbolized, completed while the process
+    /// lives, and handed to the consumer.
+    fn captured(&mut self, raw: &RawCapture, consumer: &mut dyn Consumer) -> Result<Flow, Error> {
+        let mut capture = self.sym.symbolize(raw, self.boot_to_epoch_ns);
+        if capture.interpreter_state == InterpreterState::Unreadable {
+            self.recheck_interpreter_list(&mut capture);
+        }
+        if capture.ns_pid.is_some() && matches!(capture.trigger, TriggerInfo::Signal { .. }) {
+            // In a PID namespace: the receiving thread's id as the target sees it,
+            // while the thread still exists.
+            capture.ns_tid = process::procfs::thread_ns_tid(capture.pid, capture.tid);
+        }
+        if capture.trigger == TriggerInfo::OnDemand {
+            if let Some((h, run)) = self
+                .held_pending
+                .get_mut(&capture.pid)
+                .and_then(|q| q.pop_front())
+            {
+                // The thread the signal was addressed to is faulthandler's current
+                // thread, as it would have been at the delivery.
+                name_threads(&mut capture, &run.tasks);
+                for t in &mut capture.threads {
+                    t.current = t.task.as_ref().is_some_and(|k| k.tid == h.tid);
+                }
+                capture.trigger = TriggerInfo::Signal {
+                    signal: h.signal,
+                    sender_pid: Some(h.sender),
+                    action: SignalAction::Held,
+                    from_kernel: false,
+                    fault_addr: None,
+                    oom: false,
+                    delivered_as: None,
+                };
+                capture.tid = h.tid;
+            }
+        }
+        self.captures += 1;
+        consumer.capture(capture)
+    }
+
     fn handle(&mut self, bytes: &[u8], consumer: &mut dyn Consumer) -> Result<Flow, Error> {
         match decode::decode(bytes) {
             Ok(Record::Begin(b)) => self.asm.begin(b),
@@ -680,45 +720,10 @@ impl Session {
             }
             Ok(Record::End(e)) => {
                 if let Some(raw) = self.asm.end(e) {
-                    let mut capture = self.sym.symbolize(&raw, self.boot_to_epoch_ns);
-                    if capture.interpreter_state == InterpreterState::Unreadable {
-                        self.recheck_interpreter_list(&mut capture);
-                    }
-                    if capture.ns_pid.is_some()
-                        && matches!(capture.trigger, TriggerInfo::Signal { .. })
-                    {
-                        // In a PID namespace: the receiving thread's id as the target sees it,
-                        // while the thread still exists.
-                        capture.ns_tid = process::procfs::thread_ns_tid(capture.pid, capture.tid);
-                    }
-                    if capture.trigger == TriggerInfo::OnDemand {
-                        if let Some((h, run)) = self
-                            .held_pending
-                            .get_mut(&capture.pid)
-                            .and_then(|q| q.pop_front())
-                        {
-                            // The thread the signal was addressed to is faulthandler's current
-                            // thread, as it would have been at the delivery.
-                            name_threads(&mut capture, &run.tasks);
-                            for t in &mut capture.threads {
-                                t.current = t.task.as_ref().is_some_and(|k| k.tid == h.tid);
-                            }
-                            capture.trigger = TriggerInfo::Signal {
-                                signal: h.signal,
-                                sender_pid: Some(h.sender),
-                                action: SignalAction::Held,
-                                from_kernel: false,
-                                fault_addr: None,
-                                oom: false,
-                                delivered_as: None,
-                            };
-                            capture.tid = h.tid;
-                        }
-                    }
-                    self.captures += 1;
-                    return consumer.capture(capture);
+                    return self.captured(&raw, consumer);
                 }
             }
+            Ok(Record::Sample(raw)) => return self.captured(&raw, consumer),
             Ok(Record::Mapped(pid)) => {
                 if self.config.pids.is_empty() && !self.sym.has_process(pid) {
                     self.schedule.reported(pid);

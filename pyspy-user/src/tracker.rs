@@ -149,10 +149,11 @@ fn proc_info(
             })
         }
     };
-    let windows = ReadWindows::of(&layout.offsets).ok_or_else(|| Error::Inspect {
+    let mut windows = ReadWindows::of(&layout.offsets).ok_or_else(|| Error::Inspect {
         pid: p.pid,
         reason: "its frame or code-object fields are too far apart to read in one piece".into(),
     })?;
+    windows.stack = layout.frames_on_data_stack() as u32;
     Ok(ProcInfo {
         interp_head_addr,
         version_hex: p.version_hex,

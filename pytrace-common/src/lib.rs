@@ -56,6 +56,11 @@ pub const LINETABLE_CHUNKS: u32 = (LINETABLE_LIMIT / LINETABLE_MAX) as u32 - 1;
 /// Largest span of a frame's fields (`frame_previous`, `frame_code`, `frame_instr`,
 /// `frame_owner`) read in one user-memory read, 8-byte aligned.
 pub const FRAME_WINDOW_MAX: u32 = 128;
+/// Target memory page: a data-stack read (`ReadWindows::stack`) covers the frame's page from
+/// its start, mapped whenever the frame is.
+pub const STACK_PAGE: u64 = 4096;
+/// Largest data-stack read: the part of a page below a frame's window, and that window.
+pub const STACK_WINDOW_MAX: u32 = STACK_PAGE as u32 + FRAME_WINDOW_MAX;
 /// Largest span of a code object's header fields (`code_firstlineno` … `code_linetable`) read
 /// in one user-memory read, 8-byte aligned.
 pub const CODE_WINDOW_MAX: u32 = 128;
@@ -239,6 +244,12 @@ pub struct ReadWindows {
     /// A `bytes` object's `ob_size` … the first `BYTES_PREFIX` bytes of its data.
     pub bytes_start: u32,
     pub bytes_len: u32,
+    /// 1 when frames live on their thread's data stack, each caller right below its callee
+    /// (3.11+; set by user space from the version, 0 from `of`): the walker reads a frame's
+    /// page up to it in one piece and finds the callers there (`STACK_WINDOW_MAX`); 0: one
+    /// read per frame.
+    pub stack: u32,
+    pub _pad: u32,
 }
 
 impl ReadWindows {
@@ -281,6 +292,8 @@ impl ReadWindows {
             str_len,
             bytes_start,
             bytes_len,
+            stack: 0,
+            _pad: 0,
         })
     }
 }
@@ -353,6 +366,8 @@ pub mod kind {
     pub const CODE_CHUNK: u32 = 10;
     pub const TASKS: u32 = 11;
     pub const HELD: u32 = 12;
+    /// A whole timer sample in one record (`SampleHeader`, then at most one thread).
+    pub const SAMPLE: u32 = 13;
 }
 
 /// A process may have become a CPython process: it exec'd a `python*` binary or its dynamic
@@ -640,6 +655,28 @@ pub struct ThreadRecord {
     pub frames: [FrameEntry; MAX_CHAIN],
 }
 
+/// A whole timer sample in one record: the capture's begin and end records as they would
+/// have been sent, then, when `end.nthreads` is 1, the sampled thread's header and its
+/// `nframes` chain entries (the record is cut after the last entry, or after this header
+/// when no thread was found). One ring-buffer write per sample instead of three.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SampleHeader {
+    pub kind: u32,
+    pub _pad: u32,
+    pub begin: CaptureBegin,
+    pub end: CaptureEnd,
+}
+
+/// Scratch layout of a whole sample record (and of every thread record: the walker builds a
+/// thread in `thread`, whatever the trigger).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SampleRecord {
+    pub head: SampleHeader,
+    pub thread: ThreadRecord,
+}
+
 /// A copied `str` object.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -912,8 +949,8 @@ pub enum Counter {
     /// Code objects proven, by their `co_version` and header, to be one already proven and
     /// sent from this CPU: its strings and line table were not read again.
     CodesByVersion,
-    /// Captures lost whole: their begin record did not fit in the ring buffer (the record is
-    /// also counted by `RingbufFull`).
+    /// Captures lost whole: their begin record (a timer sample's one record) did not fit in
+    /// the ring buffer (the record is also counted by `RingbufFull`).
     NotBegun,
 }
 

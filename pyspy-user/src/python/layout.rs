@@ -40,6 +40,16 @@ pub struct VersionLayout {
     pub gilstate_bound_mask: Option<u32>,
 }
 
+impl VersionLayout {
+    /// Whether a thread's frames are pushed on its data stack, each right above its caller
+    /// (3.11+, the `_PyInterpreterFrame`s that came with instruction pointers; frames owned by
+    /// a generator or by the C stack lie elsewhere). Before 3.11 each frame is an object of
+    /// its own.
+    pub fn frames_on_data_stack(&self) -> bool {
+        matches!(self.instr, InstrKind::InstrPtr { .. })
+    }
+}
+
 static PY_3_6: VersionLayout = VersionLayout {
     major: 3,
     minor: 6,
