@@ -256,7 +256,7 @@ impl ElfImage {
             let Ok(bytes) = elf.data().read_bytes_at(seg.offset, seg.filesz) else {
                 continue;
             };
-            let hit = super::version::find_all(bytes, cookie)
+            let hit = memchr::memmem::find_iter(bytes, cookie)
                 .find(|&i| (seg.vaddr + i as u64).is_multiple_of(8));
             if let Some(i) = hit {
                 return Ok(Some(seg.vaddr + i as u64));

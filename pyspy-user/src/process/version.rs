@@ -144,7 +144,7 @@ fn skip_abi_flags(s: &[u8]) -> &[u8] {
 pub fn cache_tag_version(data: &[u8]) -> Option<(u8, u8)> {
     const NEEDLE: &[u8] = b"cpython-";
     let mut found: Option<(u8, u8)> = None;
-    for pos in find_all(data, NEEDLE) {
+    for pos in memchr::memmem::find_iter(data, NEEDLE) {
         let tail = &data[pos + NEEDLE.len()..];
         let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
         if !(2..=4).contains(&digits) || tail.get(digits) != Some(&0) {
@@ -184,10 +184,16 @@ pub fn scan_version_string(data: &[u8], major: u8, minor: u8) -> Option<Version>
 /// canonically (no leading zeros).
 pub fn version_strings(data: &[u8]) -> Vec<(Version, usize)> {
     let mut candidates: Vec<(Version, usize)> = Vec::new();
-    for pos in 0..data.len() {
-        if !data[pos].is_ascii_digit()
-            || (pos > 0 && (data[pos - 1].is_ascii_digit() || data[pos - 1] == b'.'))
-        {
+    // A candidate's first non-digit is the dot after its major number: each dot is looked at
+    // once, and the digits just before it give where the candidate would start.
+    for dot in memchr::memchr_iter(b'.', data) {
+        let digits = data[..dot]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let pos = dot - digits;
+        if digits == 0 || (pos > 0 && data[pos - 1] == b'.') {
             continue;
         }
         let tail = &data[pos..];
@@ -224,24 +230,6 @@ pub fn pick_version_string(
     matching().find(|(_, n)| *n == best).map(|(v, _)| *v)
 }
 
-/// Start positions of every occurrence of `needle` in `haystack`.
-pub fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    let first = needle[0];
-    let mut from = 0;
-    std::iter::from_fn(move || {
-        while from + needle.len() <= haystack.len() {
-            let i = from
-                + haystack[from..=haystack.len() - needle.len()]
-                    .iter()
-                    .position(|&b| b == first)?;
-            from = i + 1;
-            if &haystack[i..i + needle.len()] == needle {
-                return Some(i);
-            }
-        }
-        None
-    })
-}
 
 #[cfg(test)]
 mod tests {
