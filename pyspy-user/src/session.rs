@@ -190,8 +190,10 @@ impl Session {
                     .filter(|p| !rejected.iter().any(|(r, _)| r == p))
                     .collect()
             };
-            for pid in pids {
-                match tracker.register(pid, &mut probes, &mut sym) {
+            // Inspected over the CPUs, registered in order.
+            let inspected = process::inspect_all(&pids);
+            for (pid, inspected) in pids.into_iter().zip(inspected) {
+                match tracker.register_inspected(pid, inspected, &mut probes, &mut sym) {
                     Ok(()) => {
                         registered.insert(pid, pidfd(pid));
                     }

@@ -30,7 +30,18 @@ impl Tracker {
         probes: &mut Backend,
         sym: &mut Symbolizer,
     ) -> Result<(), Error> {
-        let p = process::inspect(pid).map_err(inspect_error)?;
+        self.register_inspected(pid, process::inspect(pid), probes, sym)
+    }
+
+    /// [`register`](Self::register) of a process already inspected.
+    pub fn register_inspected(
+        &mut self,
+        pid: u32,
+        inspected: Result<PythonProcess, InspectError>,
+        probes: &mut Backend,
+        sym: &mut Symbolizer,
+    ) -> Result<(), Error> {
+        let p = inspected.map_err(inspect_error)?;
         let (layout, gil) = layout_for(&p)?;
         self.generation = self.generation.wrapping_add(1);
         let mut info = proc_info(&p, &layout, self.generation)?;

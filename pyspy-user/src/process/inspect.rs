@@ -190,13 +190,57 @@ impl Inspector {
     }
 }
 
+/// [`inspect`] of each PID, in order, spread over the CPUs: most of a host-wide dump's time
+/// before anything is read goes here, waiting on `/proc` and file reads. A file two workers
+/// meet at once may be analysed twice; the cache keeps one.
+pub fn inspect_all(pids: &[u32]) -> Vec<Result<PythonProcess, InspectError>> {
+    over_cpus(pids, inspect, |pid| {
+        Err(InspectError::Io {
+            pid,
+            source: std::io::Error::other("inspection failed"),
+        })
+    })
+}
+
+/// Threads [`over_cpus`] uses at most.
+const MAX_WORKERS: usize = 8;
+
+/// `f` of each PID, in order, on up to one thread per CPU. A worker that panicked (a bug)
+/// gives `failed` for each of its PIDs.
+fn over_cpus<T: Send>(pids: &[u32], f: fn(u32) -> T, failed: fn(u32) -> T) -> Vec<T> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_WORKERS)
+        .min(pids.len());
+    if workers <= 1 {
+        return pids.iter().map(|&pid| f(pid)).collect();
+    }
+    let chunk = pids.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pids
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|&pid| f(pid)).collect::<Vec<T>>()))
+            .collect();
+        handles
+            .into_iter()
+            .zip(pids.chunks(chunk))
+            .flat_map(|(h, part)| {
+                h.join()
+                    .unwrap_or_else(|_| part.iter().map(|&pid| failed(pid)).collect())
+            })
+            .collect()
+    })
+}
+
 /// Every PID whose executable or mapped libraries look like a CPython interpreter, judged by
 /// file names only: the `/proc/PID/exe` name, then a scan of `/proc/PID/maps` for a versioned
 /// libpython. Processes that cannot be read are left out.
 pub fn candidate_pids() -> Vec<u32> {
-    procfs::all_pids()
-        .into_iter()
-        .filter(|&pid| is_candidate(pid))
+    let pids = procfs::all_pids();
+    let keep = over_cpus(&pids, is_candidate, |_| false);
+    pids.into_iter()
+        .zip(keep)
+        .filter_map(|(pid, keep)| keep.then_some(pid))
         .collect()
 }
 

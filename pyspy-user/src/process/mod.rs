@@ -23,7 +23,7 @@ pub mod procfs;
 pub mod version;
 
 pub use cache::CacheStats;
-pub use inspect::{cache_stats, candidate_pids, inspect, is_candidate, Inspector};
+pub use inspect::{cache_stats, candidate_pids, inspect, inspect_all, is_candidate, Inspector};
 pub use memory::read_memory;
 pub use procfs::is_gone;
 

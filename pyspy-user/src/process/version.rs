@@ -230,7 +230,6 @@ pub fn pick_version_string(
     matching().find(|(_, n)| *n == best).map(|(v, _)| *v)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
