@@ -140,16 +140,19 @@ impl Session {
         let on_demand = matches!(config.mode, Mode::OnDemand);
         // Check the requested PIDs before touching the kernel: a typo is the commonest error.
         // An on-demand dump reports each bad PID and dumps the others.
+        // Inspected over the CPUs; an on-demand dump registers what it found here.
         let mut rejected = Vec::new();
-        for &pid in &config.pids {
-            let checked = process::inspect(pid)
-                .map_err(tracker::inspect_error)
-                .map_err(|e| exit_aware(pid, e));
-            if let Err(e) = checked {
-                if !on_demand {
-                    return Err(e);
+        let mut accepted = Vec::new();
+        for (&pid, checked) in config.pids.iter().zip(process::inspect_all(&config.pids)) {
+            match checked {
+                Ok(p) => accepted.push((pid, Ok(p))),
+                Err(e) => {
+                    let e = exit_aware(pid, tracker::inspect_error(e));
+                    if !on_demand {
+                        return Err(e);
+                    }
+                    rejected.push((pid, e));
                 }
-                rejected.push((pid, e));
             }
         }
         crate::startup::step("requested processes inspected");
@@ -180,19 +183,15 @@ impl Session {
         let mut registered = BTreeMap::new();
         if on_demand {
             let scan = config.pids.is_empty();
-            let pids = if scan {
-                process::candidate_pids()
+            let inspected = if scan {
+                // Judged and inspected over the CPUs, registered in order.
+                let pids = process::candidate_pids();
+                let found = process::inspect_all(&pids);
+                pids.into_iter().zip(found).collect()
             } else {
-                config
-                    .pids
-                    .iter()
-                    .copied()
-                    .filter(|p| !rejected.iter().any(|(r, _)| r == p))
-                    .collect()
+                accepted
             };
-            // Inspected over the CPUs, registered in order.
-            let inspected = process::inspect_all(&pids);
-            for (pid, inspected) in pids.into_iter().zip(inspected) {
+            for (pid, inspected) in inspected {
                 match tracker.register_inspected(pid, inspected, &mut probes, &mut sym) {
                     Ok(()) => {
                         registered.insert(pid, pidfd(pid));
