@@ -866,50 +866,57 @@ fn stuck_busy_oracle(target: &mut Target) -> Result<Vec<String>> {
     Ok(parked)
 }
 
-/// `--stuck SECS` alone: one report, SECS after the first read, of the two parked threads
-/// only (the busy one changes its stack all the time), each as faulthandler prints it and
-/// unchanged for at least SECS.
+/// `--stuck SECS` alone, through each reader: one report, SECS after the first read, of the
+/// two parked threads only (the busy one changes its stack all the time), each as faulthandler
+/// prints it and unchanged for at least SECS.
 #[test]
 fn stuck_reports_only_threads_whose_stack_does_not_change() {
     const SECS: f64 = 1.5;
     for_each_interpreter(|interp| {
         let mut target = Target::start(interp, "stuck_busy.py", &[SIGUSR1])?;
         let parked = stuck_busy_oracle(&mut target)?;
-        let run = Pytrace::run(
-            &dump_args_with(target.pid(), "text", &["--stuck", &SECS.to_string()]),
-            RUN_TIMEOUT,
-        )?;
-        let context = || run.describe();
-        if !run.status.success() {
-            return Err(format!("exit {:?}\n{}", run.status, context()));
-        }
-        let dumps = split_text_output(&run.stdout)?;
-        let [dump] = dumps.as_slice() else {
-            return Err(format!("expected one report\n{}", context()));
-        };
-        check_header(&dump.header)?;
-        let mut reported = Vec::new();
-        for block in thread_blocks(&dump.body) {
-            let (first, rest) = block.split_once('\n').unwrap_or((&block, ""));
-            let secs: f64 = first
-                .strip_prefix("Stack unchanged for at least ")
-                .and_then(|s| s.strip_suffix(" s:"))
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| format!("no unchanged time before {block:?}\n{}", context()))?;
-            if secs < SECS {
-                return Err(format!("unchanged {secs} s < {SECS}\n{}", context()));
+        for reader in READERS {
+            let secs = SECS.to_string();
+            let run = Pytrace::run(
+                &dump_args_with(
+                    target.pid(),
+                    "text",
+                    &["--stuck", &secs, "--reader", reader],
+                ),
+                RUN_TIMEOUT,
+            )?;
+            let context = || format!("--reader {reader}\n{}", run.describe());
+            if !run.status.success() {
+                return Err(format!("exit {:?}\n{}", run.status, context()));
             }
-            reported.push(rest.to_string());
-        }
-        let mut expected = parked.clone();
-        expected.sort();
-        reported.sort();
-        if reported != expected {
-            return Err(format!(
-                "reported threads differ from the parked ones:\nexpected:\n{}\n{}",
-                expected.join("\n\n"),
-                context()
-            ));
+            let dumps = split_text_output(&run.stdout)?;
+            let [dump] = dumps.as_slice() else {
+                return Err(format!("expected one report\n{}", context()));
+            };
+            check_header(&dump.header)?;
+            let mut reported = Vec::new();
+            for block in thread_blocks(&dump.body) {
+                let (first, rest) = block.split_once('\n').unwrap_or((&block, ""));
+                let secs: f64 = first
+                    .strip_prefix("Stack unchanged for at least ")
+                    .and_then(|s| s.strip_suffix(" s:"))
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("no unchanged time before {block:?}\n{}", context()))?;
+                if secs < SECS {
+                    return Err(format!("unchanged {secs} s < {SECS}\n{}", context()));
+                }
+                reported.push(rest.to_string());
+            }
+            let mut expected = parked.clone();
+            expected.sort();
+            reported.sort();
+            if reported != expected {
+                return Err(format!(
+                    "reported threads differ from the parked ones:\nexpected:\n{}\n{}",
+                    expected.join("\n\n"),
+                    context()
+                ));
+            }
         }
         Ok(())
     });
