@@ -6,35 +6,27 @@
 //!
 //! For BPF this library is empty: the eBPF object is the `pyspy` binary alone.
 #![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg(not(target_arch = "bpf"))]
+
+pub mod host;
 
 // The parts of these modules only the kernel's entry points use (the current task's reads,
 // the signal and timer adapters' helpers) are not used on the host.
-#[cfg(not(target_arch = "bpf"))]
 #[allow(dead_code)]
 mod capture;
-#[cfg(not(target_arch = "bpf"))]
 #[allow(dead_code)]
 mod counters;
-#[cfg(not(target_arch = "bpf"))]
 #[allow(dead_code)]
 mod emit;
-#[cfg(not(target_arch = "bpf"))]
-pub mod host;
-#[cfg(not(target_arch = "bpf"))]
 #[allow(dead_code)]
 mod maps;
-#[cfg(not(target_arch = "bpf"))]
 #[allow(dead_code)]
 mod platform;
-#[cfg(not(target_arch = "bpf"))]
 #[allow(dead_code)]
 mod read;
-#[cfg(not(target_arch = "bpf"))]
 #[allow(dead_code)]
 mod symbols;
-#[cfg(not(target_arch = "bpf"))]
 #[allow(dead_code)]
 mod tlbc;
-#[cfg(not(target_arch = "bpf"))]
 #[allow(dead_code)]
 mod walker;
