@@ -1184,7 +1184,10 @@ if sys.argv[1] == "idle":
 f27()
 """
 
-    def sample_cost_run(self, python, mode, seconds=3):
+    # Reads of the sampled thread's memory `--calibrate-reads` adds to each sample.
+    CALIBRATE_READS = 300
+
+    def sample_cost_run(self, python, mode, seconds=3, calibrate_reads=0):
         """`pytrace record --hz 999 -v` of the deep target: (program runs, ns, samples)."""
         target = spawn([python, "-c", self.DEEP_TARGET, mode], stdout=subprocess.PIPE, text=True)
         try:
@@ -1192,6 +1195,7 @@ f27()
                 raise BenchError("deep target did not start")
             r = subprocess.run([self.a.pytrace, "record", "--pid", str(target.pid), "--hz", "999",
                                 "--duration", str(seconds), "--format", "folded", "-v",
+                                "--calibrate-reads", str(calibrate_reads),
                                 "-o", os.path.join(self.tmp, "deep.folded")],
                                capture_output=True, text=True, timeout=120)
         finally:
@@ -1204,28 +1208,38 @@ f27()
 
     def sample_cost(self, python, reps):
         """Kernel time per sample of a 30-frame stack: each busy run's program time less its
-        other ticks at the per-tick cost of an idle run (which samples nothing), per sample."""
-        per_tick, per_sample = [], []
+        other ticks at the per-tick cost of an idle run (which samples nothing), per sample.
+        Each round also times one read of the target's memory: a busy run whose samples each
+        make `CALIBRATE_READS` more, against the plain one."""
+        per_tick, per_sample, per_read = [], [], []
         for _ in range(reps):
             runs, ns, _ = self.sample_cost_run(python, "idle")
             idle = ns / max(runs, 1)
-            runs, ns, samples = self.sample_cost_run(python, "busy")
             per_tick.append(idle)
-            per_sample.append((ns - idle * (runs - samples)) / max(samples, 1))
-        return per_tick, per_sample
+            one = []
+            for extra in (0, self.CALIBRATE_READS):
+                runs, ns, samples = self.sample_cost_run(python, "busy", calibrate_reads=extra)
+                one.append((ns - idle * (runs - samples)) / max(samples, 1))
+            per_sample.append(one[0])
+            per_read.append((one[1] - one[0]) / self.CALIBRATE_READS)
+        return per_tick, per_sample, per_read
 
     def report_sample_cost(self, python, reps):
         """One report line: the kernel time per sample of `python`'s 30-frame stack, median and
-        every run, with the load average around the runs."""
+        every run, and what one read of the target's memory costs, with the load average
+        around the runs."""
         load0 = loadavg()
-        per_tick, per_sample = self.sample_cost(python, reps)
+        per_tick, per_sample, per_read = self.sample_cost(python, reps)
         share = statistics.median(per_sample) / 1e9
         runs = " ".join(f"{x / 1000:.1f}" for x in per_sample)
         self.out(f"  pytrace kernel time per sample of a 30-frame stack (29 distinct functions, "
                  f"{os.path.basename(python)}, 999 Hz, {len(per_sample)} runs of 3 s): median "
                  f"{statistics.median(per_sample) / 1000:.1f} us (runs "
                  f"{min(per_sample) / 1000:.1f}-{max(per_sample) / 1000:.1f}: {runs}); other ticks "
-                 f"{statistics.median(per_tick):.0f} ns each (idle run); charged to the sampled "
+                 f"{statistics.median(per_tick):.0f} ns each (idle run); one 8-byte read of the "
+                 f"target's memory {statistics.median(per_read):.0f} ns (runs "
+                 f"{min(per_read):.0f}-{max(per_read):.0f}; {self.CALIBRATE_READS} reads added "
+                 f"per sample); charged to the sampled "
                  f"thread: {share * 99 * 100:.2f}% of its time at 99 Hz, {share * 999 * 100:.2f}% at 999 Hz; "
                  f"load average {load0} before, {loadavg()} after")
 

@@ -2,14 +2,19 @@
 //! with the sampling frame bound; samples wake user space in batches, and samples of threads
 //! outside traced processes are only counted.
 
+use core::ffi::c_void;
+
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use pytrace_common::{trigger, Counter, SAMPLE_MAX_FRAMES};
+
+use crate::platform::{helpers::generated::bpf_loop, Global};
 
 use crate::{
     capture::{self, CaptureRequest, NoRecord},
     counters::bump,
     emit::Wake,
     maps::PROCS,
+    read::{CurrentTask, Memory},
     walker::SCOPE_ONLY_THREAD,
 };
 
@@ -28,11 +33,12 @@ pub fn on_tick() {
         bump(Counter::SampleNotPython);
         return;
     }
+    let fsbase = capture::current_fsbase();
     let req = CaptureRequest {
         trigger: trigger::TIMER,
         pid,
         tid: pid_tgid as u32,
-        fsbase: capture::current_fsbase(),
+        fsbase,
         scope: SCOPE_ONLY_THREAD,
         max_threads: 1,
         max_frames: SAMPLE_MAX_FRAMES,
@@ -50,4 +56,43 @@ pub fn on_tick() {
     if let Err(c) = result {
         bump(c);
     }
+    calibrate(fsbase);
+}
+
+/// Reads of the sampled thread's memory added to each sample (`pytrace record
+/// --calibrate-reads`, for the benchmark): what one read of a target's memory costs here, the
+/// unit of a sample's cost. Set by the loader; 0 (read-only data the verifier knows) drops the
+/// code below as dead.
+#[no_mangle]
+static CALIBRATE_READS: Global<u32> = Global::new(0);
+
+/// Most calibration reads per sample.
+const MAX_CALIBRATE_READS: u32 = 4096;
+
+#[inline(always)]
+fn calibrate(fsbase: u64) {
+    let n = CALIBRATE_READS.load();
+    if n == 0 || fsbase == 0 {
+        return;
+    }
+    let addr = fsbase;
+    // SAFETY: the callback has bpf_loop's signature; its context is `addr`, alive for the
+    // whole loop.
+    unsafe {
+        bpf_loop(
+            n.min(MAX_CALIBRATE_READS),
+            calibration_read as *mut c_void,
+            &addr as *const u64 as *mut c_void,
+            0,
+        )
+    };
+}
+
+/// One calibration read: the word at the thread's FS base (its TLS block's first word, the
+/// thread control block's self pointer: mapped and resident while the thread runs).
+extern "C" fn calibration_read(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `calibrate` passes the address of a live `u64`.
+    let addr = unsafe { *(ctx as *const u64) };
+    let _ = CurrentTask.user_u64(addr);
+    0
 }

@@ -157,6 +157,12 @@ pub struct RecordArgs {
     #[arg(long)]
     pub gil: bool,
 
+    /// After each sample, this many more 8-byte reads of the sampled thread's memory: what one
+    /// read costs on this host, measured by the benchmark (`-v` prints the kernel's run
+    /// time). Off by default; not for profiling.
+    #[arg(long, hide = true, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub calibrate_reads: u32,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -320,6 +326,30 @@ mod tests {
         let e = reader(&["--reader", "ptrace"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(one_line(&e).contains("--reader"), "{}", one_line(&e));
+    }
+
+    #[test]
+    fn calibration_reads_are_bounded_and_hidden() {
+        let reads = |args: &[&str]| {
+            Cli::try_parse_from(["pytrace", "record"].iter().chain(args)).map(|c| match c.command {
+                Some(Command::Record(r)) => r.calibrate_reads,
+                _ => panic!("not a record"),
+            })
+        };
+        assert_eq!(reads(&[]).unwrap(), 0);
+        assert_eq!(reads(&["--calibrate-reads", "300"]).unwrap(), 300);
+        let e = reads(&["--calibrate-reads", "5000"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            one_line(&e).contains("--calibrate-reads"),
+            "{}",
+            one_line(&e)
+        );
+        let help = reads(&["--help"]).unwrap_err().to_string();
+        assert!(
+            help.contains("--hz") && !help.contains("calibrate"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -410,7 +410,10 @@ async fn record(args: RecordArgs) -> Result<(), Error> {
     let file = File::create(&path)
         .map_err(|e| Error::Output(format!("cannot create {}: {e}", path.display())))?;
     let mut session = Session::start(SessionConfig {
-        mode: Mode::Timer { hz: args.hz },
+        mode: Mode::Timer {
+            hz: args.hz,
+            calibrate_reads: args.calibrate_reads,
+        },
         pids: args.pid.clone(),
         verbose: args.common.verbose,
         ringbuf_mib: args.common.ringbuf_mib,
@@ -477,7 +480,10 @@ fn epoch_ns() -> u64 {
 /// `pytrace top`: the live view, until `q`, Ctrl-C, SIGTERM or the exit of every `--pid`.
 async fn top(args: TopArgs) -> Result<(), Error> {
     let mut session = Session::start(SessionConfig {
-        mode: Mode::Timer { hz: args.hz },
+        mode: Mode::Timer {
+            hz: args.hz,
+            calibrate_reads: 0,
+        },
         pids: args.pid.clone(),
         verbose: args.common.verbose,
         ringbuf_mib: args.common.ringbuf_mib,

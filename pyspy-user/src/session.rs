@@ -30,8 +30,9 @@ pub enum Mode {
     /// A dump of every thread at each delivery of these signals (for a process a signal
     /// kills, once); with `hold`, the signals are refused to the selected processes instead.
     Signal { signals: Vec<u32>, hold: bool },
-    /// A sample of the interrupted thread at this many ticks per second on every CPU.
-    Timer { hz: u64 },
+    /// A sample of the interrupted thread at this many ticks per second on every CPU; each
+    /// sample followed by `calibrate_reads` reads of its memory (`record --calibrate-reads`).
+    Timer { hz: u64, calibrate_reads: u32 },
     /// Dumps taken when asked ([`Session::dump_now`]), by the task iterator (or the host
     /// walk, `SessionConfig::reader`) reading each process from outside: nothing is attached,
     /// nothing is signalled.
@@ -246,7 +247,7 @@ impl Session {
                 probes.attach_signal()?;
                 0
             }
-            Mode::Timer { hz } => kernel(&mut probes)?.attach_cpu_clock(hz)?,
+            Mode::Timer { hz, .. } => kernel(&mut probes)?.attach_cpu_clock(hz)?,
             Mode::OnDemand => 0,
         };
         crate::startup::step("processes registered, programs attached");
@@ -296,6 +297,12 @@ impl Session {
             run_time_stats: config.verbose > 0,
             kernel_log: config.verbose > 1,
             on_demand_only: on_demand,
+            calibrate_reads: match config.mode {
+                Mode::Timer {
+                    calibrate_reads, ..
+                } => calibrate_reads,
+                Mode::Signal { .. } | Mode::OnDemand => 0,
+            },
         })?;
         let ring = probes.events()?;
         crate::startup::step("ring buffer mapped");

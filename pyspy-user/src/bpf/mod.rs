@@ -37,6 +37,8 @@ pub struct ProbeConfig {
     /// Print the programs' debug messages (`-vv`). Off, the messages' code is dropped by the
     /// verifier (`AYA_LOG_LEVEL` 0 is read-only data) and nothing reads their buffer.
     pub kernel_log: bool,
+    /// Reads of the sampled thread's memory added to each sample (`record --calibrate-reads`).
+    pub calibrate_reads: u32,
     /// Only the task iterator will run (`pytrace dump`): the maps that only the signal, timer
     /// and lifecycle programs use are made as small as they can be (one entry), so that their
     /// preallocation does not slow the start.
@@ -153,6 +155,7 @@ impl Probes {
             .override_global("PID_FILTER", &pid_filter, true)
             .override_global("AYA_LOG_LEVEL", &kernel_log_level, true)
             .override_global("WAKE_BATCH_BYTES", &wake_batch_bytes, true)
+            .override_global("CALIBRATE_READS", &config.calibrate_reads, true)
             .map_max_entries("EVENTS", config.ringbuf_bytes)
             .load(OBJECT)
             .map_err(|e| Error::KernelSupport(format!("loading the eBPF object failed: {e}")))?;
