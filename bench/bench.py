@@ -1188,15 +1188,18 @@ f27()
     CALIBRATE_READS = 300
 
     def sample_cost_run(self, python, mode, seconds=3, calibrate_reads=0):
-        """`pytrace record --hz 999 -v` of the deep target: (program runs, ns, samples)."""
+        """`pytrace record --hz 999 -v` of the deep target: (program runs, ns, samples,
+        phases); with `calibrate_reads`, each sample's phases are timed too (`phases`: ns per
+        timed sample in begin, walk and finish; else None)."""
         target = spawn([python, "-c", self.DEEP_TARGET, mode], stdout=subprocess.PIPE, text=True)
         try:
             if target.stdout.readline().strip() != "ready":
                 raise BenchError("deep target did not start")
             r = subprocess.run([self.a.pytrace, "record", "--pid", str(target.pid), "--hz", "999",
                                 "--duration", str(seconds), "--format", "folded", "-v",
-                                "--calibrate-reads", str(calibrate_reads),
-                                "-o", os.path.join(self.tmp, "deep.folded")],
+                                "-o", os.path.join(self.tmp, "deep.folded")]
+                               + (["--calibrate-reads", str(calibrate_reads), "--time-phases"]
+                                  if calibrate_reads else []),
                                capture_output=True, text=True, timeout=120)
         finally:
             reap(target)
@@ -1204,32 +1207,43 @@ f27()
         w = re.search(r"wrote (\d+) samples", r.stderr)
         if not (m and w):
             raise BenchError("pytrace record printed no run-time stats: " + r.stderr[-300:])
-        return int(m.group(1)), int(m.group(2)), int(w.group(1))
+        phases = None
+        if calibrate_reads:
+            c = {k: int(v) for k, v in re.findall(r"\b(phase_\w+)=(\d+)", r.stderr)}
+            timed = c.get("phase_timed", 0)
+            if not timed:
+                raise BenchError("pytrace record timed no phases: " + r.stderr[-300:])
+            phases = tuple(c[f"phase_{p}_ns"] / timed for p in ("begin", "walk", "finish"))
+        return int(m.group(1)), int(m.group(2)), int(w.group(1)), phases
 
     def sample_cost(self, python, reps):
         """Kernel time per sample of a 30-frame stack: each busy run's program time less its
         other ticks at the per-tick cost of an idle run (which samples nothing), per sample.
-        Each round also times one read of the target's memory: a busy run whose samples each
-        make `CALIBRATE_READS` more, against the plain one."""
-        per_tick, per_sample, per_read = [], [], []
+        Each round also times one read of the target's memory (a busy run whose samples each
+        make `CALIBRATE_READS` more, against the plain one) and, in that run, the phases of
+        each sample (outside which the added reads are made)."""
+        per_tick, per_sample, per_read, phases = [], [], [], []
         for _ in range(reps):
-            runs, ns, _ = self.sample_cost_run(python, "idle")
+            runs, ns, _, _ = self.sample_cost_run(python, "idle")
             idle = ns / max(runs, 1)
             per_tick.append(idle)
             one = []
             for extra in (0, self.CALIBRATE_READS):
-                runs, ns, samples = self.sample_cost_run(python, "busy", calibrate_reads=extra)
+                runs, ns, samples, timed = self.sample_cost_run(python, "busy",
+                                                                 calibrate_reads=extra)
                 one.append((ns - idle * (runs - samples)) / max(samples, 1))
             per_sample.append(one[0])
             per_read.append((one[1] - one[0]) / self.CALIBRATE_READS)
-        return per_tick, per_sample, per_read
+            phases.append(timed)
+        return per_tick, per_sample, per_read, phases
 
     def report_sample_cost(self, python, reps):
         """One report line: the kernel time per sample of `python`'s 30-frame stack, median and
         every run, and what one read of the target's memory costs, with the load average
         around the runs."""
         load0 = loadavg()
-        per_tick, per_sample, per_read = self.sample_cost(python, reps)
+        per_tick, per_sample, per_read, phases = self.sample_cost(python, reps)
+        begin, walk, finish = (statistics.median(p[i] for p in phases) / 1000 for i in range(3))
         share = statistics.median(per_sample) / 1e9
         runs = " ".join(f"{x / 1000:.1f}" for x in per_sample)
         self.out(f"  pytrace kernel time per sample of a 30-frame stack (29 distinct functions, "
@@ -1239,7 +1253,8 @@ f27()
                  f"{statistics.median(per_tick):.0f} ns each (idle run); one 8-byte read of the "
                  f"target's memory {statistics.median(per_read):.0f} ns (runs "
                  f"{min(per_read):.0f}-{max(per_read):.0f}; {self.CALIBRATE_READS} reads added "
-                 f"per sample); charged to the sampled "
+                 f"per sample); phases of a sample (medians, each with a clock read): begin "
+                 f"{begin:.1f} us, walk {walk:.1f} us, finish {finish:.1f} us; charged to the sampled "
                  f"thread: {share * 99 * 100:.2f}% of its time at 99 Hz, {share * 999 * 100:.2f}% at 999 Hz; "
                  f"load average {load0} before, {loadavg()} after")
 

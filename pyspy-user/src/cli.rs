@@ -163,6 +163,11 @@ pub struct RecordArgs {
     #[arg(long, hide = true, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
     pub calibrate_reads: u32,
 
+    /// Time each sample's phases in the kernel (begin, walk, finish), printed with the
+    /// counters under `-v`: where a sample's time goes, for the benchmark. Not for profiling.
+    #[arg(long, hide = true)]
+    pub time_phases: bool,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -12,6 +12,7 @@ use std::{
 use pytrace_common::Counter;
 
 use crate::{
+    bpf::Calibration,
     cli::{Cli, Command, DumpArgs, RecordArgs, TopArgs},
     error::Error,
     escape,
@@ -412,7 +413,10 @@ async fn record(args: RecordArgs) -> Result<(), Error> {
     let mut session = Session::start(SessionConfig {
         mode: Mode::Timer {
             hz: args.hz,
-            calibrate_reads: args.calibrate_reads,
+            calibration: Calibration {
+                reads: args.calibrate_reads,
+                time_phases: args.time_phases,
+            },
         },
         pids: args.pid.clone(),
         verbose: args.common.verbose,
@@ -482,7 +486,7 @@ async fn top(args: TopArgs) -> Result<(), Error> {
     let mut session = Session::start(SessionConfig {
         mode: Mode::Timer {
             hz: args.hz,
-            calibrate_reads: 0,
+            calibration: Calibration::default(),
         },
         pids: args.pid.clone(),
         verbose: args.common.verbose,

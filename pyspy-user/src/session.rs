@@ -10,7 +10,7 @@ use tokio::{io::unix::AsyncFd, signal::unix::SignalKind, time::Instant};
 
 use crate::{
     backend::Backend,
-    bpf::{ProbeConfig, Probes},
+    bpf::{Calibration, ProbeConfig, Probes},
     cli::Reader,
     decode::{self, Assembler, RawCapture, Record},
     error::Error,
@@ -30,9 +30,9 @@ pub enum Mode {
     /// A dump of every thread at each delivery of these signals (for a process a signal
     /// kills, once); with `hold`, the signals are refused to the selected processes instead.
     Signal { signals: Vec<u32>, hold: bool },
-    /// A sample of the interrupted thread at this many ticks per second on every CPU; each
-    /// sample followed by `calibrate_reads` reads of its memory (`record --calibrate-reads`).
-    Timer { hz: u64, calibrate_reads: u32 },
+    /// A sample of the interrupted thread at this many ticks per second on every CPU (with
+    /// the benchmark's measurements, `record --calibrate-reads`, `--time-phases`).
+    Timer { hz: u64, calibration: Calibration },
     /// Dumps taken when asked ([`Session::dump_now`]), by the task iterator (or the host
     /// walk, `SessionConfig::reader`) reading each process from outside: nothing is attached,
     /// nothing is signalled.
@@ -297,11 +297,9 @@ impl Session {
             run_time_stats: config.verbose > 0,
             kernel_log: config.verbose > 1,
             on_demand_only: on_demand,
-            calibrate_reads: match config.mode {
-                Mode::Timer {
-                    calibrate_reads, ..
-                } => calibrate_reads,
-                Mode::Signal { .. } | Mode::OnDemand => 0,
+            calibration: match config.mode {
+                Mode::Timer { calibration, .. } => calibration,
+                Mode::Signal { .. } | Mode::OnDemand => Calibration::default(),
             },
         })?;
         let ring = probes.events()?;

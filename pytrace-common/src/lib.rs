@@ -952,9 +952,16 @@ pub enum Counter {
     /// Captures lost whole: their begin record (a timer sample's one record) did not fit in
     /// the ring buffer (the record is also counted by `RingbufFull`).
     NotBegun,
+    /// Under `record --time-phases` (the benchmark's): captures timed, and the nanoseconds
+    /// they spent beginning (process look-up, walk state, GIL), walking, and finishing (the
+    /// end or sample record written). Each includes one clock read.
+    PhaseTimed,
+    PhaseBeginNs,
+    PhaseWalkNs,
+    PhaseFinishNs,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::NotBegun as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::PhaseFinishNs as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -993,6 +1000,10 @@ impl Counter {
         Counter::Samples,
         Counter::CodesByVersion,
         Counter::NotBegun,
+        Counter::PhaseTimed,
+        Counter::PhaseBeginNs,
+        Counter::PhaseWalkNs,
+        Counter::PhaseFinishNs,
     ];
 
     /// Whether this counter counts something lost or incomplete (reported even without -v).
@@ -1056,6 +1067,10 @@ impl Counter {
             Counter::Samples => "samples_started",
             Counter::CodesByVersion => "codes_by_version",
             Counter::NotBegun => "not_begun",
+            Counter::PhaseTimed => "phase_timed",
+            Counter::PhaseBeginNs => "phase_begin_ns",
+            Counter::PhaseWalkNs => "phase_walk_ns",
+            Counter::PhaseFinishNs => "phase_finish_ns",
         }
     }
 }

@@ -20,6 +20,15 @@ use crate::{error::Error, startup};
 /// The compiled eBPF object, built from `pyspy-ebpf` by this crate's build script.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pyspy"));
 
+/// What the benchmark measures of the sampler (`record --calibrate-reads`, `--time-phases`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Calibration {
+    /// Reads of the sampled thread's memory added after each sample: the cost of one.
+    pub reads: u32,
+    /// Each capture's begin, walk and finish timed into counters.
+    pub time_phases: bool,
+}
+
 /// What the programs are told at load time.
 pub struct ProbeConfig {
     /// Signals that trigger a dump.
@@ -37,8 +46,8 @@ pub struct ProbeConfig {
     /// Print the programs' debug messages (`-vv`). Off, the messages' code is dropped by the
     /// verifier (`AYA_LOG_LEVEL` 0 is read-only data) and nothing reads their buffer.
     pub kernel_log: bool,
-    /// Reads of the sampled thread's memory added to each sample (`record --calibrate-reads`).
-    pub calibrate_reads: u32,
+    /// The benchmark's measurements of the sampler (off: no cost).
+    pub calibration: Calibration,
     /// Only the task iterator will run (`pytrace dump`): the maps that only the signal, timer
     /// and lifecycle programs use are made as small as they can be (one entry), so that their
     /// preallocation does not slow the start.
@@ -118,6 +127,7 @@ impl Probes {
         let self_pid = std::process::id();
         let so = k.signal;
         let pid_filter = u32::from(config.pid_filter);
+        let time_phases = u32::from(config.calibration.time_phases);
         let wake_batch_bytes = config.wake_batch_bytes as u64;
         let kernel_log_level: u8 = if config.kernel_log {
             KERNEL_LOG_DEBUG
@@ -155,7 +165,8 @@ impl Probes {
             .override_global("PID_FILTER", &pid_filter, true)
             .override_global("AYA_LOG_LEVEL", &kernel_log_level, true)
             .override_global("WAKE_BATCH_BYTES", &wake_batch_bytes, true)
-            .override_global("CALIBRATE_READS", &config.calibrate_reads, true)
+            .override_global("CALIBRATE_READS", &config.calibration.reads, true)
+            .override_global("TIME_PHASES", &time_phases, true)
             .map_max_entries("EVENTS", config.ringbuf_bytes)
             .load(OBJECT)
             .map_err(|e| Error::KernelSupport(format!("loading the eBPF object failed: {e}")))?;
