@@ -12,7 +12,9 @@ Run through bench/run.sh (as root), which prepares the peers' virtualenv. Sectio
      processes against py-spy dump and pystack remote, and how long each stops the target
 
 --sample-cost PYTHONS runs only section 6's kernel time per sample of a 30-frame stack, for the
-given interpreters (quick and repeatable: about 15 s per run pair and interpreter).
+given interpreters, with what one read of the target's memory costs and where a sample's time
+goes (begin, walk, finish); quick and repeatable: about 15 s per round and interpreter (an idle
+run, a busy run, and a busy run whose samples each make 300 more reads and are timed by phase).
 
 Every section prints what it measured; the report goes to standard output and to --report.
 """
