@@ -184,6 +184,10 @@ pub struct WindowScratch {
     pub filename: [u64; HEADER_WORDS],
     pub name: [u64; HEADER_WORDS],
     pub linetable: [u64; HEADER_WORDS],
+    /// The `str` whose header `filename` holds, read by the capture `filename_capture` (0:
+    /// none): a sample's code objects share their module's file name (`symbols::read_fields`).
+    pub filename_addr: u64,
+    pub filename_capture: u64,
 }
 
 /// Fields of a target structure read with ONE user-memory read: `len` bytes from

@@ -162,7 +162,9 @@ pub fn seen(dump_id: u64, code: u64) -> Option<u64> {
 
 /// The fingerprint of `code` in this dump (0 when its header cannot be read), sending its
 /// code record first if this (process, code object, fingerprint) was not sent yet; noted so
-/// that the code object is looked up once per dump ([`seen`]).
+/// that the code object is looked up once per dump ([`seen`]). With `one_stopped_thread`, the
+/// capture reads only the thread it interrupted, which stays stopped throughout: see
+/// [`read_fields`].
 #[inline(always)]
 pub fn fingerprint<M: Memory>(
     mem: M,
@@ -171,12 +173,14 @@ pub fn fingerprint<M: Memory>(
     code: u64,
     proc: &ProcInfo,
     lost: &mut u32,
+    one_stopped_thread: bool,
 ) -> u64 {
     let Some(slot) = slot(code) else {
         bump(Counter::NoScratch);
         return 0;
     };
-    let (fp, header, epoch) = look_up(mem, pid, code, proc, lost, slot);
+    let memo = if one_stopped_thread { dump_id } else { 0 };
+    let (fp, header, epoch) = look_up(mem, pid, code, proc, lost, slot, memo);
     slot.capture_id = dump_id;
     slot.code = code;
     slot.fingerprint = fp;
@@ -246,6 +250,7 @@ fn look_up<M: Memory>(
     proc: &ProcInfo,
     lost: &mut u32,
     slot: &ProvenSlot,
+    memo: u64,
 ) -> (u64, u64, u64) {
     let off = &proc.offsets;
     let win = &proc.windows;
@@ -279,8 +284,10 @@ fn look_up<M: Memory>(
         filename: &mut scratch.filename,
         name: &mut scratch.name,
         linetable: &mut scratch.linetable,
+        filename_addr: &mut scratch.filename_addr,
+        filename_capture: &mut scratch.filename_capture,
     };
-    let fields = read_fields(mem, bufs, &hdr, code, proc);
+    let fields = read_fields(mem, bufs, &hdr, code, proc, memo);
     let key = CodeKey {
         pid,
         generation: proc.generation,
@@ -295,14 +302,24 @@ fn look_up<M: Memory>(
     )
 }
 
-/// Buffers of the reads after the header window's.
+/// Buffers of the reads after the header window's, and which file name `filename` holds.
 struct StrBufs<'a> {
     filename: &'a mut [u64; HEADER_WORDS],
     name: &'a mut [u64; HEADER_WORDS],
     linetable: &'a mut [u64; HEADER_WORDS],
+    filename_addr: &'a mut u64,
+    filename_capture: &'a mut u64,
 }
 
 /// The rest of the fingerprint of the code object whose header window is `hdr`.
+///
+/// With `memo` (the capture's id; 0: none), a file name whose header this capture already read
+/// is not read again: the code objects of one module share one file-name object, so a stack
+/// in one module reads it once instead of once per code object. Sound only where `memo` is
+/// given: a capture of the one thread it interrupted, which stays stopped throughout. Each
+/// frame of that thread holds a reference to its code object, and each code object one to its
+/// file name, so no file name read in the capture can be freed, and its address reused,
+/// before the capture ends.
 #[inline(always)]
 fn read_fields<M: Memory>(
     mem: M,
@@ -310,6 +327,7 @@ fn read_fields<M: Memory>(
     hdr: &Window<'_, WINDOW_WORDS>,
     code: u64,
     proc: &ProcInfo,
+    memo: u64,
 ) -> CodeFields {
     let off = &proc.offsets;
     let win = &proc.windows;
@@ -318,7 +336,16 @@ fn read_fields<M: Memory>(
     let linetable = hdr.u64_at(off.code_linetable);
     let firstlineno = hdr.u32_at(off.code_firstlineno) as i32;
     let mut h = hdr.mix_into(code, win.code_len);
-    let (filename_hdr, h1) = str_header(mem, scratch.filename, filename, h, proc);
+    let (filename_hdr, h1) =
+        if memo != 0 && *scratch.filename_capture == memo && *scratch.filename_addr == filename {
+            held_str_header(scratch.filename, h, proc)
+        } else {
+            let read = str_header(mem, scratch.filename, filename, h, proc);
+            // Noted only when read: a failed read leaves the buffer without a header.
+            *scratch.filename_capture = if read.0.is_some() { memo } else { 0 };
+            *scratch.filename_addr = filename;
+            read
+        };
     let (name_hdr, h2) = str_header(mem, scratch.name, name, h1, proc);
     h = h2;
     let linetable_size = match Window::read(
@@ -368,18 +395,30 @@ fn str_header<M: Memory>(
     h: u64,
     proc: &ProcInfo,
 ) -> (Option<StrHeader>, u64) {
-    let off = &proc.offsets;
     let win = &proc.windows;
     match Window::read(mem, buf, obj, win.str_start, win.str_len) {
-        Some(w) => (
-            Some(StrHeader {
-                length: w.u64_at(off.unicode_length),
-                state: w.u32_at(off.unicode_state),
-            }),
-            w.mix_into(h, win.str_len),
-        ),
+        Some(w) => str_fields(&w, h, proc),
         None => (None, mix(h, 1)),
     }
+}
+
+/// [`str_header`] of the header a successful read left in `buf`, not read again.
+#[inline(always)]
+fn held_str_header(buf: &[u64; HEADER_WORDS], h: u64, proc: &ProcInfo) -> (Option<StrHeader>, u64) {
+    str_fields(&Window::held(buf, proc.windows.str_start), h, proc)
+}
+
+/// A `str` header's fields, and `h` with the header mixed in.
+#[inline(always)]
+fn str_fields(w: &Window<'_, HEADER_WORDS>, h: u64, proc: &ProcInfo) -> (Option<StrHeader>, u64) {
+    let off = &proc.offsets;
+    (
+        Some(StrHeader {
+            length: w.u64_at(off.unicode_length),
+            state: w.u32_at(off.unicode_state),
+        }),
+        w.mix_into(h, proc.windows.str_len),
+    )
 }
 
 /// Sends the code record (and the rest of a long line table) for `key`; marks it sent when

@@ -471,6 +471,7 @@ fn read_entry<M: Memory, const FULL: bool>(mem: M, state: &mut WalkState) -> boo
                 f.code,
                 &state.proc,
                 &mut state.lost,
+                !M::CONCURRENT && state.scope == SCOPE_ONLY_THREAD,
             ),
             None => match symbols::known(mem, state.pid, state.capture_id, f.code, &state.proc) {
                 Some(fp) => fp,

@@ -448,3 +448,54 @@ fn a_stack_too_deep_is_marked_and_every_sample_is_accounted_for() {
         }
     });
 }
+
+/// A sample's frames alternate between two files: each is named with its own file and line
+/// (the kernel reads a file name once per sample for the code objects that share it).
+#[test]
+fn frames_of_two_files_alternating_keep_their_own_file_names() {
+    // a5 (mod_a.py:12), b5 (mod_b_of_another_length.py:12), a4 (mod_a.py:10), ..., b0 (…:2).
+    // The names' lengths differ: a file name's header taken from the other file would cut or
+    // overrun it.
+    let expected: Vec<String> = (0..6)
+        .rev()
+        .flat_map(|i| {
+            let line = 2 * i + 2;
+            [
+                format!("a{i} (mod_a.py:{line})"),
+                format!("b{i} (mod_b_of_another_length.py:{line})"),
+            ]
+        })
+        .collect();
+    for_each_interpreter(|interp| {
+        let dir = TempDir::new()?;
+        let mut target = Target::start(interp, "two_files.py", &[])?;
+        let out = dir.path().join("two.folded");
+        let mut args = record_args(&[target.pid()], &out, &["--format", "folded"]);
+        args.extend(["--duration".to_string(), "1".to_string()]);
+        let run = Pytrace::run(&args, Duration::from_secs(60))?;
+        expect_success(&run, "record of a stack over two files")?;
+        target.command("exit")?;
+        let stacks = folded(&out)?;
+        let spinning: Vec<_> = stacks
+            .iter()
+            .filter(|(f, _)| {
+                f.last()
+                    .is_some_and(|l| l.starts_with("spin (mod_b_of_another_length.py:"))
+            })
+            .collect();
+        let n: u64 = spinning.iter().map(|(_, n)| n).sum();
+        if n < 10 {
+            return Err(format!("{n} samples of spin\n{}", run.stderr));
+        }
+        for (frames, _) in &spinning {
+            let below = &frames[..frames.len() - 1];
+            let tail = &below[below.len().saturating_sub(expected.len())..];
+            if tail != expected.as_slice() {
+                return Err(format!(
+                    "frames above spin: {tail:?}, expected {expected:?}"
+                ));
+            }
+        }
+        Ok(())
+    });
+}
