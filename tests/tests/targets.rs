@@ -76,6 +76,7 @@ fn every_case_is_listed() {
             "gil_released.py",
             "cpu_split.py",
             "deep_busy.py",
+            "two_files.py",
         ];
         if name.ends_with(".py")
             && !own_test.contains(&name.as_str())
