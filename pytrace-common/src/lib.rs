@@ -952,12 +952,14 @@ pub enum Counter {
     /// Captures lost whole: their begin record (a timer sample's one record) did not fit in
     /// the ring buffer (the record is also counted by `RingbufFull`).
     NotBegun,
-    /// Under `record --time-phases` (the benchmark's): captures timed, and the nanoseconds
-    /// they spent beginning (process look-up, walk state, GIL), walking, and finishing (the
-    /// end or sample record written). Each includes one clock read.
+    /// Captures timed under `record --time-phases` (the benchmark's); the three counters
+    /// below are their nanoseconds by phase, each including one clock read.
     PhaseTimed,
+    /// Beginning: the process look-up, the walk state, the GIL.
     PhaseBeginNs,
+    /// Walking the thread(s).
     PhaseWalkNs,
+    /// Finishing: the end or sample record written.
     PhaseFinishNs,
 }
 
